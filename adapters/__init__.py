@@ -1,0 +1,1 @@
+"""The world: stores, Kafka, engines, placement, webhooks, local services."""

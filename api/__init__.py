@@ -1,0 +1,1 @@
+"""The HTTP edge: Litestar routes of both dialects, MCP, auth, errors."""

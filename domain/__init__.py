@@ -1,0 +1,1 @@
+"""The pure domain: aggregates, events, value objects, pricing. No I/O, no clock."""

@@ -1,0 +1,1 @@
+"""Triton int8 kernels for the ``cost`` preset, beside plain-PyTorch references."""

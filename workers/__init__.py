@@ -1,0 +1,1 @@
+"""Long-running loops: relay, projection runners, meter, reconciler, dispatchers."""
