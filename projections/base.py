@@ -1,0 +1,36 @@
+"""The contract every projection meets, and the transaction port views are written through.
+
+A projection folds domain events into plain SQL tables. The runner (``workers``) hands it
+each event inside one view transaction that also advances the projection's tracking row, so
+an event is applied exactly once however often it is delivered. SQL is written with ``%s``
+placeholders and portable syntax (``INSERT … ON CONFLICT … DO UPDATE``); the SQLite adapter
+translates the placeholders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+
+class Tx(Protocol):
+    """One open view transaction."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement; return its rows (empty for statements without rows)."""
+        ...
+
+
+class Projection(Protocol):
+    """A read model built only from events."""
+
+    #: Stable name; the tracking rows and the replay compare use it.
+    name: str
+    #: The tables it owns, in creation order (``CREATE TABLE IF NOT EXISTS …``).
+    schema: Sequence[str]
+    #: The tables a rebuild empties (drop-and-replay must give the same rows).
+    tables: Sequence[str]
+
+    def apply(self, tx: Tx, event: object, position: int) -> None:
+        """Fold one domain event into the view; ``position`` is its notification id."""
+        ...
