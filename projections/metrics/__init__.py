@@ -1,0 +1,1 @@
+"""Usage metrics: per deployment and per model per minute, from per-request usage records."""
