@@ -22,7 +22,7 @@ def bucket_of(value_ms: float) -> int:
     """The bucket a latency falls in; everything at or under ``FIRST_MS`` is bucket 0."""
     if value_ms <= FIRST_MS:
         return 0
-    return int(math.ceil(math.log(value_ms / FIRST_MS) / _LOG_GROWTH - 1e-9))
+    return math.ceil(math.log(value_ms / FIRST_MS) / _LOG_GROWTH - 1e-9)
 
 
 def upper_bound(bucket: int) -> float:

@@ -52,13 +52,11 @@ def summarise(rows: Sequence[Sequence[Any]]) -> Usage:
     )
 
 
-_COLUMNS = "requests, errors, prompt_tokens, completion_tokens, latency_hist, ttft_hist"
-
-
 def usage_by_model(tx: Tx, account_id: str, since_minute: str) -> dict[str, Usage]:
     """An account's usage per model from ``since_minute`` (inclusive) on."""
     rows = tx.execute(
-        f"SELECT model, {_COLUMNS} FROM metrics_minute WHERE account_id = %s AND minute >= %s",
+        "SELECT model, requests, errors, prompt_tokens, completion_tokens, latency_hist, ttft_hist"
+        " FROM metrics_minute WHERE account_id = %s AND minute >= %s",
         [account_id, since_minute],
     )
     by_model: dict[str, list[tuple[Any, ...]]] = {}
@@ -70,7 +68,8 @@ def usage_by_model(tx: Tx, account_id: str, since_minute: str) -> dict[str, Usag
 def usage_of_deployment(tx: Tx, deployment_id: str, since_minute: str) -> Usage:
     """One deployment's usage from ``since_minute`` (inclusive) on."""
     rows = tx.execute(
-        f"SELECT {_COLUMNS} FROM metrics_minute WHERE deployment_id = %s AND minute >= %s",
+        "SELECT requests, errors, prompt_tokens, completion_tokens, latency_hist, ttft_hist"
+        " FROM metrics_minute WHERE deployment_id = %s AND minute >= %s",
         [deployment_id, since_minute],
     )
     return summarise(rows)
