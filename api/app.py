@@ -7,6 +7,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
 from modelyard import __version__
+from modelyard.api.errors import handle_exception
 from modelyard.api.health.controller import HealthController
 from modelyard.settings import Settings
 
@@ -15,6 +16,7 @@ def create_app(settings: Settings) -> Litestar:
     """Build the API for ``settings``; nothing is opened until the app starts."""
     app = Litestar(
         route_handlers=[HealthController],
+        exception_handlers={Exception: handle_exception},
         openapi_config=OpenAPIConfig(
             title="modelyard",
             version=__version__,
