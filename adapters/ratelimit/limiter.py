@@ -44,7 +44,7 @@ class RateLimiter(Protocol):
         ...
 
 
-def _decide(count: int, cost: int, limit: int, window_start: int, window_s: int, now: float) -> Decision:
+def _decide(count: int, limit: int, window_start: int, window_s: int, now: float) -> Decision:
     reset_s = max(0, int(window_start + window_s - now + 0.999))
     return Decision(allowed=count <= limit, limit=limit, remaining=max(0, limit - count), reset_s=reset_s)
 
@@ -65,7 +65,7 @@ class InProcessRateLimiter:
             if len(self._counts) > 100_000:
                 # Old windows can never be hit again; drop them rather than grow forever.
                 self._counts = {k: v for k, v in self._counts.items() if k[1] >= window_start}
-        return _decide(count, cost, limit, window_start, window_s, now)
+        return _decide(count, limit, window_start, window_s, now)
 
 
 SCHEMA = """
@@ -97,7 +97,7 @@ class PostgresRateLimiter:
                 [key, window_start, cost],
             ).fetchone()
         assert row is not None
-        return _decide(int(row[0]), cost, limit, window_start, window_s, now)
+        return _decide(int(row[0]), limit, window_start, window_s, now)
 
     def prune(self, *, before: float) -> int:
         """Delete windows that ended before ``before``; returns how many rows went."""

@@ -62,7 +62,8 @@ def test_headers_count_down_and_refusal_says_when_to_retry(pg_dsn: str) -> None:
     assert not third.allowed
     assert third.headers()["Retry-After"] == "10"
     assert third.headers()["X-RateLimit-Limit"] == "2"
-    assert next_window.allowed and next_window.remaining == 1
+    assert next_window.allowed
+    assert next_window.remaining == 1
     assert other_key.allowed
 
 
