@@ -1,0 +1,1 @@
+"""Event store configuration: SQLite for the embedded default, PostgreSQL for a cluster."""

@@ -1,0 +1,40 @@
+"""The ``eventsourcing`` environment for the configured store."""
+
+from __future__ import annotations
+
+from modelyard.settings import Settings, StoreKind
+
+
+def store_env(settings: Settings) -> dict[str, str]:
+    """The variables an eventsourcing application reads to open the configured store."""
+    if settings.store is StoreKind.SQLITE:
+        settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(settings.sqlite_path),
+            "CREATE_TABLE": "y",
+        }
+    pg = settings.postgres
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": pg.dbname,
+        "POSTGRES_HOST": pg.host,
+        "POSTGRES_PORT": str(pg.port),
+        "POSTGRES_USER": pg.user,
+        "POSTGRES_PASSWORD": pg.password,
+        "CREATE_TABLE": "y",
+    }
+
+
+def postgres_env_from_conninfo(conninfo: str) -> dict[str, str]:
+    """The same variables for a libpq ``key=value`` connection string (tests, tools)."""
+    parts = dict(item.split("=", 1) for item in conninfo.split())
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": parts["dbname"],
+        "POSTGRES_HOST": parts.get("host", "127.0.0.1"),
+        "POSTGRES_PORT": parts.get("port", "5432"),
+        "POSTGRES_USER": parts.get("user", ""),
+        "POSTGRES_PASSWORD": parts.get("password", ""),
+        "CREATE_TABLE": "y",
+    }

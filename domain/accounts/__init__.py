@@ -1,0 +1,1 @@
+"""Accounts: plan, prepaid credits, and what has been charged."""

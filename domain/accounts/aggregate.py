@@ -1,0 +1,140 @@
+"""The account aggregate: a prepaid balance in micro-dollars, credited and charged by events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import singledispatch
+from uuid import UUID, uuid4
+
+from modelyard.domain.catalog.models import Plan
+from modelyard.domain.shared.errors import DuplicateMinute, InvalidAmount, InvalidRequest
+from modelyard.domain.shared.events import Aggregate, DomainEvent, projector, touched
+
+
+class AccountOpened(DomainEvent, frozen=True, kw_only=True):
+    name: str
+    plan: str
+
+
+class CreditsAdded(DomainEvent, frozen=True, kw_only=True):
+    amount: int
+
+
+class CreditsCharged(DomainEvent, frozen=True, kw_only=True):
+    """One metered minute charged to the balance; names the event it came from."""
+
+    deployment_id: UUID
+    minute: datetime
+    amount: int
+    metered_version: int
+
+
+class CreditsExhausted(DomainEvent, frozen=True, kw_only=True):
+    """The balance reached zero: the account's deployments must stop."""
+
+    balance: int
+
+
+class Account(Aggregate, frozen=True, kw_only=True):
+    """Who pays, on which plan, with how much left."""
+
+    name: str
+    plan: Plan
+    balance: int = 0
+    exhausted: bool = False
+    # deployment id -> last minute charged; refuses a second charge for the same minute.
+    charged_through: dict[UUID, datetime] = {}
+
+
+@singledispatch
+def _mutate(event: DomainEvent, account: Account | None) -> Account | None:
+    raise TypeError(f"{type(event).__name__} is not an account event")
+
+
+@_mutate.register
+def _(event: AccountOpened, _: None) -> Account:
+    return Account(
+        id=event.originator_id,
+        version=event.originator_version,
+        created_on=event.timestamp,
+        modified_on=event.timestamp,
+        name=event.name,
+        plan=Plan(event.plan),
+    )
+
+
+@_mutate.register
+def _(event: CreditsAdded, account: Account) -> Account:
+    balance = account.balance + event.amount
+    return touched(account, event, balance=balance, exhausted=account.exhausted and balance <= 0)
+
+
+@_mutate.register
+def _(event: CreditsCharged, account: Account) -> Account:
+    through = {**account.charged_through, event.deployment_id: event.minute}
+    return touched(account, event, balance=account.balance - event.amount, charged_through=through)
+
+
+@_mutate.register
+def _(event: CreditsExhausted, account: Account) -> Account:
+    return touched(account, event, exhausted=True)
+
+
+project_account = projector(_mutate)
+
+
+def open_account(*, name: str, plan: str, at: datetime) -> AccountOpened:
+    """A new account with a zero balance."""
+    if not name.strip():
+        raise InvalidRequest("An account needs a name.")
+    try:
+        Plan(plan)
+    except ValueError:
+        raise InvalidRequest(f"Unknown plan {plan!r}; one of {', '.join(Plan)}.") from None
+    return AccountOpened(originator_id=uuid4(), originator_version=1, timestamp=at, name=name, plan=plan)
+
+
+def add_credits(account: Account, amount: int, at: datetime) -> CreditsAdded:
+    """Credit ``amount`` micro-dollars (a positive integer)."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidAmount(f"Credits must be a positive whole number of micro-dollars, got {amount!r}.")
+    return CreditsAdded(
+        originator_id=account.id, originator_version=account.version + 1, timestamp=at, amount=amount
+    )
+
+
+def charge_minute(
+    account: Account,
+    *,
+    deployment_id: UUID,
+    minute: datetime,
+    amount: int,
+    metered_version: int,
+    at: datetime,
+) -> list[DomainEvent]:
+    """Charge one metered minute; the first charge that takes the balance to zero says so."""
+    last = account.charged_through.get(deployment_id)
+    if last is not None and minute <= last:
+        raise DuplicateMinute(f"Minute {minute.isoformat()} of {deployment_id} is already charged.")
+    if amount < 0:
+        raise InvalidAmount(f"A charge cannot be negative, got {amount}.")
+    charged = CreditsCharged(
+        originator_id=account.id,
+        originator_version=account.version + 1,
+        timestamp=at,
+        deployment_id=deployment_id,
+        minute=minute,
+        amount=amount,
+        metered_version=metered_version,
+    )
+    events: list[DomainEvent] = [charged]
+    if account.balance - amount <= 0 and not account.exhausted:
+        events.append(
+            CreditsExhausted(
+                originator_id=account.id,
+                originator_version=account.version + 2,
+                timestamp=at,
+                balance=account.balance - amount,
+            )
+        )
+    return events

@@ -1,0 +1,241 @@
+"""``Yard``: the one write-side application. Load, command, save; return ids.
+
+Every aggregate kind lives in one event store with one notification log, so the relay,
+projections and the finance replay follow a single ordered history. Methods that change
+state take ``at`` (the caller's clock): the domain never reads one. Saving several
+aggregates' events in one ``save`` commits them in one transaction, and eventsourcing's
+optimistic concurrency refuses a writer that raced another on the same aggregate
+(reported as ``ConcurrencyConflict``; the caller reloads and retries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.utils import get_topic
+
+from modelyard.domain.accounts import aggregate as accounts
+from modelyard.domain.billing.pricing import check_capacity, check_tier, minute_price
+from modelyard.domain.catalog.hardware import check_gpu_fit, check_region, parse_preset
+from modelyard.domain.catalog.models import Size, deployable_model
+from modelyard.domain.deployments import aggregate as deployments
+from modelyard.domain.deployments import events as ev
+from modelyard.domain.deployments.metering import meter_minute
+from modelyard.domain.keys import aggregate as keys
+from modelyard.domain.shared import ids
+from modelyard.domain.shared.errors import (
+    AccountNotFound,
+    ConcurrencyConflict,
+    DomainError,
+    InstanceNotFound,
+    InsufficientCredits,
+    KeyNotFound,
+)
+from modelyard.domain.shared.events import Aggregate, DomainEvent
+from modelyard.domain.shared.mapper import MsgspecMapper, NullTranscoder
+
+T = TypeVar("T", bound=Aggregate)
+
+
+class Yard(Application[UUID]):
+    """Accounts, deployments and keys: every command of the product."""
+
+    name = "modelyard"
+    env: ClassVar[dict[str, str]] = {
+        "MAPPER_TOPIC": get_topic(MsgspecMapper),
+        "TRANSCODER_TOPIC": get_topic(NullTranscoder),
+    }
+
+    # --- reading aggregates for commands ---------------------------------------------
+
+    def _get(
+        self, aggregate_id: UUID, project: Callable[[Any, Iterable[DomainEvent]], Any], kind: type[T],
+        missing: type[DomainError],
+    ) -> T:  # fmt: skip
+        try:
+            found = self.repository.get(aggregate_id, projector_func=project)
+        except AggregateNotFoundError:
+            raise missing(f"No {kind.__name__.lower()} {aggregate_id}.") from None
+        if not isinstance(found, kind):
+            raise missing(f"No {kind.__name__.lower()} {aggregate_id}.")
+        return found
+
+    def get_account(self, account_id: UUID) -> accounts.Account:
+        """The account, or ACCOUNT_NOT_FOUND."""
+        return self._get(account_id, accounts.project_account, accounts.Account, AccountNotFound)
+
+    def get_deployment(self, deployment_id: UUID) -> deployments.Deployment:
+        """The deployment, or INSTANCE_NOT_FOUND."""
+        return self._get(
+            deployment_id, deployments.project_deployment, deployments.Deployment, InstanceNotFound
+        )
+
+    def get_key(self, key_id: UUID) -> keys.ApiKey:
+        """The key, or KEY_NOT_FOUND."""
+        return self._get(key_id, keys.project_key, keys.ApiKey, KeyNotFound)
+
+    def record(self, *events: DomainEvent) -> list[Recording[UUID]]:
+        """Save events atomically; a lost race becomes ``ConcurrencyConflict``."""
+        try:
+            return self.save(*events)
+        except IntegrityError as exc:
+            raise ConcurrencyConflict("Another writer changed this object first; retry.") from exc
+
+    # --- accounts ----------------------------------------------------------------------
+
+    def open_account(self, *, name: str, plan: str = "free", at: datetime) -> UUID:
+        """Open an account with a zero balance."""
+        event = accounts.open_account(name=name, plan=plan, at=at)
+        self.record(event)
+        return event.originator_id
+
+    def add_credits(self, account_id: UUID, amount: int, *, at: datetime) -> None:
+        """Credit the account ``amount`` micro-dollars."""
+        self.record(accounts.add_credits(self.get_account(account_id), amount, at))
+
+    # --- deployments -------------------------------------------------------------------
+
+    def request_deployment(
+        self, *, account_id: UUID, model: str, capacity: object = 1, tier: str = "dedicated",
+        prefix: str = ids.INSTANCE, name: str = "", gpu_type: str | None = None,
+        region: str | None = None, preset: str = "balanced", at: datetime,
+    ) -> UUID:  # fmt: skip
+        """Validate and record a new deployment; the balance must cover its first minute."""
+        spec = deployable_model(model)
+        capacity = check_capacity(capacity)
+        parsed_tier = check_tier(tier, spec.size, capacity)
+        parsed_preset = parse_preset(preset)
+        if gpu_type is not None:
+            check_gpu_fit(spec, gpu_type, parsed_preset)
+        if region is not None:
+            check_region(region)
+        account = self.get_account(account_id)
+        needed = minute_price(tier=parsed_tier, size=spec.size, capacity=capacity)
+        if account.balance < needed or account.balance <= 0:
+            raise InsufficientCredits(
+                f"The balance covers {account.balance} micro-dollars; the first minute of {model} "
+                f"at capacity {capacity} costs {needed}. Add credits first."
+            )
+        event = deployments.request_deployment(
+            at=at, account_id=account_id, prefix=prefix, name=name or model, model=model,
+            size=spec.size.value, tier=parsed_tier.value, capacity=capacity, gpu_type=gpu_type,
+            region=region, preset=parsed_preset.value,
+        )  # fmt: skip
+        self.record(event)
+        return event.originator_id
+
+    def _step(self, deployment_id: UUID, cls: type[DomainEvent], at: datetime, **fields: Any) -> None:
+        deployment = self.get_deployment(deployment_id)
+        self.record(deployments.next_event(deployment, cls, at, **fields))
+
+    def mark_replica_started(self, deployment_id: UUID, replica: str, *, at: datetime) -> None:
+        """A replica came up healthy."""
+        self._step(deployment_id, ev.ReplicaStarted, at, replica=replica)
+
+    def mark_replica_lost(self, deployment_id: UUID, replica: str, reason: str, *, at: datetime) -> None:
+        """A replica died or stopped answering."""
+        self._step(deployment_id, ev.ReplicaLost, at, replica=replica, reason=reason)
+
+    def activate(self, deployment_id: UUID, *, at: datetime) -> None:
+        """Enough replicas serve: running (billing starts)."""
+        self._step(deployment_id, ev.DeploymentActivated, at)
+
+    def fail_provisioning(self, deployment_id: UUID, reason: str, *, at: datetime) -> None:
+        """The deployment cannot be placed or started."""
+        self._step(deployment_id, ev.ProvisioningFailed, at, reason=reason)
+
+    def request_scale(self, deployment_id: UUID, capacity: object, *, at: datetime) -> None:
+        """Ask for another capacity (1, 2, 4 or 8); shared deployments cannot scale."""
+        deployment = self.get_deployment(deployment_id)
+        checked = check_capacity(capacity)
+        check_tier(deployment.tier, Size(deployment.size), checked)
+        self.record(deployments.next_event(deployment, ev.ScaleRequested, at, capacity=checked))
+
+    def mark_scaled(self, deployment_id: UUID, capacity: int, *, at: datetime) -> None:
+        """The replicas now number ``capacity``."""
+        self._step(deployment_id, ev.ScaledTo, at, capacity=capacity)
+
+    def scale_to_zero(self, deployment_id: UUID, *, at: datetime) -> None:
+        """Idle: release every replica (billing stops)."""
+        self._step(deployment_id, ev.ScaledToZero, at)
+
+    def degrade(self, deployment_id: UUID, reason: str, *, at: datetime) -> None:
+        """Serving with fewer replicas than asked for."""
+        self._step(deployment_id, ev.DeploymentDegraded, at, reason=reason)
+
+    def recover(self, deployment_id: UUID, *, at: datetime) -> None:
+        """Back to full strength."""
+        self._step(deployment_id, ev.DeploymentRecovered, at)
+
+    def set_autoscaling(self, deployment_id: UUID, policy: ev.Autoscaling, *, at: datetime) -> None:
+        """Replace the autoscaling policy."""
+        self._step(deployment_id, ev.AutoscalingSet, at, policy=policy)
+
+    def set_sla(self, deployment_id: UUID, targets: ev.SlaTargets, *, at: datetime) -> None:
+        """Replace the SLA targets."""
+        self._step(deployment_id, ev.SlaTargetsSet, at, targets=targets)
+
+    def record_sla_breach(
+        self, deployment_id: UUID, metric: str, value: float, target: float, *, at: datetime
+    ) -> None:
+        """A target was missed."""
+        self._step(deployment_id, ev.SlaBreached, at, metric=metric, value=value, target=target)
+
+    def record_sla_recovery(self, deployment_id: UUID, metric: str, *, at: datetime) -> None:
+        """A missed target is met again."""
+        self._step(deployment_id, ev.SlaRecovered, at, metric=metric)
+
+    def request_teardown(self, deployment_id: UUID, *, at: datetime) -> None:
+        """Destroy: billing stops now; the replicas are stopped downstream."""
+        self._step(deployment_id, ev.TeardownRequested, at)
+
+    def mark_destroyed(self, deployment_id: UUID, *, at: datetime) -> None:
+        """Every replica is gone."""
+        self._step(deployment_id, ev.Destroyed, at)
+
+    def meter(self, deployment_id: UUID, minute: datetime, *, at: datetime) -> int:
+        """Meter one completed minute and charge it, atomically; returns the amount charged."""
+        deployment = self.get_deployment(deployment_id)
+        metered = meter_minute(deployment, minute, at)
+        if metered is None:
+            return 0
+        account = self.get_account(deployment.account_id)
+        charges = accounts.charge_minute(
+            account, deployment_id=deployment_id, minute=minute, amount=metered.amount,
+            metered_version=metered.originator_version, at=at,
+        )  # fmt: skip
+        self.record(metered, *charges)
+        return metered.amount
+
+    # --- keys --------------------------------------------------------------------------
+
+    def issue_key(
+        self, *, account_id: UUID, kind: keys.KeyKind, secret_hash: str, display: str, at: datetime,
+        deployment_id: UUID | None = None,
+    ) -> UUID:  # fmt: skip
+        """Record a key by its hash; the caller shows the secret once."""
+        self.get_account(account_id)
+        event = keys.issue_key(
+            account_id=account_id, kind=kind, secret_hash=secret_hash, display=display, at=at,
+            deployment_id=deployment_id,
+        )  # fmt: skip
+        self.record(event)
+        return event.originator_id
+
+    def revoke_key(self, key_id: UUID, *, at: datetime) -> None:
+        """Revoke a key."""
+        self.record(keys.revoke_key(self.get_key(key_id), at))
+
+    def grant_access(self, key_id: UUID, deployment_id: UUID, role: str, *, at: datetime) -> None:
+        """Let a scoped key reach a deployment."""
+        self.get_deployment(deployment_id)
+        self.record(keys.grant_access(self.get_key(key_id), deployment_id, role, at))
+
+    def revoke_access(self, key_id: UUID, deployment_id: UUID, *, at: datetime) -> None:
+        """Withdraw a scoped key's grant."""
+        self.record(keys.revoke_access(self.get_key(key_id), deployment_id, at))

@@ -1,0 +1,1 @@
+"""Prices and the arithmetic of charging for runtime."""

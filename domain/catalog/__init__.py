@@ -1,0 +1,1 @@
+"""What can be deployed: models, GPU types, regions, presets, plans."""

@@ -1,0 +1,1 @@
+"""One deployment aggregate for both dialects' instances and deployments."""

@@ -1,0 +1,91 @@
+"""Which minutes of a deployment's runtime are due, and what each costs.
+
+A minute is the UTC minute ``[m, m + 60 s)``. It is due once it has ended and any of its
+seconds were billable; it is metered at most once because the aggregate refuses a minute
+at or before the last one it metered, and the meter always meters due minutes in order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from modelyard.domain.billing.pricing import CAPACITY_TENTHS, SECONDS_PER_HOUR, Tier, hourly_micros
+from modelyard.domain.catalog.models import Size
+from modelyard.domain.deployments import events as ev
+from modelyard.domain.deployments.aggregate import Deployment, Segment, next_event, whole_second
+from modelyard.domain.shared.errors import DuplicateMinute, InvalidRequest
+
+MINUTE = timedelta(minutes=1)
+
+
+def minute_of(at: datetime) -> datetime:
+    """The start of the UTC minute ``at`` falls in."""
+    return at.replace(second=0, microsecond=0)
+
+
+def _parts(deployment: Deployment, minute: datetime) -> list[tuple[int, int]]:
+    """(seconds, capacity) of each billable stretch inside ``minute``."""
+    end_of_minute = minute + MINUTE
+    parts = []
+    for segment in deployment.segments:
+        start = max(segment.start, minute)
+        end = min(segment.end or end_of_minute, end_of_minute)
+        if end > start:
+            parts.append((int((end - start).total_seconds()), segment.capacity))
+    return parts
+
+
+def amount_for(deployment: Deployment, parts: list[tuple[int, int]]) -> int:
+    """The charge for the stretches of one minute, rounded down once (never over)."""
+    rate = hourly_micros(Tier(deployment.tier), Size(deployment.size))
+    numerator = sum(rate * CAPACITY_TENTHS[capacity] * seconds for seconds, capacity in parts)
+    return numerator // (SECONDS_PER_HOUR * 10)
+
+
+def meter_minute(deployment: Deployment, minute: datetime, at: datetime) -> ev.MinuteMetered | None:
+    """The ``MinuteMetered`` for a completed minute, or None if nothing in it was billable."""
+    if minute != minute_of(minute):
+        raise InvalidRequest(f"{minute.isoformat()} is not the start of a minute.")
+    if minute + MINUTE > at:
+        raise InvalidRequest(f"The minute {minute.isoformat()} has not ended yet.")
+    if deployment.last_metered is not None and minute <= deployment.last_metered:
+        raise DuplicateMinute(
+            f"Minute {minute.isoformat()} of this deployment is already metered "
+            f"(through {deployment.last_metered.isoformat()})."
+        )
+    parts = _parts(deployment, minute)
+    if not parts:
+        return None
+    event = next_event(
+        deployment,
+        ev.MinuteMetered,
+        at,
+        account_id=deployment.account_id,
+        minute=minute,
+        seconds=sum(seconds for seconds, _ in parts),
+        amount=amount_for(deployment, parts),
+    )
+    assert isinstance(event, ev.MinuteMetered)
+    return event
+
+
+def due_minutes(deployment: Deployment, at: datetime) -> list[datetime]:
+    """Every completed, not yet metered minute with billable seconds, oldest first."""
+    last_complete = minute_of(at) - MINUTE
+    after = deployment.last_metered
+    due: set[datetime] = set()
+    for segment in deployment.segments:
+        first = minute_of(segment.start)
+        end = segment.end or whole_second(at)
+        minute = first
+        while minute <= last_complete and minute < end:
+            if after is None or minute > after:
+                due.add(minute)
+            minute += MINUTE
+    return sorted(due)
+
+
+def open_segment(deployment: Deployment) -> Segment | None:
+    """The stretch being billed right now, if any."""
+    last = deployment.segments[-1] if deployment.segments else None
+    return last if last is not None and last.end is None else None

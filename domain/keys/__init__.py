@@ -1,0 +1,1 @@
+"""API keys: management, per-deployment inference, scoped; only hashes are kept."""

@@ -1,0 +1,142 @@
+"""The API key aggregate. The secret never enters an event: only its SHA-256 does."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from functools import singledispatch
+from uuid import UUID, uuid4
+
+from modelyard.domain.shared.errors import InvalidRequest
+from modelyard.domain.shared.events import Aggregate, DomainEvent, projector, touched
+
+
+class KeyKind(StrEnum):
+    """What a key may do (DESIGN §4.6)."""
+
+    MANAGEMENT = "management"
+    INSTANCE = "instance"
+    SCOPED = "scoped"
+
+
+class KeyIssued(DomainEvent, frozen=True, kw_only=True):
+    account_id: UUID
+    kind: str
+    secret_hash: str
+    display: str
+    deployment_id: UUID | None = None
+
+
+class KeyRevoked(DomainEvent, frozen=True, kw_only=True):
+    pass
+
+
+class AccessGranted(DomainEvent, frozen=True, kw_only=True):
+    deployment_id: UUID
+    role: str
+
+
+class AccessRevoked(DomainEvent, frozen=True, kw_only=True):
+    deployment_id: UUID
+
+
+class ApiKey(Aggregate, frozen=True, kw_only=True):
+    """A key's owner, kind, hash and grants."""
+
+    account_id: UUID
+    kind: KeyKind
+    secret_hash: str
+    display: str
+    deployment_id: UUID | None = None
+    revoked: bool = False
+    grants: dict[UUID, str] = {}
+
+
+def hash_secret(secret: str) -> str:
+    """The hex SHA-256 a key is stored and looked up by."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def display_of(secret: str) -> str:
+    """What may be shown of a secret after it was shown once: its start only."""
+    return secret[: secret.index("_", secret.index("_") + 1) + 5] + "…" if secret.count("_") >= 2 else "…"
+
+
+@singledispatch
+def _mutate(event: DomainEvent, key: ApiKey | None) -> ApiKey | None:
+    raise TypeError(f"{type(event).__name__} is not a key event")
+
+
+@_mutate.register
+def _(event: KeyIssued, _: None) -> ApiKey:
+    return ApiKey(
+        id=event.originator_id,
+        version=event.originator_version,
+        created_on=event.timestamp,
+        modified_on=event.timestamp,
+        account_id=event.account_id,
+        kind=KeyKind(event.kind),
+        secret_hash=event.secret_hash,
+        display=event.display,
+        deployment_id=event.deployment_id,
+    )
+
+
+@_mutate.register
+def _(event: KeyRevoked, key: ApiKey) -> ApiKey:
+    return touched(key, event, revoked=True)
+
+
+@_mutate.register
+def _(event: AccessGranted, key: ApiKey) -> ApiKey:
+    return touched(key, event, grants={**key.grants, event.deployment_id: event.role})
+
+
+@_mutate.register
+def _(event: AccessRevoked, key: ApiKey) -> ApiKey:
+    return touched(key, event, grants={k: v for k, v in key.grants.items() if k != event.deployment_id})
+
+
+project_key = projector(_mutate)
+
+
+def issue_key(
+    *, account_id: UUID, kind: KeyKind, secret_hash: str, display: str, at: datetime,
+    deployment_id: UUID | None = None,
+) -> KeyIssued:  # fmt: skip
+    """A new key; an instance key belongs to exactly one deployment."""
+    if (kind is KeyKind.INSTANCE) != (deployment_id is not None):
+        raise InvalidRequest("An instance key names its deployment, and only an instance key does.")
+    return KeyIssued(
+        originator_id=uuid4(), originator_version=1, timestamp=at, account_id=account_id, kind=kind.value,
+        secret_hash=secret_hash, display=display, deployment_id=deployment_id,
+    )  # fmt: skip
+
+
+def revoke_key(key: ApiKey, at: datetime) -> KeyRevoked:
+    """Revoke; revoking twice is refused so the history says exactly when it happened."""
+    if key.revoked:
+        raise InvalidRequest("This key is already revoked.")
+    return KeyRevoked(originator_id=key.id, originator_version=key.version + 1, timestamp=at)
+
+
+def grant_access(key: ApiKey, deployment_id: UUID, role: str, at: datetime) -> AccessGranted:
+    """Let a scoped key reach one deployment."""
+    if key.kind is not KeyKind.SCOPED:
+        raise InvalidRequest("Access is granted to scoped keys only.")
+    if role != "inference":
+        raise InvalidRequest(f"Unknown role {role!r}; the role is 'inference'.")
+    return AccessGranted(
+        originator_id=key.id, originator_version=key.version + 1, timestamp=at,
+        deployment_id=deployment_id, role=role,
+    )  # fmt: skip
+
+
+def revoke_access(key: ApiKey, deployment_id: UUID, at: datetime) -> AccessRevoked:
+    """Withdraw a grant."""
+    if deployment_id not in key.grants:
+        raise InvalidRequest("This key has no access to that deployment.")
+    return AccessRevoked(
+        originator_id=key.id, originator_version=key.version + 1, timestamp=at, deployment_id=deployment_id
+    )

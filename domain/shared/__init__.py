@@ -1,0 +1,1 @@
+"""What every context of the domain shares: the event base, errors, ids, money."""

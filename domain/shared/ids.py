@@ -1,0 +1,57 @@
+"""Public ids: a prefix naming the kind, then the aggregate's UUID as 32 hex digits."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from modelyard.domain.shared.errors import (
+    AccountNotFound,
+    DomainError,
+    InstanceNotFound,
+    KeyNotFound,
+)
+
+INSTANCE = "inst_"
+DEPLOYMENT = "dep_"
+ACCOUNT = "acct_"
+KEY = "key_"
+WEBHOOK = "wh_"
+
+_NOT_FOUND: dict[str, type[DomainError]] = {
+    INSTANCE: InstanceNotFound,
+    DEPLOYMENT: InstanceNotFound,
+    ACCOUNT: AccountNotFound,
+    KEY: KeyNotFound,
+}
+
+
+def public_id(prefix: str, uuid: UUID) -> str:
+    """The id clients see for an aggregate."""
+    return prefix + uuid.hex
+
+
+def parse_id(text: str, *prefixes: str) -> UUID:
+    """The aggregate UUID behind a public id with one of ``prefixes``; malformed -> not found."""
+    for prefix in prefixes:
+        if text.startswith(prefix) and len(text) == len(prefix) + 32:
+            try:
+                return UUID(hex=text[len(prefix) :])
+            except ValueError:
+                break
+    error = _NOT_FOUND.get(prefixes[0], DomainError)
+    return _raise(error(f"No {_noun(prefixes[0])} with id {text!r}."))
+
+
+def parse_deployment_id(text: str) -> UUID:
+    """Either dialect's deployment id (``inst_…`` or ``dep_…``)."""
+    return parse_id(text, INSTANCE, DEPLOYMENT)
+
+
+def _noun(prefix: str) -> str:
+    return {INSTANCE: "instance", DEPLOYMENT: "deployment", ACCOUNT: "account", KEY: "key"}.get(
+        prefix, "object"
+    )
+
+
+def _raise(error: DomainError) -> UUID:
+    raise error
