@@ -1,0 +1,131 @@
+"""The one consumer interface and its two sources.
+
+``NotificationLogSource`` polls the event store's notification log (the embedded default;
+SQLite's recorder cannot push). ``KafkaSource`` is a member of a consumer group on the
+relay's topic (cluster mode). Consumers call ``commit`` only after their effect is durable,
+and de-duplicate by notification id, so re-delivery after a crash is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import ApplicationRecorder
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from modelyard.adapters.eventlog.envelope import EventEnvelope
+
+log = logging.getLogger(__name__)
+# An idle source naps this long between polls of the store: short enough that a command's
+# effect reaches the views in tens of milliseconds, long enough to cost nothing when idle.
+LOG_POLL_INTERVAL_S = 0.02
+
+
+class EventSource(Protocol):
+    """Where a consumer's events come from."""
+
+    def poll(self, max_records: int, timeout_s: float) -> list[EventEnvelope]:
+        """Up to ``max_records`` events, waiting at most ``timeout_s`` for the first."""
+        ...
+
+    def commit(self, envelopes: Sequence[EventEnvelope]) -> None:
+        """Acknowledge events whose effect is durable; they are not delivered again."""
+        ...
+
+    def close(self) -> None:
+        """Leave the source."""
+        ...
+
+
+class NotificationLogSource:
+    """Follows the store's notification log from a position on."""
+
+    def __init__(self, recorder: ApplicationRecorder, *, start_after: int = 0) -> None:
+        self._recorder = recorder
+        self._after = start_after
+
+    def seek(self, after: int) -> None:
+        """Continue after notification ``after``."""
+        self._after = after
+
+    def poll(self, max_records: int, timeout_s: float) -> list[EventEnvelope]:
+        """See :class:`EventSource`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            rows = self._recorder.select_notifications(start=self._after + 1, limit=max_records)
+            if rows:
+                self._after = rows[-1].id
+                return [EventEnvelope.of(row) for row in rows]
+            if time.monotonic() >= deadline:
+                return []
+            time.sleep(LOG_POLL_INTERVAL_S)
+
+    def commit(self, envelopes: Sequence[EventEnvelope]) -> None:
+        """Nothing to do: the consumer's tracking rows are its position in the log."""
+
+    def close(self) -> None:
+        """Nothing to release; the recorder belongs to the application."""
+
+
+class KafkaSource:
+    """A member of a consumer group on the events topic; commits offsets explicitly."""
+
+    def __init__(self, bootstrap: str, topic: str, group_id: str) -> None:
+        self._consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # A consumer that dies should lose its partitions quickly to a live one.
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+        )
+
+    def poll(self, max_records: int, timeout_s: float) -> list[EventEnvelope]:
+        """See :class:`EventSource`."""
+        batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        envelopes: list[EventEnvelope] = []
+        for partition, records in batches.items():
+            for record in records:
+                envelopes.append(_envelope(record, partition.partition))
+        return envelopes
+
+    def commit(self, envelopes: Sequence[EventEnvelope]) -> None:
+        """See :class:`EventSource`."""
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        topic = next(iter(self._consumer.subscription() or []), None)
+        if topic is None or not envelopes:
+            return
+        for envelope in envelopes:
+            key = TopicPartition(topic, envelope.partition)
+            if key not in offsets or offsets[key].offset <= envelope.offset:
+                offsets[key] = OffsetAndMetadata(envelope.offset + 1, "", -1)
+        self._consumer.commit(offsets)
+
+    def close(self) -> None:
+        """See :class:`EventSource`."""
+        self._consumer.close()
+
+
+def _envelope(record: Any, partition: int) -> EventEnvelope:
+    """Rebuild an envelope from a relayed record; a record that is not one is an error."""
+    try:
+        headers = {name: value.decode() for name, value in record.headers or []}
+        return EventEnvelope(
+            notification_id=int(headers["notification_id"]),
+            originator_id=UUID(record.key.decode()),
+            originator_version=int(headers["originator_version"]),
+            topic=headers["topic"],
+            state=bytes(record.value),
+            partition=partition,
+            offset=int(record.offset),
+        )
+    except (KeyError, ValueError, AttributeError) as exc:
+        log.error("undecodable record at %s/%s offset %s: %s", record.topic, partition, record.offset, exc)
+        raise

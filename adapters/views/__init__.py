@@ -1,0 +1,1 @@
+"""Where views live: the same SQL on SQLite (embedded) or PostgreSQL (cluster)."""

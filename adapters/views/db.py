@@ -1,0 +1,121 @@
+"""View databases: a transaction that projections write through, on SQLite or PostgreSQL.
+
+Projections write portable SQL with ``%s`` placeholders; SQLite's adapter turns them into
+``?``. Each database also holds ``projection_tracking``: per projection and source
+partition, the last notification id applied, written in the same transaction as the rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from psycopg_pool import ConnectionPool
+
+from modelyard.projections.base import Tx
+
+TRACKING = """
+CREATE TABLE IF NOT EXISTS projection_tracking (
+    projection TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    position BIGINT NOT NULL,
+    PRIMARY KEY (projection, partition)
+)
+"""
+
+
+class ViewDatabase(Protocol):
+    """A database projections write to and queries read from."""
+
+    def transaction(self) -> AbstractContextManager[Tx]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        ...
+
+    def ensure(self, statements: Sequence[str]) -> None:
+        """Run idempotent DDL (``CREATE … IF NOT EXISTS``), safely against other processes."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class _SqliteTx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = self._conn.execute(sql.replace("%s", "?"), tuple(params))
+        return cursor.fetchall() if cursor.description else []
+
+
+class SqliteViews:
+    """Views in one SQLite file; one writer at a time, as SQLite wants."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._lock = threading.RLock()
+        self.ensure([TRACKING])
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """See :class:`ViewDatabase`."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTx(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def ensure(self, statements: Sequence[str]) -> None:
+        """See :class:`ViewDatabase`."""
+        with self.transaction() as tx:
+            for statement in statements:
+                tx.execute(statement)
+
+    def close(self) -> None:
+        """See :class:`ViewDatabase`."""
+        self._conn.close()
+
+
+class _PostgresTx:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = self._conn.execute(sql, tuple(params))
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+class PostgresViews:
+    """Views in PostgreSQL, shared by every API and worker process."""
+
+    def __init__(self, conninfo: str, *, max_size: int = 8) -> None:
+        self._pool = ConnectionPool(conninfo, min_size=1, max_size=max_size, open=True)
+        self.ensure([TRACKING])
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """See :class:`ViewDatabase`."""
+        with self._pool.connection() as conn, conn.transaction():
+            yield _PostgresTx(conn)
+
+    def ensure(self, statements: Sequence[str]) -> None:
+        """See :class:`ViewDatabase`."""
+        with self.transaction() as tx:
+            # Two processes creating the same table at once collide in the catalog; take turns.
+            tx.execute("SELECT pg_advisory_xact_lock(72011)")
+            for statement in statements:
+                tx.execute(statement)
+
+    def close(self) -> None:
+        """See :class:`ViewDatabase`."""
+        self._pool.close()

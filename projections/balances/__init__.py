@@ -1,0 +1,1 @@
+"""Balances and the ledger: every credit and charge, with the event it came from."""

@@ -1,0 +1,1 @@
+"""The deployments view both dialects' GET routes read."""

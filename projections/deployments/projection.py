@@ -1,0 +1,170 @@
+"""Fold deployment events into one row per deployment, plus its SLA breach history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from modelyard.domain.deployments import events as ev
+from modelyard.domain.deployments.lifecycle import State, status_v1, status_v2
+from modelyard.domain.shared import ids
+from modelyard.domain.shared.events import DomainEvent
+from modelyard.projections.base import Tx
+from modelyard.projections.common import account_ref, iso
+
+SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS deployments (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        name TEXT NOT NULL,
+        model TEXT NOT NULL,
+        size TEXT NOT NULL,
+        tier TEXT NOT NULL,
+        capacity INTEGER NOT NULL,
+        pending_capacity INTEGER,
+        gpu_type TEXT,
+        region TEXT,
+        preset TEXT NOT NULL,
+        state TEXT NOT NULL,
+        status_v1 TEXT NOT NULL,
+        status_v2 TEXT NOT NULL,
+        replicas INTEGER NOT NULL,
+        failure_reason TEXT,
+        autoscaling TEXT NOT NULL,
+        sla TEXT NOT NULL,
+        metered_through TEXT,
+        charged BIGINT NOT NULL,
+        version INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS deployments_account ON deployments (account_id, created_at)",
+    """
+    CREATE TABLE IF NOT EXISTS sla_breaches (
+        deployment_id TEXT NOT NULL,
+        position BIGINT NOT NULL,
+        metric TEXT NOT NULL,
+        value DOUBLE PRECISION,
+        target DOUBLE PRECISION,
+        kind TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (deployment_id, position)
+    )
+    """,
+)
+_json = msgspec.json.Encoder()
+
+
+def _state_columns(state: State) -> dict[str, Any]:
+    return {"state": state.value, "status_v1": status_v1(state), "status_v2": status_v2(state)}
+
+
+_STATE_OF: dict[type[DomainEvent], State] = {
+    ev.DeploymentActivated: State.RUNNING,
+    ev.ProvisioningFailed: State.FAILED,
+    ev.ScaleRequested: State.SCALING,
+    ev.ScaledTo: State.RUNNING,
+    ev.ScaledToZero: State.SCALED_TO_ZERO,
+    ev.DeploymentDegraded: State.DEGRADED,
+    ev.DeploymentRecovered: State.RUNNING,
+    ev.TeardownRequested: State.TEARDOWN,
+    ev.Destroyed: State.DESTROYED,
+}
+
+
+def _columns(event: DomainEvent, replicas: int) -> dict[str, Any]:
+    """The columns an event changes (the aggregate already checked it was legal)."""
+    columns: dict[str, Any] = {}
+    state = _STATE_OF.get(type(event))
+    if state is not None:
+        columns |= _state_columns(state)
+    match event:
+        case ev.ReplicaStarted():
+            columns["replicas"] = replicas + 1
+        case ev.ReplicaLost():
+            columns["replicas"] = max(0, replicas - 1)
+        case ev.ProvisioningFailed(reason=reason) | ev.DeploymentDegraded(reason=reason):
+            columns["failure_reason"] = reason
+        case ev.ScaleRequested(capacity=capacity):
+            columns["pending_capacity"] = capacity
+        case ev.ScaledTo(capacity=capacity):
+            columns |= {"capacity": capacity, "pending_capacity": None}
+        case ev.AutoscalingSet(policy=policy):
+            columns["autoscaling"] = _json.encode(policy).decode()
+        case ev.SlaTargetsSet(targets=targets):
+            columns["sla"] = _json.encode(targets).decode()
+    if isinstance(event, ev.DeploymentRecovered):
+        columns["failure_reason"] = None
+    if isinstance(event, ev.ScaledToZero | ev.Destroyed | ev.ProvisioningFailed):
+        columns["replicas"] = 0
+    return columns
+
+
+class DeploymentsProjection:
+    """One row per deployment with both dialects' status names."""
+
+    name = "deployments"
+    schema: Sequence[str] = SCHEMA
+    tables: Sequence[str] = ("deployments", "sla_breaches")
+
+    def apply(self, tx: Tx, event: object, position: int) -> None:
+        """Fold one event; events of other aggregates pass by."""
+        if isinstance(event, ev.DeploymentRequested):
+            self._insert(tx, event)
+            return
+        if not isinstance(event, DomainEvent) or type(event).__module__ != ev.__name__:
+            return
+        dep_id = self._id(tx, event)
+        if dep_id is None:
+            return
+        if isinstance(event, ev.SlaBreached | ev.SlaRecovered):
+            self._breach(tx, dep_id, event, position)
+        if isinstance(event, ev.MinuteMetered):
+            tx.execute(
+                "UPDATE deployments SET metered_through = %s, charged = charged + %s WHERE id = %s",
+                [iso(event.minute), event.amount, dep_id],
+            )
+        replicas = tx.execute("SELECT replicas FROM deployments WHERE id = %s", [dep_id])[0][0]
+        columns = _columns(event, int(replicas)) | {
+            "version": event.originator_version,
+            "updated_at": iso(event.timestamp),
+        }
+        assignments = ", ".join(f"{name} = %s" for name in columns)
+        tx.execute(f"UPDATE deployments SET {assignments} WHERE id = %s", [*columns.values(), dep_id])  # noqa: S608
+
+    def _id(self, tx: Tx, event: DomainEvent) -> str | None:
+        for prefix in (ids.INSTANCE, ids.DEPLOYMENT):
+            candidate = ids.public_id(prefix, event.originator_id)
+            if tx.execute("SELECT 1 FROM deployments WHERE id = %s", [candidate]):
+                return candidate
+        return None
+
+    def _insert(self, tx: Tx, e: ev.DeploymentRequested) -> None:
+        row = {
+            "id": ids.public_id(e.prefix, e.originator_id),
+            "account_id": account_ref(e.account_id),
+            "prefix": e.prefix, "name": e.name, "model": e.model, "size": e.size, "tier": e.tier,
+            "capacity": e.capacity, "pending_capacity": None, "gpu_type": e.gpu_type, "region": e.region,
+            "preset": e.preset, **_state_columns(State.PROVISIONING), "replicas": 0,
+            "failure_reason": None, "autoscaling": _json.encode(ev.Autoscaling()).decode(),
+            "sla": _json.encode(ev.SlaTargets()).decode(), "metered_through": None, "charged": 0,
+            "version": e.originator_version, "created_at": iso(e.timestamp), "updated_at": iso(e.timestamp),
+        }  # fmt: skip
+        names = ", ".join(row)
+        marks = ", ".join("%s" for _ in row)
+        tx.execute(f"INSERT INTO deployments ({names}) VALUES ({marks})", list(row.values()))  # noqa: S608
+
+    def _breach(self, tx: Tx, dep_id: str, event: ev.SlaBreached | ev.SlaRecovered, position: int) -> None:
+        value = event.value if isinstance(event, ev.SlaBreached) else None
+        target = event.target if isinstance(event, ev.SlaBreached) else None
+        kind = "breached" if isinstance(event, ev.SlaBreached) else "recovered"
+        tx.execute(
+            "INSERT INTO sla_breaches (deployment_id, position, metric, value, target, kind, at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [dep_id, position, event.metric, value, target, kind, iso(event.timestamp)],
+        )

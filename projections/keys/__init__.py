@@ -1,0 +1,1 @@
+"""The key view authentication reads: keys by hash, and scoped keys' grants."""

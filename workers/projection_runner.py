@@ -1,0 +1,111 @@
+"""Runs projections over a source: each event applied exactly once, however often delivered.
+
+For each batch, one view transaction applies every event a projection has not yet seen
+(its tracking row holds the last notification id applied per source partition) and moves
+the tracking rows; only after that commit does the source hear that the batch is done.
+A crash before the commit re-delivers the batch and nothing was applied; a crash after it
+re-delivers a batch whose events the tracking rows skip.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+from modelyard.adapters.eventlog.envelope import EventEnvelope
+from modelyard.adapters.eventlog.sources import EventSource
+from modelyard.adapters.views.db import ViewDatabase
+from modelyard.projections.base import Projection, Tx
+
+Decode = Callable[[EventEnvelope], object]
+
+
+def tracked(tx: Tx, projection: str) -> dict[int, int]:
+    """A projection's position per source partition."""
+    rows = tx.execute(
+        "SELECT partition, position FROM projection_tracking WHERE projection = %s", [projection]
+    )
+    return {int(partition): int(position) for partition, position in rows}
+
+
+def log_position(views: ViewDatabase, projections: Sequence[Projection]) -> int:
+    """Where a notification-log source must resume for these projections (the slowest one)."""
+    with views.transaction() as tx:
+        return min((tracked(tx, p.name).get(0, 0) for p in projections), default=0)
+
+
+class ProjectionRunner:
+    """Feeds one source's events to several projections in shared transactions."""
+
+    def __init__(
+        self, views: ViewDatabase, source: EventSource, projections: Sequence[Projection],
+        decode: Decode = EventEnvelope.decode,
+    ) -> None:  # fmt: skip
+        self._views = views
+        self._source = source
+        self._projections = list(projections)
+        self._decode = decode
+        views.ensure([statement for p in self._projections for statement in p.schema])
+        # Lets callers wait until a command's events are in the views (read-your-writes).
+        self._applied = threading.Condition()
+        self.position = log_position(views, self._projections)
+
+    def run_once(self, *, max_records: int = 500, timeout_s: float = 0.5) -> int:
+        """Poll one batch and apply what is new in it; returns how many events were polled."""
+        batch = self._source.poll(max_records, timeout_s)
+        if not batch:
+            return 0
+        self._apply(batch)
+        self._source.commit(batch)
+        with self._applied:
+            self.position = max(self.position, *(e.notification_id for e in batch))
+            self._applied.notify_all()
+        return len(batch)
+
+    def _apply(self, batch: Sequence[EventEnvelope]) -> int:
+        applied = 0
+        with self._views.transaction() as tx:
+            for projection in self._projections:
+                positions = tracked(tx, projection.name)
+                moved: dict[int, int] = {}
+                for envelope in batch:
+                    last = moved.get(envelope.partition, positions.get(envelope.partition, 0))
+                    if envelope.notification_id <= last:
+                        continue  # already applied: a re-delivery or a relay re-send
+                    projection.apply(tx, self._decode(envelope), envelope.notification_id)
+                    moved[envelope.partition] = envelope.notification_id
+                    applied += 1
+                for partition, position in moved.items():
+                    tx.execute(
+                        "INSERT INTO projection_tracking (projection, partition, position)"
+                        " VALUES (%s, %s, %s) ON CONFLICT (projection, partition)"
+                        " DO UPDATE SET position = EXCLUDED.position",
+                        [projection.name, partition, position],
+                    )
+        return applied
+
+    def run_until_idle(self, *, timeout_s: float = 0.05) -> int:
+        """Apply batches until a poll comes back empty; returns how many events were polled."""
+        total = 0
+        while polled := self.run_once(timeout_s=timeout_s):
+            total += polled
+        return total
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Apply batches until ``stop`` is set."""
+        while not stop.is_set():
+            self.run_once()
+
+    def wait_for(self, notification_id: int, timeout_s: float) -> bool:
+        """Block until the views include ``notification_id`` (or the timeout passes)."""
+        with self._applied:
+            return self._applied.wait_for(lambda: self.position >= notification_id, timeout_s)
+
+    def rebuild(self) -> None:
+        """Empty the projections' tables and tracking; the next runs replay from the start."""
+        with self._views.transaction() as tx:
+            for projection in self._projections:
+                for table in projection.tables:
+                    tx.execute(f"DELETE FROM {table}")  # noqa: S608 - table names are code, not input
+                tx.execute("DELETE FROM projection_tracking WHERE projection = %s", [projection.name])
+        self.position = 0
