@@ -8,7 +8,7 @@ list from the folders, so this file does, once, at build time.
 
 from setuptools import find_packages, setup
 
-LAYERS = ("domain", "projections", "adapters", "api", "workers", "kernels")
+LAYERS = ("domain", "projections", "adapters", "api", "workers", "kernels", "cli")
 
 packages = ["modelyard"] + [
     f"modelyard.{name}"

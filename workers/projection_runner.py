@@ -64,7 +64,9 @@ class ProjectionRunner:
 
     def _apply(self, batch: Sequence[EventEnvelope]) -> int:
         applied = 0
-        with self._views.transaction() as tx:
+        # One runner at a time per views database, across processes, so a position read here
+        # cannot be stale by the time this transaction commits.
+        with self._views.transaction(lock="modelyard-projections") as tx:
             for projection in self._projections:
                 positions = tracked(tx, projection.name)
                 moved: dict[int, int] = {}

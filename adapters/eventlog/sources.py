@@ -129,3 +129,40 @@ def _envelope(record: Any, partition: int) -> EventEnvelope:
     except (KeyError, ValueError, AttributeError) as exc:
         log.error("undecodable record at %s/%s offset %s: %s", record.topic, partition, record.offset, exc)
         raise
+
+
+class KafkaReplaySource:
+    """Reads the whole events topic once, from the first offset to the end it had at start.
+
+    No consumer group: a replay must not move the live consumers' offsets.
+    """
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        partitions = self._consumer.partitions_for_topic(topic) or set()
+        self.partitions = [TopicPartition(topic, p) for p in sorted(partitions)]
+        self._consumer.assign(self.partitions)
+        self._consumer.seek_to_beginning(*self.partitions)
+        self._end = self._consumer.end_offsets(self.partitions)
+
+    def _done(self) -> bool:
+        return all(self._consumer.position(tp) >= self._end[tp] for tp in self.partitions)
+
+    def poll(self, max_records: int, timeout_s: float) -> list[EventEnvelope]:
+        """See :class:`EventSource`; empty once the end seen at start is reached."""
+        if self._done():
+            return []
+        batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        return [
+            _envelope(record, tp.partition)
+            for tp, records in batches.items()
+            for record in records
+            if record.offset < self._end[tp]
+        ]
+
+    def commit(self, envelopes: Sequence[EventEnvelope]) -> None:
+        """Nothing to commit: a replay leaves no trace in the broker."""
+
+    def close(self) -> None:
+        """See :class:`EventSource`."""
+        self._consumer.close()

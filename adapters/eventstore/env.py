@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from modelyard.domain.application import Yard
 from modelyard.settings import Settings, StoreKind
 
 
@@ -38,3 +39,8 @@ def postgres_env_from_conninfo(conninfo: str) -> dict[str, str]:
         "POSTGRES_PASSWORD": parts.get("password", ""),
         "CREATE_TABLE": "y",
     }
+
+
+def open_yard(settings: Settings) -> Yard:
+    """The write-side application on the configured store."""
+    return Yard(env=store_env(settings))

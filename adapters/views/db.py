@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from psycopg_pool import ConnectionPool
 
 from modelyard.projections.base import Tx
+from modelyard.settings import Settings, StoreKind
 
 TRACKING = """
 CREATE TABLE IF NOT EXISTS projection_tracking (
@@ -31,8 +32,12 @@ CREATE TABLE IF NOT EXISTS projection_tracking (
 class ViewDatabase(Protocol):
     """A database projections write to and queries read from."""
 
-    def transaction(self) -> AbstractContextManager[Tx]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
+    def transaction(self, lock: str | None = None) -> AbstractContextManager[Tx]:
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        With ``lock``, no other transaction holding the same lock name runs at the same
+        time, in this process or any other (projection runners use it).
+        """
         ...
 
     def ensure(self, statements: Sequence[str]) -> None:
@@ -64,8 +69,8 @@ class SqliteViews:
         self.ensure([TRACKING])
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """See :class:`ViewDatabase`."""
+    def transaction(self, lock: str | None = None) -> Iterator[Tx]:
+        """See :class:`ViewDatabase`; SQLite's immediate transactions already exclude writers."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -103,19 +108,27 @@ class PostgresViews:
         self.ensure([TRACKING])
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self, lock: str | None = None) -> Iterator[Tx]:
         """See :class:`ViewDatabase`."""
         with self._pool.connection() as conn, conn.transaction():
+            if lock is not None:
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [lock])
             yield _PostgresTx(conn)
 
     def ensure(self, statements: Sequence[str]) -> None:
         """See :class:`ViewDatabase`."""
-        with self.transaction() as tx:
-            # Two processes creating the same table at once collide in the catalog; take turns.
-            tx.execute("SELECT pg_advisory_xact_lock(72011)")
+        # Two processes creating the same table at once collide in the catalog; take turns.
+        with self.transaction(lock="modelyard-schema") as tx:
             for statement in statements:
                 tx.execute(statement)
 
     def close(self) -> None:
         """See :class:`ViewDatabase`."""
         self._pool.close()
+
+
+def open_views(settings: Settings) -> SqliteViews | PostgresViews:
+    """The live views of the configured deployment mode."""
+    if settings.store is StoreKind.SQLITE:
+        return SqliteViews(settings.data_dir / "views.sqlite3")
+    return PostgresViews(settings.postgres.conninfo)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from modelyard.projections.base import Tx
 from modelyard.projections.metrics import histogram
-from modelyard.projections.metrics.records import UsageRecord
+from modelyard.projections.metrics.records import UsageRecorded
 
 SCHEMA = (
     """
@@ -43,9 +43,9 @@ class MetricsProjection:
 
     def apply(self, tx: Tx, event: object, position: int) -> None:
         """Add one usage record to its minute's row; other events are not this view's."""
-        if not isinstance(event, UsageRecord):
+        if not isinstance(event, UsageRecorded):
             return
-        key = [event.deployment_id, event.model, minute_key(event.at)]
+        key = [event.deployment_id, event.model, minute_key(event.timestamp)]
         rows = tx.execute(
             "SELECT requests, errors, prompt_tokens, completion_tokens, latency_hist, ttft_hist"
             " FROM metrics_minute WHERE deployment_id = %s AND model = %s AND minute = %s",

@@ -1,9 +1,9 @@
 """The per-request usage record the inference gateway emits.
 
-One record per inference request, written by the API process that served it to the usage
-log (an append-only table beside the event store, relayed to the Kafka topic
-``<events topic>.usage`` in cluster mode). Its ``record_id`` is chosen by the writer, so a
-record delivered twice is recognised and counted once.
+One record per inference request, saved by the API process that served it into the event
+store as an aggregate of its own (version 1, id chosen by the writer). It therefore travels
+the same stream as every other event (notification log, relay, Kafka) and a record saved
+twice is refused by the store's uniqueness of (id, version): it is counted once.
 """
 
 from __future__ import annotations
@@ -11,19 +11,15 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-import msgspec
-
-USAGE_TOPIC_SUFFIX = ".usage"
+from modelyard.domain.shared.events import DomainEvent
 
 
-class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):
+class UsageRecorded(DomainEvent, frozen=True, kw_only=True):
     """What one inference request used and how it went."""
 
-    record_id: UUID
     deployment_id: str
     model: str
     account_id: str
-    at: datetime
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_ms: float = 0.0
@@ -39,15 +35,6 @@ class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):
         return not 200 <= self.status < 300
 
 
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(UsageRecord)
-
-
-def encode_usage(record: UsageRecord) -> bytes:
-    """The record as the usage log and Kafka carry it."""
-    return _encoder.encode(record)
-
-
-def decode_usage(data: bytes) -> UsageRecord:
-    """The inverse of :func:`encode_usage`."""
-    return _decoder.decode(data)
+def usage_record(*, record_id: UUID, at: datetime, **fields: object) -> UsageRecorded:
+    """A new usage record; ``record_id`` is the writer's, so a retry is the same record."""
+    return UsageRecorded(originator_id=record_id, originator_version=1, timestamp=at, **fields)  # type: ignore[arg-type]

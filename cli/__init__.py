@@ -46,8 +46,10 @@ def _settings() -> Settings:
 
 def _register_subcommands() -> None:
     from modelyard.adapters.services.cli import services
+    from modelyard.cli.operator import accounts, audit, credits
 
-    main.add_command(services)
+    for command in (services, accounts, credits, audit):
+        main.add_command(command)
 
 
 _register_subcommands()
