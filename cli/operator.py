@@ -27,9 +27,12 @@ def _yard() -> Iterator[Yard]:
     settings = load_settings()
     yard = open_yard(settings)
     try:
+        _catch_up(yard)
         yield yard
     except DomainError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     finally:
         _catch_up(yard)
         yard.close()

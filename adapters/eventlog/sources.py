@@ -140,6 +140,9 @@ class KafkaReplaySource:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         partitions = self._consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            self._consumer.close()
+            raise ValueError(f"Kafka has no topic {topic!r} yet: is `modelyard worker relay` running?")
         self.partitions = [TopicPartition(topic, p) for p in sorted(partitions)]
         self._consumer.assign(self.partitions)
         self._consumer.seek_to_beginning(*self.partitions)

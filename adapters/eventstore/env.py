@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import psycopg
+
 from modelyard.domain.application import Yard
 from modelyard.settings import Settings, StoreKind
 
@@ -42,5 +44,16 @@ def postgres_env_from_conninfo(conninfo: str) -> dict[str, str]:
 
 
 def open_yard(settings: Settings) -> Yard:
-    """The write-side application on the configured store."""
-    return Yard(env=store_env(settings))
+    """The write-side application on the configured store.
+
+    eventsourcing creates its tables on start; two processes doing so at once on
+    PostgreSQL collide in the catalog, so they take turns under an advisory lock.
+    """
+    if settings.store is StoreKind.SQLITE:
+        return Yard(env=store_env(settings))
+    with psycopg.connect(settings.postgres.conninfo, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext('modelyard-store-schema'))")
+        try:
+            return Yard(env=store_env(settings))
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext('modelyard-store-schema'))")
