@@ -1,0 +1,151 @@
+"""A rule-based machine over the deployment lifecycle and metering.
+
+Random sequences of commands at random times: the aggregate accepts exactly the legal
+transitions, every state has both dialects' names, no minute is charged twice, and the
+total charged equals the exact pro-rated price of the billable time within the rounding
+bound (one micro-dollar per metered minute), never more.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from uuid import uuid4
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from modelyard.domain.billing.pricing import (
+    CAPACITY_TENTHS,
+    DEDICATED_HOURLY,
+    ROUNDING_BOUND_MICROS_PER_MINUTE,
+)
+from modelyard.domain.catalog.models import Size
+from modelyard.domain.deployments import aggregate as agg
+from modelyard.domain.deployments import events as ev
+from modelyard.domain.deployments.lifecycle import BILLABLE, TRANSITIONS, status_v1, status_v2
+from modelyard.domain.deployments.metering import due_minutes, meter_minute
+from modelyard.domain.shared.errors import DuplicateMinute, IllegalTransition
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+COMMANDS: dict[str, tuple[type[ev.DomainEvent], dict[str, object]]] = {
+    "activate": (ev.DeploymentActivated, {}),
+    "fail": (ev.ProvisioningFailed, {"reason": "x"}),
+    "request_scale": (ev.ScaleRequested, {"capacity": 4}),
+    "finish_scale": (ev.ScaledTo, {"capacity": 4}),
+    "scale_to_zero": (ev.ScaledToZero, {}),
+    "degrade": (ev.DeploymentDegraded, {"reason": "replica lost"}),
+    "recover": (ev.DeploymentRecovered, {}),
+    "request_teardown": (ev.TeardownRequested, {}),
+    "destroy": (ev.Destroyed, {}),
+}
+
+
+class Lifecycle(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = T0
+        self.deployment = agg.project_deployment(
+            None,
+            [agg.request_deployment(at=T0, account_id=uuid4(), prefix="inst_", name="m", model="m",
+                                    size="small", tier="dedicated", capacity=1)],
+        )  # fmt: skip
+        assert self.deployment is not None
+        self.charged: dict[datetime, int] = {}
+        # Exact cost of billable time so far, as (seconds x capacity tenths) at the hourly rate.
+        self.exact = Fraction(0)
+        self.billable_since: datetime | None = None
+
+    def _apply(self, event: ev.DomainEvent) -> None:
+        before = self.deployment
+        assert before is not None
+        self.deployment = agg.project_deployment(before, [event])
+        assert self.deployment is not None
+        self._account(before, self.deployment, agg.whole_second(event.timestamp))
+
+    def _account(self, before: agg.Deployment, after: agg.Deployment, at: datetime) -> None:
+        if before.billable and (not after.billable or before.capacity != after.capacity):
+            self._close(before.capacity, at)
+        if after.billable and (not before.billable or before.capacity != after.capacity):
+            self.billable_since = at
+
+    def _close(self, capacity: int, at: datetime) -> None:
+        assert self.billable_since is not None
+        seconds = int((at - self.billable_since).total_seconds())
+        self.exact += Fraction(DEDICATED_HOURLY[Size.SMALL] * CAPACITY_TENTHS[capacity] * seconds, 36_000)
+        self.billable_since = None
+
+    @rule(seconds=st.integers(min_value=0, max_value=200), micro=st.integers(0, 999_999))
+    def wait(self, seconds: int, micro: int) -> None:
+        self.now += timedelta(seconds=seconds, microseconds=micro)
+
+    @rule(name=st.sampled_from(sorted(COMMANDS)))
+    def command(self, name: str) -> None:
+        assert self.deployment is not None
+        cls, fields = COMMANDS[name]
+        legal = self.deployment.state in TRANSITIONS[name][0]
+        try:
+            event = agg.next_event(self.deployment, cls, self.now, **fields)
+        except IllegalTransition:
+            assert not legal, f"{name} refused from {self.deployment.state}"
+            return
+        assert legal, f"{name} accepted from {self.deployment.state}"
+        self._apply(event)
+
+    @rule(duplicate=st.booleans())
+    def meter(self, duplicate: bool) -> None:
+        """A meter run, sometimes by two workers: the second must be refused."""
+        assert self.deployment is not None
+        for minute in due_minutes(self.deployment, self.now):
+            metered = meter_minute(self.deployment, minute, self.now)
+            if metered is None:
+                continue
+            assert minute not in self.charged
+            self.charged[minute] = metered.amount
+            stale = self.deployment
+            self._apply(metered)
+            if duplicate:
+                try:
+                    meter_minute(self.deployment, minute, self.now)
+                except DuplicateMinute:
+                    pass
+                else:
+                    raise AssertionError("a minute was metered twice")
+                assert stale.last_metered != self.deployment.last_metered
+
+    @invariant()
+    def names_exist_in_both_dialects(self) -> None:
+        assert self.deployment is not None
+        assert status_v1(self.deployment.state)
+        assert status_v2(self.deployment.state)
+        assert (self.deployment.state in BILLABLE) == self.deployment.billable
+
+    @invariant()
+    def never_charged_more_than_ran(self) -> None:
+        running = Fraction(0)
+        if self.billable_since is not None and self.deployment is not None:
+            seconds = int((agg.whole_second(self.now) - self.billable_since).total_seconds())
+            tenths = CAPACITY_TENTHS[self.deployment.capacity]
+            running = Fraction(DEDICATED_HOURLY[Size.SMALL] * tenths * max(0, seconds), 36_000)
+        assert sum(self.charged.values()) <= self.exact + running
+
+    def teardown(self) -> None:
+        """End the deployment, meter everything: all billable seconds charged, within the bound."""
+        assert self.deployment is not None
+        if self.deployment.state in TRANSITIONS["request_teardown"][0]:
+            self._apply(agg.next_event(self.deployment, ev.TeardownRequested, self.now))
+        later = self.now + timedelta(minutes=2)
+        for minute in due_minutes(self.deployment, later):
+            metered = meter_minute(self.deployment, minute, later)
+            if metered is not None:
+                self.charged[minute] = metered.amount
+                self._apply(metered)
+        assert due_minutes(self.deployment, later) == []
+        total = sum(self.charged.values())
+        assert total <= self.exact
+        assert self.exact - total < len(self.charged) * ROUNDING_BOUND_MICROS_PER_MINUTE + 1
+
+
+Lifecycle.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+TestLifecycle = Lifecycle.TestCase
