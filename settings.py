@@ -53,6 +53,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8080
     public_url: str = ""
     services_dir: Path = Path(".services")
+    engine: str = "auto"
+    gguf_models: str = ""
+    simulated_ttft_ms: float = 0.0
+    simulated_tokens_per_s: float = 0.0
 
     @property
     def sqlite_path(self) -> Path:
@@ -80,6 +84,10 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "MODELYARD_PORT": ("8080", "port the API listens on"),
     "MODELYARD_PUBLIC_URL": ("", "URL clients use to reach the API, if not host:port"),
     "MODELYARD_SERVICES_DIR": (".services", "where `modelyard services` keeps PG and Kafka"),
+    "MODELYARD_ENGINE": ("auto", "auto (llama.cpp on CPU, vLLM on GPU) or simulated (tests, load)"),
+    "MODELYARD_GGUF_MODELS": ("", "more CPU models: id=/path/model.gguf,id2=/path/b.gguf"),
+    "MODELYARD_SIMULATED_TTFT_MS": ("0", "the simulated engine's time to first token"),
+    "MODELYARD_SIMULATED_TOKENS_PER_S": ("0", "the simulated engine's token rate (0: no delay)"),
     "POSTGRES_HOST": ("127.0.0.1", "PostgreSQL host (cluster mode)"),
     "POSTGRES_PORT": ("5432", "PostgreSQL port"),
     "POSTGRES_DBNAME": ("modelyard", "PostgreSQL database"),
@@ -102,6 +110,21 @@ def _int(env: Mapping[str, str], name: str) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str) -> float:
+    raw = _get(env, name)
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = _get(env, name)
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -128,4 +151,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         port=_int(env, "MODELYARD_PORT"),
         public_url=_get(env, "MODELYARD_PUBLIC_URL"),
         services_dir=Path(_get(env, "MODELYARD_SERVICES_DIR")),
+        engine=_choice(env, "MODELYARD_ENGINE", ("auto", "simulated")),
+        gguf_models=_get(env, "MODELYARD_GGUF_MODELS"),
+        simulated_ttft_ms=_float(env, "MODELYARD_SIMULATED_TTFT_MS"),
+        simulated_tokens_per_s=_float(env, "MODELYARD_SIMULATED_TOKENS_PER_S"),
     )

@@ -2,21 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
 from modelyard import __version__
+from modelyard.adapters.eventstore.env import open_yard
+from modelyard.adapters.ratelimit.limiter import InProcessRateLimiter, PostgresRateLimiter, RateLimiter
+from modelyard.adapters.views.db import PostgresViews, open_views
+from modelyard.api.auth import KeyCache
+from modelyard.api.backend import Backend
 from modelyard.api.errors import handle_exception
+from modelyard.api.gateway.controller import GatewayController
+from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.health.controller import HealthController
+from modelyard.api.instances import secrets
+from modelyard.api.instances.controller import InstancesController
 from modelyard.settings import Settings
 
 
-def create_app(settings: Settings) -> Litestar:
-    """Build the API for ``settings``; nothing is opened until the app starts."""
-    app = Litestar(
-        route_handlers=[HealthController],
+def open_backend(settings: Settings) -> Backend:
+    """The store, views and limits of the configured mode (the API process opens its own)."""
+    views = open_views(settings)
+    limiter: RateLimiter = (
+        PostgresRateLimiter(views.pool) if isinstance(views, PostgresViews) else InProcessRateLimiter()
+    )
+    return Backend(settings=settings, yard=open_yard(settings), views=views, limiter=limiter)
+
+
+def create_app(settings: Settings, backend: Backend | None = None) -> Litestar:
+    """Build the API; with no ``backend`` it opens one when it starts and closes it after."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        own = backend is None
+        active = open_backend(settings) if backend is None else backend
+        active.views.ensure(secrets.SCHEMA)
+        app.state.backend = active
+        app.state.key_cache = KeyCache(active.views)
+        app.state.forwarder = Forwarder(active.views)
+        try:
+            yield
+        finally:
+            await app.state.forwarder.close()
+            if own:
+                active.yard.close()
+                active.views.close()
+
+    return Litestar(
+        route_handlers=[HealthController, InstancesController, GatewayController],
         exception_handlers={Exception: handle_exception},
+        lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="modelyard",
             version=__version__,
@@ -24,5 +63,3 @@ def create_app(settings: Settings) -> Litestar:
             render_plugins=[ScalarRenderPlugin()],
         ),
     )
-    app.state.settings = settings
-    return app

@@ -10,15 +10,15 @@ from contextlib import ExitStack, contextmanager
 import click
 import uvicorn
 
-from modelyard.adapters.eventstore.env import open_yard
-from modelyard.adapters.views.db import open_views
-from modelyard.api.app import create_app
+from modelyard.api.app import create_app, open_backend
+from modelyard.api.backend import Backend
 from modelyard.settings import Settings, SettingsError, load_settings
 from modelyard.workers.meter import Meter, start_meter
+from modelyard.workers.reconciler import ReconcilerWorker
 from modelyard.workers.relay import RelayWorker
 from modelyard.workers.views import ViewsWorker
 
-WORKERS = ("relay", "views", "meter")
+WORKERS = ("relay", "views", "meter", "reconciler")
 
 
 def _settings() -> Settings:
@@ -29,13 +29,10 @@ def _settings() -> Settings:
 
 
 @contextmanager
-def running_workers(settings: Settings, names: tuple[str, ...]) -> Iterator[None]:
+def running_workers(settings: Settings, names: tuple[str, ...], backend: Backend) -> Iterator[None]:
     """Start the named workers in this process and stop them on the way out."""
+    yard, views = backend.yard, backend.views
     with ExitStack() as stack:
-        yard = open_yard(settings)
-        stack.callback(yard.close)
-        views = open_views(settings)
-        stack.callback(views.close)
         if "relay" in names and settings.uses_kafka:
             relay = RelayWorker(settings, yard, views)
             relay.start()
@@ -47,12 +44,29 @@ def running_workers(settings: Settings, names: tuple[str, ...]) -> Iterator[None
         if "meter" in names:
             scheduler = start_meter(Meter(yard, views))
             stack.callback(scheduler.shutdown)
+        if "reconciler" in names:
+            reconciler = ReconcilerWorker(settings, yard, views)
+            reconciler.start()
+            stack.callback(reconciler.stop)
         yield
 
 
-def _serve_api(settings: Settings, host: str | None, port: int | None) -> None:
+@contextmanager
+def opened_backend(settings: Settings) -> Iterator[Backend]:
+    """The store and views of this process, closed on the way out."""
+    backend = open_backend(settings)
+    try:
+        yield backend
+    finally:
+        backend.yard.close()
+        backend.views.close()
+
+
+def _serve_api(
+    settings: Settings, host: str | None, port: int | None, backend: Backend | None = None
+) -> None:
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, backend),
         host=host or settings.host,
         port=port if port is not None else settings.port,
         log_level="info",
@@ -65,8 +79,8 @@ def _serve_api(settings: Settings, host: str | None, port: int | None) -> None:
 def serve(host: str | None, port: int | None) -> None:
     """Run the whole product in one process on the embedded default."""
     settings = _settings()
-    with running_workers(settings, WORKERS):
-        _serve_api(settings, host, port)
+    with opened_backend(settings) as backend, running_workers(settings, WORKERS, backend):
+        _serve_api(settings, host, port, backend)
 
 
 @click.command()
@@ -85,6 +99,7 @@ def worker(names: tuple[str, ...]) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with running_workers(_settings(), chosen):
+    settings = _settings()
+    with opened_backend(settings) as backend, running_workers(settings, chosen, backend):
         click.echo(f"workers running: {', '.join(chosen)}", err=True)
         stop.wait()

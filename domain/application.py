@@ -54,9 +54,12 @@ class Yard(Application[UUID]):
     # --- reading aggregates for commands ---------------------------------------------
 
     def _get(
-        self, aggregate_id: UUID, project: Callable[[Any, Iterable[DomainEvent]], Any], kind: type[T],
+        self,
+        aggregate_id: UUID,
+        project: Callable[[Any, Iterable[DomainEvent]], Any],
+        kind: type[T],
         missing: type[DomainError],
-    ) -> T:  # fmt: skip
+    ) -> T:
         try:
             found = self.repository.get(aggregate_id, projector_func=project)
         except AggregateNotFoundError:
@@ -100,12 +103,26 @@ class Yard(Application[UUID]):
 
     # --- deployments -------------------------------------------------------------------
 
-    def request_deployment(
-        self, *, account_id: UUID, model: str, capacity: object = 1, tier: str = "dedicated",
-        prefix: str = ids.INSTANCE, name: str = "", gpu_type: str | None = None,
-        region: str | None = None, preset: str = "balanced", at: datetime,
-    ) -> UUID:  # fmt: skip
+    def request_deployment(self, *, at: datetime, **request: Any) -> UUID:
         """Validate and record a new deployment; the balance must cover its first minute."""
+        event = self._requested(at=at, **request)
+        self.record(event)
+        return event.originator_id
+
+    def _requested(
+        self,
+        *,
+        account_id: UUID,
+        model: str,
+        capacity: object = 1,
+        tier: str = "dedicated",
+        prefix: str = ids.INSTANCE,
+        name: str = "",
+        gpu_type: str | None = None,
+        region: str | None = None,
+        preset: str = "balanced",
+        at: datetime,
+    ) -> ev.DeploymentRequested:
         spec = deployable_model(model)
         capacity = check_capacity(capacity)
         parsed_tier = check_tier(tier, spec.size, capacity)
@@ -121,21 +138,48 @@ class Yard(Application[UUID]):
                 f"The balance covers {account.balance} micro-dollars; the first minute of {model} "
                 f"at capacity {capacity} costs {needed}. Add credits first."
             )
-        event = deployments.request_deployment(
-            at=at, account_id=account_id, prefix=prefix, name=name or model, model=model,
-            size=spec.size.value, tier=parsed_tier.value, capacity=capacity, gpu_type=gpu_type,
-            region=region, preset=parsed_preset.value,
-        )  # fmt: skip
-        self.record(event)
-        return event.originator_id
+        return deployments.request_deployment(
+            at=at,
+            account_id=account_id,
+            prefix=prefix,
+            name=name or model,
+            model=model,
+            size=spec.size.value,
+            tier=parsed_tier.value,
+            capacity=capacity,
+            gpu_type=gpu_type,
+            region=region,
+            preset=parsed_preset.value,
+        )
+
+    def provision(
+        self, *, key_hash: str, key_display: str, at: datetime, **request: Any
+    ) -> tuple[UUID, UUID]:
+        """Request a deployment and issue its inference key in one transaction.
+
+        Returns (deployment id, key id); ``request`` takes ``request_deployment``'s fields.
+        """
+        requested = self._requested(at=at, **request)
+        key = keys.issue_key(
+            account_id=requested.account_id,
+            kind=keys.KeyKind.INSTANCE,
+            secret_hash=key_hash,
+            display=key_display,
+            at=at,
+            deployment_id=requested.originator_id,
+        )
+        self.record(requested, key)
+        return requested.originator_id, key.originator_id
 
     def _step(self, deployment_id: UUID, cls: type[DomainEvent], at: datetime, **fields: Any) -> None:
         deployment = self.get_deployment(deployment_id)
         self.record(deployments.next_event(deployment, cls, at, **fields))
 
-    def mark_replica_started(self, deployment_id: UUID, replica: str, *, at: datetime) -> None:
-        """A replica came up healthy."""
-        self._step(deployment_id, ev.ReplicaStarted, at, replica=replica)
+    def mark_replica_started(
+        self, deployment_id: UUID, replica: str, *, at: datetime, base_url: str = ""
+    ) -> None:
+        """A replica came up healthy and answers at ``base_url``."""
+        self._step(deployment_id, ev.ReplicaStarted, at, replica=replica, base_url=base_url)
 
     def mark_replica_lost(self, deployment_id: UUID, replica: str, reason: str, *, at: datetime) -> None:
         """A replica died or stopped answering."""
@@ -206,24 +250,38 @@ class Yard(Application[UUID]):
             return 0
         account = self.get_account(deployment.account_id)
         charges = accounts.charge_minute(
-            account, deployment_id=deployment_id, minute=minute, amount=metered.amount,
-            metered_version=metered.originator_version, at=at,
-        )  # fmt: skip
+            account,
+            deployment_id=deployment_id,
+            minute=minute,
+            amount=metered.amount,
+            metered_version=metered.originator_version,
+            at=at,
+        )
         self.record(metered, *charges)
         return metered.amount
 
     # --- keys --------------------------------------------------------------------------
 
     def issue_key(
-        self, *, account_id: UUID, kind: keys.KeyKind, secret_hash: str, display: str, at: datetime,
+        self,
+        *,
+        account_id: UUID,
+        kind: keys.KeyKind,
+        secret_hash: str,
+        display: str,
+        at: datetime,
         deployment_id: UUID | None = None,
-    ) -> UUID:  # fmt: skip
+    ) -> UUID:
         """Record a key by its hash; the caller shows the secret once."""
         self.get_account(account_id)
         event = keys.issue_key(
-            account_id=account_id, kind=kind, secret_hash=secret_hash, display=display, at=at,
+            account_id=account_id,
+            kind=kind,
+            secret_hash=secret_hash,
+            display=display,
+            at=at,
             deployment_id=deployment_id,
-        )  # fmt: skip
+        )
         self.record(event)
         return event.originator_id
 

@@ -66,8 +66,13 @@ def start_meter(meter: Meter) -> BackgroundScheduler:
     """Schedule the meter in a background thread."""
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(
-        meter.run, "interval", seconds=INTERVAL_S, id="meter", max_instances=1, coalesce=True,
+        meter.run,
+        "interval",
+        seconds=INTERVAL_S,
+        id="meter",
+        max_instances=1,
+        coalesce=True,
         next_run_time=datetime.now(UTC),
-    )  # fmt: skip
+    )
     scheduler.start()
     return scheduler

@@ -38,9 +38,12 @@ class ProjectionRunner:
     """Feeds one source's events to several projections in shared transactions."""
 
     def __init__(
-        self, views: ViewDatabase, source: EventSource, projections: Sequence[Projection],
+        self,
+        views: ViewDatabase,
+        source: EventSource,
+        projections: Sequence[Projection],
         decode: Decode = EventEnvelope.decode,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._views = views
         self._source = source
         self._projections = list(projections)

@@ -30,9 +30,15 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> No
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         admin.create_topics(
-            [NewTopic(topic, num_partitions=partitions, replication_factor=1,
-                      topic_configs={"retention.ms": "-1", "retention.bytes": "-1"})]
-        )  # fmt: skip
+            [
+                NewTopic(
+                    topic,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    topic_configs={"retention.ms": "-1", "retention.bytes": "-1"},
+                )
+            ]
+        )
     except TopicAlreadyExistsError:
         pass
     finally:
@@ -54,9 +60,14 @@ class Relay:
     """Copies new notifications to Kafka and remembers how far it got."""
 
     def __init__(
-        self, recorder: ApplicationRecorder, producer: KafkaProducer, topic: str, positions: ViewDatabase,
-        *, name: str = "events",
-    ) -> None:  # fmt: skip
+        self,
+        recorder: ApplicationRecorder,
+        producer: KafkaProducer,
+        topic: str,
+        positions: ViewDatabase,
+        *,
+        name: str = "events",
+    ) -> None:
         self._recorder = recorder
         self._producer = producer
         self._topic = topic

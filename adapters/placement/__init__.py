@@ -1,0 +1,1 @@
+"""Where replicas run: one interface, a ``local`` implementation on this host."""

@@ -1,0 +1,117 @@
+"""Bearer keys: looked up by hash in the keys view, cached for a few seconds.
+
+A management key (``auxen_live_…``) manages; an instance key (``auxk_…``) infers on its
+own deployment; a scoped key infers on the deployments it was granted. Neither does the
+other's work. A revoked key stops working within ``CACHE_TTL_S``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import msgspec
+from litestar import Request
+
+from modelyard.adapters.views.db import ViewDatabase
+from modelyard.api.errors import ApiKeyRequired, Forbidden, InvalidApiKey
+from modelyard.domain.keys.aggregate import KeyKind, hash_secret
+from modelyard.domain.shared.errors import InstanceNotFound
+
+# How long a key lookup is trusted: revocation takes effect at most this late.
+CACHE_TTL_S = 2.0
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is calling, and with what kind of key."""
+
+    key_id: str
+    account_id: str
+    kind: KeyKind
+    deployment_uuid: str | None = None
+    grants: frozenset[str] = frozenset()
+
+    def may_infer_on(self, deployment_uuid: str) -> bool:
+        """Whether this key may call that deployment."""
+        if self.kind is KeyKind.INSTANCE:
+            return self.deployment_uuid == deployment_uuid
+        return self.kind is KeyKind.SCOPED and deployment_uuid in self.grants
+
+
+class KeyCache:
+    """Key hash -> principal (or None), each answer kept ``CACHE_TTL_S``."""
+
+    def __init__(self, views: ViewDatabase) -> None:
+        self._views = views
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, Principal | None]] = {}
+
+    def lookup(self, secret: str) -> Principal | None:
+        """The principal a secret authenticates, or None for an unknown or revoked key."""
+        digest = hash_secret(secret)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._entries.get(digest)
+        if cached and now - cached[0] < CACHE_TTL_S:
+            return cached[1]
+        principal = self._load(digest)
+        with self._lock:
+            self._entries[digest] = (now, principal)
+        return principal
+
+    def _load(self, digest: str) -> Principal | None:
+        with self._views.transaction() as tx:
+            rows = tx.execute(
+                "SELECT key_id, account_id, kind, deployment_uuid FROM api_keys"
+                " WHERE secret_hash = %s AND revoked = 0",
+                [digest],
+            )
+            if not rows:
+                return None
+            key_id, account_id, kind, deployment = rows[0]
+            grants = tx.execute("SELECT deployment_uuid FROM key_grants WHERE key_id = %s", [key_id])
+        return Principal(
+            key_id=key_id,
+            account_id=account_id,
+            kind=KeyKind(kind),
+            deployment_uuid=deployment,
+            grants=frozenset(str(g[0]) for g in grants),
+        )
+
+
+def bearer(request: Request[Any, Any, Any]) -> str:
+    """The secret of ``Authorization: Bearer …``; absent -> API_KEY_REQUIRED."""
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise ApiKeyRequired("Send your key as 'Authorization: Bearer <key>'.")
+    return secret.strip()
+
+
+def _principal(request: Request[Any, Any, Any]) -> Principal:
+    cache: KeyCache = request.app.state.key_cache
+    principal = cache.lookup(bearer(request))
+    if principal is None:
+        raise InvalidApiKey("The key is unknown, revoked, or from another environment.")
+    return principal
+
+
+def management(request: Request[Any, Any, Any]) -> Principal:
+    """The caller, who must hold a management key."""
+    principal = _principal(request)
+    if principal.kind is not KeyKind.MANAGEMENT:
+        raise InvalidApiKey("This is an inference key; management routes take the account's auxen_live_ key.")
+    return principal
+
+
+def inference(request: Request[Any, Any, Any], deployment_uuid: str) -> Principal:
+    """The caller, who must hold a key that may infer on this deployment."""
+    principal = _principal(request)
+    if principal.kind is KeyKind.MANAGEMENT:
+        raise InvalidApiKey("A management key does not infer; use the instance's auxk_ key.")
+    if principal.kind is KeyKind.INSTANCE and not principal.may_infer_on(deployment_uuid):
+        raise InstanceNotFound("No such instance for this key: an auxk_ key calls its own instance.")
+    if not principal.may_infer_on(deployment_uuid):
+        raise Forbidden("This key has not been granted access to that deployment.")
+    return principal

@@ -1,0 +1,1 @@
+"""The inference gateway: authenticated chat routes forwarded to a deployment's replicas."""

@@ -1,0 +1,218 @@
+"""Chat on an instance: the native shape, and the OpenAI shape (whole or streamed)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import msgspec
+from litestar import Controller, Request, post
+from litestar.response import Response, Stream
+
+from modelyard.api.auth import Principal, inference
+from modelyard.api.backend import Backend
+from modelyard.api.errors import InvalidRequest
+from modelyard.api.gateway.forwarder import Forwarder
+from modelyard.api.instances import secrets
+from modelyard.domain.shared import ids
+from modelyard.domain.shared.errors import InstanceNotFound, InstanceNotRunning
+from modelyard.projections.metrics.records import usage_record
+
+SERVING = ("running", "scaling", "degraded")
+
+
+class NativeChat(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/{instanceId}/chat``."""
+
+    message: str
+    system: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+
+class _Call(msgspec.Struct, kw_only=True):
+    """One inference call on its way through the gateway."""
+
+    dep_id: str
+    model: str
+    principal: Principal
+    started: float
+
+
+def _backend(request: Request[Any, Any, Any]) -> Backend:
+    backend: Backend = request.app.state.backend
+    return backend
+
+
+def _open(request: Request[Any, Any, Any], instance_id: str) -> _Call:
+    """Authenticate, and check the instance exists and serves."""
+    started = time.perf_counter()
+    principal = inference(request, ids.parse_deployment_id(instance_id).hex)
+    with _backend(request).views.transaction() as tx:
+        rows = tx.execute("SELECT state, model FROM deployments WHERE id = %s", [instance_id])
+    if not rows or rows[0][0] == "destroyed":
+        raise InstanceNotFound(f"No instance {instance_id} (or it was destroyed).")
+    if rows[0][0] not in SERVING:
+        raise InstanceNotRunning(f"{instance_id} is {rows[0][0]}, not running: poll its status first.")
+    return _Call(dep_id=instance_id, model=str(rows[0][1]), principal=principal, started=started)
+
+
+def _record(backend: Backend, call: _Call, usage: dict[str, Any], status: int, **extra: Any) -> None:
+    """Save the usage record and retire the instance key's one-time showing."""
+    elapsed_ms = (time.perf_counter() - call.started) * 1000
+    event = usage_record(
+        record_id=uuid.uuid4(),
+        at=datetime.now(UTC),
+        deployment_id=call.dep_id,
+        model=call.model,
+        account_id=call.principal.account_id,
+        key_id=call.principal.key_id,
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", 0)),
+        latency_ms=elapsed_ms,
+        status=status,
+        **extra,
+    )
+    backend.yard.record(event)
+    with backend.views.transaction() as tx:
+        secrets.forget(tx, call.dep_id)
+
+
+def _json_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = msgspec.json.decode(raw or b"null")
+    except msgspec.DecodeError:
+        raise InvalidRequest("The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("'messages' must be a non-empty array.")
+    return body
+
+
+def _upstream_error(status: int, answer: dict[str, Any]) -> Response[Any]:
+    found = answer.get("error")
+    error: dict[str, Any] = found if isinstance(found, dict) else {}
+    return Response(
+        {
+            "error": {
+                "message": error.get("message", "The engine refused the request."),
+                "type": "invalid_request_error",
+                "code": error.get("code", "invalid_request"),
+            }
+        },
+        status_code=400 if status < 500 else 502,
+    )
+
+
+class GatewayController(Controller):
+    """Inference on an instance with its ``auxk_`` key (or a scoped key granted to it)."""
+
+    path = "/v1"
+    tags = ["inference"]
+
+    @post("/{instance_id:str}/chat", operation_id="chatNative", status_code=200)
+    async def native(self, request: Request[Any, Any, Any], instance_id: str, body: bytes) -> Any:
+        """``{"message": …}`` -> ``{"success": true, "data": {message, model, usage, response_time_ms}}``."""
+        call = await anyio.to_thread.run_sync(_open, request, instance_id)
+        try:
+            parsed = msgspec.json.decode(body or b"null", type=NativeChat)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise InvalidRequest(f"Invalid request: {exc}.") from None
+        messages = ([{"role": "system", "content": parsed.system}] if parsed.system else []) + [
+            {"role": "user", "content": parsed.message}
+        ]
+        upstream = {
+            "model": call.model,
+            "messages": messages,
+            "max_tokens": parsed.max_tokens,
+            "temperature": parsed.temperature,
+        }
+        status, answer = await request.app.state.forwarder.complete(
+            call.dep_id, {k: v for k, v in upstream.items() if v is not None}
+        )
+        if status != 200:
+            return _upstream_error(status, answer)
+        usage = answer.get("usage") or {}
+        await anyio.to_thread.run_sync(lambda: _record(_backend(request), call, usage, 200))
+        data = {
+            "message": answer["choices"][0]["message"].get("content") or "",
+            "model": call.model,
+            "usage": usage,
+            "response_time_ms": round((time.perf_counter() - call.started) * 1000),
+        }
+        return {"success": True, "data": data}
+
+    @post("/{instance_id:str}/v1/chat/completions", operation_id="chatCompletionsOnInstance", status_code=200)
+    async def openai_on_instance(self, request: Request[Any, Any, Any], instance_id: str, body: bytes) -> Any:
+        """OpenAI ``chat.completion`` (or its stream); the request's ``model`` is echoed, not used."""
+        call = await anyio.to_thread.run_sync(_open, request, instance_id)
+        return await _openai(request, call, _json_body(body))
+
+    @post("/chat/completions", operation_id="chatCompletions", status_code=200)
+    async def openai_by_key(self, request: Request[Any, Any, Any], body: bytes) -> Any:
+        """OpenAI chat on the instance the ``auxk_`` key belongs to."""
+        principal = await anyio.to_thread.run_sync(
+            lambda: request.app.state.key_cache.lookup(_secret(request))
+        )
+        if principal is None or principal.deployment_uuid is None:
+            from modelyard.api.errors import InvalidApiKey
+
+            raise InvalidApiKey("This route takes an instance's auxk_ key.")
+        instance_id = ids.public_id(ids.INSTANCE, uuid.UUID(principal.deployment_uuid))
+        with _backend(request).views.transaction() as tx:
+            rows = tx.execute(
+                "SELECT id FROM deployments WHERE id IN (%s, %s)",
+                [instance_id, "dep_" + principal.deployment_uuid],
+            )
+        call = await anyio.to_thread.run_sync(_open, request, rows[0][0] if rows else instance_id)
+        return await _openai(request, call, _json_body(body))
+
+
+def _secret(request: Request[Any, Any, Any]) -> str:
+    from modelyard.api.auth import bearer
+
+    return bearer(request)
+
+
+async def _openai(request: Request[Any, Any, Any], call: _Call, body: dict[str, Any]) -> Any:
+    echoed = body.get("model") or call.model
+    forwarder: Forwarder = request.app.state.forwarder
+    upstream = {**body, "model": call.model}
+    if not body.get("stream"):
+        status, answer = await forwarder.complete(call.dep_id, upstream)
+        if status != 200:
+            return _upstream_error(status, answer)
+        await anyio.to_thread.run_sync(
+            lambda: _record(_backend(request), call, answer.get("usage") or {}, 200)
+        )
+        return {**answer, "model": echoed}
+    wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    upstream["stream_options"] = {"include_usage": True}
+    relayed = _relay_stream(request, call, upstream, echoed=echoed, wants_usage=wants_usage)
+    return Stream(relayed, media_type="text/event-stream")
+
+
+async def _relay_stream(
+    request: Request[Any, Any, Any], call: _Call, upstream: dict[str, Any], *, echoed: str, wants_usage: bool
+) -> AsyncIterator[bytes]:
+    forwarder: Forwarder = request.app.state.forwarder
+    usage: dict[str, Any] = {}
+    async for line in forwarder.stream(call.dep_id, upstream):
+        if not line.startswith(b"data: ") or line == b"data: [DONE]":
+            continue
+        chunk = json.loads(line[6:])
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+            if not wants_usage:
+                continue
+        chunk["model"] = echoed
+        yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+    yield b"data: [DONE]\n\n"
+    await anyio.to_thread.run_sync(lambda: _record(_backend(request), call, usage, 200, streamed=True))

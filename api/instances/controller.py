@@ -1,0 +1,202 @@
+"""``/v1/provision`` and ``/v1/instances``: the first document's management routes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, delete, get, post
+
+from modelyard.adapters.keygen import INSTANCE_PREFIX, new_secret
+from modelyard.api.auth import management
+from modelyard.api.backend import Backend
+from modelyard.api.instances import presenters, secrets
+from modelyard.api.instances.schemas import ProvisionRequest, ScaleRequest, parse_body
+from modelyard.domain.catalog.models import CATALOG, ModelSpec
+from modelyard.domain.shared import ids
+from modelyard.domain.shared.errors import InstanceNotFound
+from modelyard.domain.shared.money import format_usd
+
+Envelope = dict[str, Any]
+
+
+def _ok(data: Any) -> Envelope:
+    return {"success": True, "data": msgspec.to_builtins(data)}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _backend(request: Request[Any, Any, Any]) -> Backend:
+    backend: Backend = request.app.state.backend
+    return backend
+
+
+def _show(backend: Backend, account_id: str, dep_id: str) -> Envelope:
+    with backend.views.transaction() as tx:
+        rows = presenters.load_instances(tx, account_id, dep_id)
+        if not rows or rows[0][6] == "destroyed":
+            raise InstanceNotFound(f"No instance {dep_id} on this account (or it was destroyed).")
+        secret = secrets.peek(tx, dep_id)
+        hint = tx.execute(
+            "SELECT display FROM api_keys WHERE deployment_uuid = %s", [ids.parse_deployment_id(dep_id).hex]
+        )
+    instance = presenters.instance(rows[0], backend.settings.base_url, secret, hint[0][0] if hint else None)
+    return _ok({"instance": instance})
+
+
+def _owned(backend: Backend, account_id: str, dep_id: str) -> str:
+    """The instance id if it belongs to the account and is not destroyed; else INSTANCE_NOT_FOUND."""
+    ids.parse_deployment_id(dep_id)
+    with backend.views.transaction() as tx:
+        rows = tx.execute(
+            "SELECT state FROM deployments WHERE id = %s AND account_id = %s", [dep_id, account_id]
+        )
+    if not rows or rows[0][0] == "destroyed":
+        raise InstanceNotFound(f"No instance {dep_id} on this account (or it was destroyed).")
+    return dep_id
+
+
+class InstancesController(Controller):
+    """Provision, poll, list, scale and destroy instances."""
+
+    path = "/v1"
+    tags = ["instances"]
+
+    @post("/provision", operation_id="provision", status_code=201, sync_to_thread=True)
+    def provision(self, request: Request[Any, Any, Any], body: bytes) -> Envelope:
+        """Provision an instance; returns at once with status ``provisioning``."""
+        principal = management(request)
+        backend = _backend(request)
+        parsed: ProvisionRequest = parse_body(body, ProvisionRequest)
+        secret, digest, display = new_secret(INSTANCE_PREFIX)
+        deployment, _ = backend.yard.provision(
+            key_hash=digest,
+            key_display=display,
+            at=_now(),
+            account_id=ids.parse_id(principal.account_id, ids.ACCOUNT),
+            model=parsed.model,
+            capacity=parsed.capacity,
+            tier=parsed.tier,
+            name=parsed.name,
+            prefix=ids.INSTANCE,
+        )
+        dep_id = ids.public_id(ids.INSTANCE, deployment)
+        with backend.views.transaction() as tx:
+            secrets.keep(tx, dep_id, secret)
+        backend.settle(dep_id, 1)
+        return _show(backend, principal.account_id, dep_id)
+
+    @get("/instances", operation_id="listInstances", sync_to_thread=True)
+    def list_instances(self, request: Request[Any, Any, Any]) -> Envelope:
+        """Every instance of the account that is not destroyed."""
+        principal = management(request)
+        backend = _backend(request)
+        with backend.views.transaction() as tx:
+            rows = [r for r in presenters.load_instances(tx, principal.account_id) if r[6] != "destroyed"]
+        shown = [presenters.instance(r, backend.settings.base_url, None, None) for r in rows]
+        return _ok({"instances": shown, "count": len(shown)})
+
+    @get("/instances/{instance_id:str}", operation_id="getInstance", sync_to_thread=True)
+    def get_instance(self, request: Request[Any, Any, Any], instance_id: str) -> Envelope:
+        """One instance; once running it carries ``endpoint`` and ``api_key``."""
+        principal = management(request)
+        return _show(
+            _backend(request),
+            principal.account_id,
+            _owned(_backend(request), principal.account_id, instance_id),
+        )
+
+    @delete(
+        "/instances/{instance_id:str}", operation_id="destroyInstance", status_code=200, sync_to_thread=True
+    )
+    def destroy(self, request: Request[Any, Any, Any], instance_id: str) -> Envelope:
+        """Destroy: billing stops now; the replicas stop in the background."""
+        principal = management(request)
+        backend = _backend(request)
+        dep_id = _owned(backend, principal.account_id, instance_id)
+        uuid = ids.parse_deployment_id(dep_id)
+        backend.yard.request_teardown(uuid, at=_now())
+        backend.settle(dep_id, backend.yard.get_deployment(uuid).version)
+        with backend.views.transaction() as tx:
+            secrets.forget(tx, dep_id)
+        return _show(backend, principal.account_id, dep_id)
+
+    @post(
+        "/instances/{instance_id:str}/scale",
+        operation_id="scaleInstance",
+        status_code=200,
+        sync_to_thread=True,
+    )
+    def scale(self, request: Request[Any, Any, Any], instance_id: str, body: bytes) -> Envelope:
+        """Ask for capacity 1, 2, 4 or 8."""
+        principal = management(request)
+        backend = _backend(request)
+        parsed: ScaleRequest = parse_body(body, ScaleRequest)
+        dep_id = _owned(backend, principal.account_id, instance_id)
+        uuid = ids.parse_deployment_id(dep_id)
+        backend.yard.request_scale(uuid, parsed.capacity, at=_now())
+        backend.settle(dep_id, backend.yard.get_deployment(uuid).version)
+        return _show(backend, principal.account_id, dep_id)
+
+    @get("/models", operation_id="listModels", sync_to_thread=False)
+    def models(self) -> Envelope:
+        """The catalog with prices per hour at 1x."""
+        return _ok({"models": [_model_row(m) for m in CATALOG if m.active]})
+
+    @get("/balance", operation_id="getBalance", sync_to_thread=True)
+    def balance(self, request: Request[Any, Any, Any]) -> Envelope:
+        """The account's prepaid balance."""
+        principal = management(request)
+        with _backend(request).views.transaction() as tx:
+            rows = tx.execute(
+                "SELECT balance, credited, charged, plan FROM balances WHERE account_id = %s",
+                [principal.account_id],
+            )
+        balance, credited, charged, plan = rows[0] if rows else (0, 0, 0, "free")
+        return _ok(
+            {
+                "account_id": principal.account_id,
+                "plan": plan,
+                "balance_usd": format_usd(int(balance)),
+                "balance_micros": int(balance),
+                "credited_usd": format_usd(int(credited)),
+                "charged_usd": format_usd(int(charged)),
+            }
+        )
+
+    @get("/usage", operation_id="getUsage", sync_to_thread=True)
+    def usage(self, request: Request[Any, Any, Any]) -> Envelope:
+        """Charges per instance: minutes metered and what they cost."""
+        principal = management(request)
+        with _backend(request).views.transaction() as tx:
+            rows = tx.execute(
+                "SELECT deployment_id, COUNT(*), SUM(amount) FROM ledger"
+                " WHERE account_id = %s AND kind = 'charge' GROUP BY deployment_id ORDER BY deployment_id",
+                [principal.account_id],
+            )
+        per = [
+            {"instance_uuid": r[0], "minutes": int(r[1]), "charged_usd": format_usd(int(r[2]))} for r in rows
+        ]
+        total = sum(int(r[2]) for r in rows)
+        return _ok({"account_id": principal.account_id, "instances": per, "charged_usd": format_usd(total)})
+
+
+def _model_row(model: ModelSpec) -> dict[str, Any]:
+    size = model.size.value
+    shared = format_usd(presenters.price_per_hour("shared", size, 1)) if size == "small" else None
+    return {
+        "id": model.id,
+        "name": model.name,
+        "size": size,
+        "kind": model.kind.value,
+        "plan": model.plan.value,
+        "context_window": model.context_window,
+        "cpu": model.cpu,
+        "price_per_hour_usd": {
+            "dedicated": format_usd(presenters.price_per_hour("dedicated", size, 1)),
+            "shared": shared,
+        },
+    }

@@ -1,0 +1,181 @@
+"""The reconciler: makes the replicas that run match what each deployment's state asks for.
+
+provisioning -> start the replicas, report each, activate (or fail with the reason);
+scaling -> start or stop replicas to the new capacity, report the scale;
+running/degraded -> a dead replica is reported lost, the deployment degraded, a
+replacement started, then recovered; teardown -> stop every replica, report destroyed.
+An account whose credits ran out has its live deployments torn down. Each step is an
+event; the views (and the next pass) see the new state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NamedTuple
+from uuid import UUID
+
+from modelyard.adapters.engines.models import PlacementError, ReplicaSpec, gguf_paths, replica_spec
+from modelyard.adapters.placement.local import LocalPlacement, ReplicaHandle
+from modelyard.adapters.views.db import ViewDatabase
+from modelyard.domain.application import Yard
+from modelyard.domain.shared import ids
+from modelyard.domain.shared.errors import DomainError
+from modelyard.settings import Settings
+
+log = logging.getLogger(__name__)
+# A pass is cheap (one query); twice a second keeps provisioning and failure detection snappy.
+PASS_INTERVAL_S = 0.5
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Reconciler:
+    """Owns the replica processes of this host's deployments."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        yard: Yard,
+        views: ViewDatabase,
+        placement: LocalPlacement,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._settings, self._yard, self._views, self._placement = settings, yard, views, placement
+        self._clock = clock
+        self._gguf = gguf_paths(settings.gguf_models)
+        self.replicas: dict[str, dict[str, ReplicaHandle]] = {}
+        self._counter = 0
+
+    def run_once(self) -> None:
+        """One pass over every deployment that needs something done."""
+        with self._views.transaction() as tx:
+            rows = tx.execute(
+                "SELECT id, state, capacity, pending_capacity, model, preset, account_id FROM deployments"
+                " WHERE state IN ('provisioning', 'scaling', 'running', 'degraded', 'teardown')"
+            )
+            exhausted = {r[0] for r in tx.execute("SELECT account_id FROM balances WHERE exhausted = 1")}
+        for row in rows:
+            target = _Target(*row[:6])
+            try:
+                if row[6] in exhausted and target.state != "teardown":
+                    self._yard.request_teardown(target.uuid, at=self._clock())
+                    continue
+                self._step(target)
+            except DomainError as exc:
+                # The state moved under us (another command); the next pass sees the new one.
+                log.info("reconcile %s (%s): %s", target.id, target.state, exc.message)
+
+    def _step(self, target: _Target) -> None:
+        if target.state == "provisioning":
+            self._provision(target)
+        elif target.state == "scaling" and target.pending is not None:
+            self._resize(target, int(target.pending))
+            self._yard.mark_scaled(target.uuid, int(target.pending), at=self._clock())
+        elif target.state in ("running", "degraded"):
+            self._heal(target)
+        elif target.state == "teardown":
+            for handle in self.replicas.pop(target.id, {}).values():
+                self._placement.stop(handle)
+            self._yard.mark_destroyed(target.uuid, at=self._clock())
+
+    def _spec(self, target: _Target) -> ReplicaSpec:
+        spec = replica_spec(target.model, engine=self._settings.engine, gguf=self._gguf, preset=target.preset)
+        if spec.engine != "simulated":
+            return spec
+        return ReplicaSpec(
+            model=spec.model,
+            engine="simulated",
+            context_window=spec.context_window,
+            ttft_ms=self._settings.simulated_ttft_ms,
+            tokens_per_s=self._settings.simulated_tokens_per_s,
+        )
+
+    def _provision(self, target: _Target) -> None:
+        try:
+            self._resize(target, int(target.capacity))
+        except PlacementError as exc:
+            for handle in self.replicas.pop(target.id, {}).values():
+                self._placement.stop(handle)
+            self._yard.fail_provisioning(target.uuid, str(exc), at=self._clock())
+            return
+        self._yard.activate(target.uuid, at=self._clock())
+
+    def _resize(self, target: _Target, size: int) -> None:
+        current = self.replicas.setdefault(target.id, {})
+        while len(current) < size:
+            self._counter += 1
+            name = f"{target.id}-r{self._counter}"
+            handle = self._placement.start(self._spec(target), name)
+            current[name] = handle
+            self._yard.mark_replica_started(target.uuid, name, at=self._clock(), base_url=handle.base_url)
+        for name in list(current)[size:]:
+            self._placement.stop(current.pop(name))
+            self._yard.mark_replica_lost(target.uuid, name, "scaled down", at=self._clock())
+
+    def _heal(self, target: _Target) -> None:
+        current = self.replicas.setdefault(target.id, {})
+        dead = [name for name, handle in current.items() if not self._placement.alive(handle)]
+        missing = int(target.capacity) - (len(current) - len(dead))
+        if not dead and missing <= 0:
+            return
+        for name in dead:
+            current.pop(name)
+            self._yard.mark_replica_lost(target.uuid, name, "process exited", at=self._clock())
+        if target.state == "running":
+            self._yard.degrade(target.uuid, f"{missing} of {target.capacity} replicas down", at=self._clock())
+        try:
+            self._resize(target, int(target.capacity))
+        except PlacementError as exc:
+            log.warning("cannot replace replicas of %s: %s", target.id, exc)
+            return
+        self._yard.recover(target.uuid, at=self._clock())
+
+
+class _Target(NamedTuple):
+    """A deployment row as the reconciler reads it."""
+
+    id: str
+    state: str
+    capacity: int
+    pending: int | None
+    model: str
+    preset: str
+
+    @property
+    def uuid(self) -> UUID:
+        return ids.parse_deployment_id(self.id)
+
+
+class ReconcilerWorker:
+    """Runs reconciliation passes in a background thread; stops replicas on the way out."""
+
+    def __init__(self, settings: Settings, yard: Yard, views: ViewDatabase) -> None:
+        self.placement = LocalPlacement(Path(settings.data_dir) / "replicas")
+        self.reconciler = Reconciler(settings, yard, views, self.placement)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
+
+    def start(self) -> None:
+        """Begin reconciling in the background."""
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.reconciler.run_once()
+            except Exception:  # a supervisor loop: record, pause, go on
+                log.exception("reconcile pass failed")
+            self._stop.wait(PASS_INTERVAL_S)
+
+    def stop(self) -> None:
+        """Stop passes and every replica this host started."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+        self.placement.stop_all()
