@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import msgspec
 from litestar import Controller, Request, post
+from litestar.params import FromPath, RawBody
 from litestar.response import Response, Stream
 
 from modelyard.api.auth import Principal, inference
@@ -118,7 +119,7 @@ class GatewayController(Controller):
     tags = ["inference"]
 
     @post("/{instance_id:str}/chat", operation_id="chatNative", status_code=200)
-    async def native(self, request: Request[Any, Any, Any], instance_id: str, body: bytes) -> Any:
+    async def native(self, request: Request[Any, Any, Any], instance_id: FromPath[str], body: RawBody) -> Any:
         """``{"message": …}`` -> ``{"success": true, "data": {message, model, usage, response_time_ms}}``."""
         call = await anyio.to_thread.run_sync(_open, request, instance_id)
         try:
@@ -150,13 +151,15 @@ class GatewayController(Controller):
         return {"success": True, "data": data}
 
     @post("/{instance_id:str}/v1/chat/completions", operation_id="chatCompletionsOnInstance", status_code=200)
-    async def openai_on_instance(self, request: Request[Any, Any, Any], instance_id: str, body: bytes) -> Any:
+    async def openai_on_instance(
+        self, request: Request[Any, Any, Any], instance_id: FromPath[str], body: RawBody
+    ) -> Any:
         """OpenAI ``chat.completion`` (or its stream); the request's ``model`` is echoed, not used."""
         call = await anyio.to_thread.run_sync(_open, request, instance_id)
         return await _openai(request, call, _json_body(body))
 
     @post("/chat/completions", operation_id="chatCompletions", status_code=200)
-    async def openai_by_key(self, request: Request[Any, Any, Any], body: bytes) -> Any:
+    async def openai_by_key(self, request: Request[Any, Any, Any], body: RawBody) -> Any:
         """OpenAI chat on the instance the ``auxk_`` key belongs to."""
         principal = await anyio.to_thread.run_sync(
             lambda: request.app.state.key_cache.lookup(_secret(request))

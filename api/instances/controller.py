@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, post
+from litestar.params import FromPath, RawBody
 
 from modelyard.adapters.keygen import INSTANCE_PREFIX, new_secret
 from modelyard.api.auth import management
@@ -66,7 +67,7 @@ class InstancesController(Controller):
     tags = ["instances"]
 
     @post("/provision", operation_id="provision", status_code=201, sync_to_thread=True)
-    def provision(self, request: Request[Any, Any, Any], body: bytes) -> Envelope:
+    def provision(self, request: Request[Any, Any, Any], body: RawBody) -> Envelope:
         """Provision an instance; returns at once with status ``provisioning``."""
         principal = management(request)
         backend = _backend(request)
@@ -100,7 +101,7 @@ class InstancesController(Controller):
         return _ok({"instances": shown, "count": len(shown)})
 
     @get("/instances/{instance_id:str}", operation_id="getInstance", sync_to_thread=True)
-    def get_instance(self, request: Request[Any, Any, Any], instance_id: str) -> Envelope:
+    def get_instance(self, request: Request[Any, Any, Any], instance_id: FromPath[str]) -> Envelope:
         """One instance; once running it carries ``endpoint`` and ``api_key``."""
         principal = management(request)
         return _show(
@@ -112,7 +113,7 @@ class InstancesController(Controller):
     @delete(
         "/instances/{instance_id:str}", operation_id="destroyInstance", status_code=200, sync_to_thread=True
     )
-    def destroy(self, request: Request[Any, Any, Any], instance_id: str) -> Envelope:
+    def destroy(self, request: Request[Any, Any, Any], instance_id: FromPath[str]) -> Envelope:
         """Destroy: billing stops now; the replicas stop in the background."""
         principal = management(request)
         backend = _backend(request)
@@ -130,7 +131,7 @@ class InstancesController(Controller):
         status_code=200,
         sync_to_thread=True,
     )
-    def scale(self, request: Request[Any, Any, Any], instance_id: str, body: bytes) -> Envelope:
+    def scale(self, request: Request[Any, Any, Any], instance_id: FromPath[str], body: RawBody) -> Envelope:
         """Ask for capacity 1, 2, 4 or 8."""
         principal = management(request)
         backend = _backend(request)

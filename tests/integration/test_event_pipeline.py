@@ -62,8 +62,13 @@ def _dump(views: ViewDatabase, projections: Sequence[Projection]) -> dict[str, l
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Yard, Any]]:
     """A Yard and a factory of fresh view databases on the same kind of database."""
     if request.param == "sqlite":
-        yard = Yard(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                         "SQLITE_DBNAME": str(tmp_path / "events.sqlite3"), "CREATE_TABLE": "y"})  # fmt: skip
+        yard = Yard(
+            env={
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(tmp_path / "events.sqlite3"),
+                "CREATE_TABLE": "y",
+            }
+        )
         counter = iter(range(100))
         yield yard, lambda: SqliteViews(tmp_path / f"views{next(counter)}.sqlite3")
     else:
@@ -187,9 +192,16 @@ def test_a_relay_that_dies_before_recording_resends_and_nothing_counts_twice(
     rows = yard.recorder.select_notifications(start=relay.position() + 1, limit=10)
     for row in rows:
         envelope = EventEnvelope.of(row)
-        producer.send(topic_name, key=str(envelope.originator_id).encode(), value=envelope.state,
-                      headers=[("notification_id", str(row.id).encode()), ("topic", row.topic.encode()),
-                               ("originator_version", str(row.originator_version).encode())])  # fmt: skip
+        producer.send(
+            topic_name,
+            key=str(envelope.originator_id).encode(),
+            value=envelope.state,
+            headers=[
+                ("notification_id", str(row.id).encode()),
+                ("topic", row.topic.encode()),
+                ("originator_version", str(row.originator_version).encode()),
+            ],
+        )
     producer.flush()
     # ... so the restarted relay sends those events again, then the rest.
     restarted = Relay(yard.recorder, producer, topic_name, positions)

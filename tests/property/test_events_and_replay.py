@@ -115,8 +115,13 @@ def test_replaying_a_random_history_gives_identical_views(
 ) -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        yard = Yard(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                         "SQLITE_DBNAME": str(root / "e.sqlite3"), "CREATE_TABLE": "y"})  # fmt: skip
+        yard = Yard(
+            env={
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(root / "e.sqlite3"),
+                "CREATE_TABLE": "y",
+            }
+        )
         _play(yard, ops)
         small, whole = SqliteViews(root / "a.sqlite3"), SqliteViews(root / "b.sqlite3")
         in_batches = ProjectionRunner(small, NotificationLogSource(yard.recorder), all_projections())

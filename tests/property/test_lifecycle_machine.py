@@ -48,9 +48,19 @@ class Lifecycle(RuleBasedStateMachine):
         self.now = T0
         self.deployment = agg.project_deployment(
             None,
-            [agg.request_deployment(at=T0, account_id=uuid4(), prefix="inst_", name="m", model="m",
-                                    size="small", tier="dedicated", capacity=1)],
-        )  # fmt: skip
+            [
+                agg.request_deployment(
+                    at=T0,
+                    account_id=uuid4(),
+                    prefix="inst_",
+                    name="m",
+                    model="m",
+                    size="small",
+                    tier="dedicated",
+                    capacity=1,
+                )
+            ],
+        )
         assert self.deployment is not None
         self.charged: dict[datetime, int] = {}
         # Exact cost of billable time so far, as (seconds x capacity tenths) at the hourly rate.

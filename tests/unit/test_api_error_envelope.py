@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 from litestar import post
 from litestar.params import JSONBody
@@ -31,8 +33,8 @@ def broken() -> None:
     raise RuntimeError("boom")
 
 
-def _client() -> TestClient:  # type: ignore[type-arg]
-    app = create_app(load_settings({}))
+def _client(data_dir: Path) -> TestClient:  # type: ignore[type-arg]
+    app = create_app(load_settings({"MODELYARD_DATA_DIR": str(data_dir)}))
     for handler in (echo, limited, broken):
         app.register(handler)
     return TestClient(app, raise_server_exceptions=False)
@@ -46,22 +48,22 @@ def _error(response) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return body["error"]
 
 
-def test_unknown_route_is_not_found_in_the_envelope() -> None:
-    with _client() as client:
+def test_unknown_route_is_not_found_in_the_envelope(tmp_path: Path) -> None:
+    with _client(tmp_path) as client:
         response = client.get("/nope")
     assert response.status_code == 404
     assert _error(response)["code"] == "NOT_FOUND"
 
 
-def test_wrong_method_is_405_in_the_envelope() -> None:
-    with _client() as client:
+def test_wrong_method_is_405_in_the_envelope(tmp_path: Path) -> None:
+    with _client(tmp_path) as client:
         response = client.delete("/health")
     assert response.status_code == 405
     assert _error(response)["code"] == "METHOD_NOT_ALLOWED"
 
 
-def test_malformed_json_and_wrong_types_are_invalid_request() -> None:
-    with _client() as client:
+def test_malformed_json_and_wrong_types_are_invalid_request(tmp_path: Path) -> None:
+    with _client(tmp_path) as client:
         broken_json = client.post("/echo", content=b"{not json", headers={"content-type": "application/json"})
         wrong_type = client.post("/echo", json={"capacity": "four"})
         unknown = client.post("/echo", json={"capacity": 1, "billing": "monthly"})
@@ -70,16 +72,16 @@ def test_malformed_json_and_wrong_types_are_invalid_request() -> None:
         assert _error(response)["code"] == "INVALID_REQUEST"
 
 
-def test_api_errors_keep_their_status_code_and_headers() -> None:
-    with _client() as client:
+def test_api_errors_keep_their_status_code_and_headers(tmp_path: Path) -> None:
+    with _client(tmp_path) as client:
         response = client.post("/limited")
     assert response.status_code == 429
     assert response.headers["retry-after"] == "7"
     assert _error(response)["code"] == "RATE_LIMIT_EXCEEDED"
 
 
-def test_an_unexpected_failure_is_still_the_envelope() -> None:
-    with _client() as client:
+def test_an_unexpected_failure_is_still_the_envelope(tmp_path: Path) -> None:
+    with _client(tmp_path) as client:
         response = client.post("/broken")
     assert response.status_code == 500
     assert _error(response)["code"] == "INTERNAL_ERROR"

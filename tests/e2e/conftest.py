@@ -1,0 +1,104 @@
+"""Running modelyard processes for end-to-end tests, started as a user would start them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+MODELYARD = str(Path(sys.executable).with_name("modelyard"))
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    """Block until ``url/health`` answers; fail with the process's output if it died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise AssertionError(f"process exited {proc.returncode}:\n{out[-3000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not come up"
+        time.sleep(0.2)
+
+
+@dataclass
+class Yard:
+    """A running modelyard and a funded account on it."""
+
+    env: dict[str, str]
+    cwd: Path
+    urls: list[str]
+    key: str = ""
+    account: str = ""
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [MODELYARD, *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def fund(self, usd: str) -> None:
+        out = self.cli("accounts", "create", "--name", "agent", "--credits", usd).stdout
+        lines = dict(line.split(": ", 1) for line in out.splitlines())
+        self.account, self.key = lines["account_id"], lines["api_key"]
+
+    def start(self, *args: str, port: int | None = None) -> str:
+        env = dict(self.env)
+        if port is not None:
+            env["MODELYARD_PORT"] = str(port)
+        proc = subprocess.Popen(
+            [MODELYARD, *args], env=env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self.procs.append(proc)
+        url = f"http://127.0.0.1:{port}" if port is not None else ""
+        if port is not None:
+            wait_healthy(url, proc)
+            self.urls.append(url)
+        return url
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[Yard]:
+    """``modelyard serve`` on the embedded default (SQLite, notification log, llama.cpp)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELYARD_", "POSTGRES_"))}
+    yard = Yard(env=env | {"MODELYARD_DATA_DIR": str(tmp_path / "data")}, cwd=tmp_path, urls=[])
+    yard.fund("5.00")
+    yard.start("serve", port=free_port())
+    yield yard
+    yard.stop()
