@@ -19,10 +19,12 @@ def main() -> None:
 
 def _register_subcommands() -> None:
     from modelyard.adapters.services.cli import services
+    from modelyard.cli.agent import chat, destroy, instances, provision, scale
     from modelyard.cli.operator import accounts, audit, credits
     from modelyard.cli.processes import api, serve, worker
 
-    for command in (serve, api, worker, services, accounts, credits, audit):
+    commands = (serve, api, worker, services, accounts, credits, audit)
+    for command in (*commands, provision, instances, chat, scale, destroy):
         main.add_command(command)
 
 
