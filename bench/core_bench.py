@@ -85,14 +85,19 @@ def bench_relay(yard: Yard, dsn: str, bootstrap: str) -> tuple[float, float, int
         pass
     relay_rate = total / (time.perf_counter() - start)
     rows = yard.recorder.select_notifications(start=1, limit=total)
-    raw = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
-                        batch_size=256 * 1024)  # fmt: skip
+    raw = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5, batch_size=256 * 1024
+    )
     raw_topic = f"{topic}.raw"
     ensure_topic(bootstrap, raw_topic)
     start = time.perf_counter()
     for row in rows:
-        raw.send(raw_topic, key=str(row.originator_id).encode(), value=row.state,
-                 headers=[("notification_id", str(row.id).encode())])  # fmt: skip
+        raw.send(
+            raw_topic,
+            key=str(row.originator_id).encode(),
+            value=row.state,
+            headers=[("notification_id", str(row.id).encode())],
+        )
     raw.flush()
     raw_rate = len(rows) / (time.perf_counter() - start)
     producer.close()
@@ -132,11 +137,15 @@ def main() -> None:
     kafka.up()
     dsn = _database(pg)
     app_rate, raw_rate, yard = bench_append(dsn, args.events)
-    print(f"append   {app_rate:10.0f} events/s via Yard   {raw_rate:10.0f} rows/s raw psycopg   "
-          f"ratio {app_rate / raw_rate:.2f}")  # fmt: skip
+    print(
+        f"append   {app_rate:10.0f} events/s via Yard   {raw_rate:10.0f} rows/s raw psycopg   "
+        f"ratio {app_rate / raw_rate:.2f}"
+    )
     relay_rate, raw_send, total = bench_relay(yard, dsn, kafka.bootstrap)
-    print(f"relay    {relay_rate:10.0f} events/s via Relay  {raw_send:10.0f} msgs/s raw producer   "
-          f"ratio {relay_rate / raw_send:.2f}   ({total} events)")  # fmt: skip
+    print(
+        f"relay    {relay_rate:10.0f} events/s via Relay  {raw_send:10.0f} msgs/s raw producer   "
+        f"ratio {relay_rate / raw_send:.2f}   ({total} events)"
+    )
     pg_rate, sqlite_rate = bench_replay(yard, dsn)
     print(
         f"replay   {pg_rate:10.0f} events/s into PostgreSQL views   "
