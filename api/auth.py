@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 import msgspec
-from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
 
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.api.errors import ApiKeyRequired, Forbidden, InvalidApiKey
@@ -80,7 +81,12 @@ class KeyCache:
         )
 
 
-def bearer(request: Request[Any, Any, Any]) -> str:
+def management_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Litestar guard: the request must carry a management key, checked before the body is read."""
+    connection.state.principal = management(connection)
+
+
+def bearer(request: ASGIConnection[Any, Any, Any, Any]) -> str:
     """The secret of ``Authorization: Bearer …``; absent -> API_KEY_REQUIRED."""
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
@@ -89,7 +95,7 @@ def bearer(request: Request[Any, Any, Any]) -> str:
     return secret.strip()
 
 
-def _principal(request: Request[Any, Any, Any]) -> Principal:
+def _principal(request: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     cache: KeyCache = request.app.state.key_cache
     principal = cache.lookup(bearer(request))
     if principal is None:
@@ -97,7 +103,7 @@ def _principal(request: Request[Any, Any, Any]) -> Principal:
     return principal
 
 
-def management(request: Request[Any, Any, Any]) -> Principal:
+def management(request: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     """The caller, who must hold a management key."""
     principal = _principal(request)
     if principal.kind is not KeyKind.MANAGEMENT:
@@ -105,7 +111,7 @@ def management(request: Request[Any, Any, Any]) -> Principal:
     return principal
 
 
-def inference(request: Request[Any, Any, Any], deployment_uuid: str) -> Principal:
+def inference(request: ASGIConnection[Any, Any, Any, Any], deployment_uuid: str) -> Principal:
     """The caller, who must hold a key that may infer on this deployment."""
     principal = _principal(request)
     if principal.kind is KeyKind.MANAGEMENT:

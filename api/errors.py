@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 
 DOCS_BASE = "https://modelyard.dev/docs/errors#"
 log = logging.getLogger(__name__)
@@ -110,3 +111,15 @@ def _http_code(status: int) -> str:
     return {405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}.get(
         status, "INVALID_REQUEST" if status < 500 else "INTERNAL_ERROR"
     )
+
+
+def documented(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI responses for the envelope at these statuses (handlers' ``responses=``)."""
+    return {
+        status: ResponseSpec(data_container=ErrorEnvelope, description="Error: branch on error.code")
+        for status in statuses
+    }
+
+
+# What every authenticated route can answer besides success.
+COMMON_ERRORS = documented(400, 401, 402, 403, 404, 409, 429, 502)

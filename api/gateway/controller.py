@@ -17,7 +17,7 @@ from litestar.response import Response, Stream
 
 from modelyard.api.auth import Principal, inference
 from modelyard.api.backend import Backend
-from modelyard.api.errors import InvalidRequest
+from modelyard.api.errors import COMMON_ERRORS, InvalidRequest
 from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.instances import secrets
 from modelyard.domain.shared import ids
@@ -118,7 +118,7 @@ class GatewayController(Controller):
     path = "/v1"
     tags = ["inference"]
 
-    @post("/{instance_id:str}/chat", operation_id="chatNative", status_code=200)
+    @post("/{instance_id:str}/chat", operation_id="chatNative", status_code=200, responses=COMMON_ERRORS)
     async def native(self, request: Request[Any, Any, Any], instance_id: FromPath[str], body: RawBody) -> Any:
         """``{"message": …}`` -> ``{"success": true, "data": {message, model, usage, response_time_ms}}``."""
         call = await anyio.to_thread.run_sync(_open, request, instance_id)
@@ -150,7 +150,12 @@ class GatewayController(Controller):
         }
         return {"success": True, "data": data}
 
-    @post("/{instance_id:str}/v1/chat/completions", operation_id="chatCompletionsOnInstance", status_code=200)
+    @post(
+        "/{instance_id:str}/v1/chat/completions",
+        operation_id="chatCompletionsOnInstance",
+        status_code=200,
+        responses=COMMON_ERRORS,
+    )
     async def openai_on_instance(
         self, request: Request[Any, Any, Any], instance_id: FromPath[str], body: RawBody
     ) -> Any:
@@ -158,7 +163,7 @@ class GatewayController(Controller):
         call = await anyio.to_thread.run_sync(_open, request, instance_id)
         return await _openai(request, call, _json_body(body))
 
-    @post("/chat/completions", operation_id="chatCompletions", status_code=200)
+    @post("/chat/completions", operation_id="chatCompletions", status_code=200, responses=COMMON_ERRORS)
     async def openai_by_key(self, request: Request[Any, Any, Any], body: RawBody) -> Any:
         """OpenAI chat on the instance the ``auxk_`` key belongs to."""
         principal = await anyio.to_thread.run_sync(

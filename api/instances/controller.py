@@ -7,13 +7,14 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, post
-from litestar.params import FromPath, RawBody
+from litestar.params import FromPath, JSONBody
 
 from modelyard.adapters.keygen import INSTANCE_PREFIX, new_secret
-from modelyard.api.auth import management
+from modelyard.api.auth import Principal, management_guard
 from modelyard.api.backend import Backend
+from modelyard.api.errors import COMMON_ERRORS
 from modelyard.api.instances import presenters, secrets
-from modelyard.api.instances.schemas import ProvisionRequest, ScaleRequest, parse_body
+from modelyard.api.instances.schemas import ProvisionRequest, ScaleRequest
 from modelyard.domain.catalog.models import CATALOG, ModelSpec
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import InstanceNotFound
@@ -65,13 +66,17 @@ class InstancesController(Controller):
 
     path = "/v1"
     tags = ["instances"]
+    guards = [management_guard]
 
-    @post("/provision", operation_id="provision", status_code=201, sync_to_thread=True)
-    def provision(self, request: Request[Any, Any, Any], body: RawBody) -> Envelope:
+    @post(
+        "/provision", operation_id="provision", status_code=201, sync_to_thread=True, responses=COMMON_ERRORS
+    )
+    def provision(self, request: Request[Any, Any, Any], data: JSONBody[ProvisionRequest]) -> Envelope:
         """Provision an instance; returns at once with status ``provisioning``."""
-        principal = management(request)
+        principal: Principal = request.state.principal
         backend = _backend(request)
-        parsed: ProvisionRequest = parse_body(body, ProvisionRequest)
+        parsed = data
+        parsed.check_billing()
         secret, digest, display = new_secret(INSTANCE_PREFIX)
         deployment, _ = backend.yard.provision(
             key_hash=digest,
@@ -90,20 +95,25 @@ class InstancesController(Controller):
         backend.settle(dep_id, 1)
         return _show(backend, principal.account_id, dep_id)
 
-    @get("/instances", operation_id="listInstances", sync_to_thread=True)
+    @get("/instances", operation_id="listInstances", sync_to_thread=True, responses=COMMON_ERRORS)
     def list_instances(self, request: Request[Any, Any, Any]) -> Envelope:
         """Every instance of the account that is not destroyed."""
-        principal = management(request)
+        principal: Principal = request.state.principal
         backend = _backend(request)
         with backend.views.transaction() as tx:
             rows = [r for r in presenters.load_instances(tx, principal.account_id) if r[6] != "destroyed"]
         shown = [presenters.instance(r, backend.settings.base_url, None, None) for r in rows]
         return _ok({"instances": shown, "count": len(shown)})
 
-    @get("/instances/{instance_id:str}", operation_id="getInstance", sync_to_thread=True)
+    @get(
+        "/instances/{instance_id:str}",
+        operation_id="getInstance",
+        sync_to_thread=True,
+        responses=COMMON_ERRORS,
+    )
     def get_instance(self, request: Request[Any, Any, Any], instance_id: FromPath[str]) -> Envelope:
         """One instance; once running it carries ``endpoint`` and ``api_key``."""
-        principal = management(request)
+        principal: Principal = request.state.principal
         return _show(
             _backend(request),
             principal.account_id,
@@ -111,11 +121,15 @@ class InstancesController(Controller):
         )
 
     @delete(
-        "/instances/{instance_id:str}", operation_id="destroyInstance", status_code=200, sync_to_thread=True
+        "/instances/{instance_id:str}",
+        operation_id="destroyInstance",
+        status_code=200,
+        sync_to_thread=True,
+        responses=COMMON_ERRORS,
     )
     def destroy(self, request: Request[Any, Any, Any], instance_id: FromPath[str]) -> Envelope:
         """Destroy: billing stops now; the replicas stop in the background."""
-        principal = management(request)
+        principal: Principal = request.state.principal
         backend = _backend(request)
         dep_id = _owned(backend, principal.account_id, instance_id)
         uuid = ids.parse_deployment_id(dep_id)
@@ -130,27 +144,30 @@ class InstancesController(Controller):
         operation_id="scaleInstance",
         status_code=200,
         sync_to_thread=True,
+        responses=COMMON_ERRORS,
     )
-    def scale(self, request: Request[Any, Any, Any], instance_id: FromPath[str], body: RawBody) -> Envelope:
+    def scale(
+        self, request: Request[Any, Any, Any], instance_id: FromPath[str], data: JSONBody[ScaleRequest]
+    ) -> Envelope:
         """Ask for capacity 1, 2, 4 or 8."""
-        principal = management(request)
+        principal: Principal = request.state.principal
         backend = _backend(request)
-        parsed: ScaleRequest = parse_body(body, ScaleRequest)
+        parsed = data
         dep_id = _owned(backend, principal.account_id, instance_id)
         uuid = ids.parse_deployment_id(dep_id)
         backend.yard.request_scale(uuid, parsed.capacity, at=_now())
         backend.settle(dep_id, backend.yard.get_deployment(uuid).version)
         return _show(backend, principal.account_id, dep_id)
 
-    @get("/models", operation_id="listModels", sync_to_thread=False)
+    @get("/models", operation_id="listModels", sync_to_thread=False, responses=COMMON_ERRORS)
     def models(self) -> Envelope:
         """The catalog with prices per hour at 1x."""
         return _ok({"models": [_model_row(m) for m in CATALOG if m.active]})
 
-    @get("/balance", operation_id="getBalance", sync_to_thread=True)
+    @get("/balance", operation_id="getBalance", sync_to_thread=True, responses=COMMON_ERRORS)
     def balance(self, request: Request[Any, Any, Any]) -> Envelope:
         """The account's prepaid balance."""
-        principal = management(request)
+        principal: Principal = request.state.principal
         with _backend(request).views.transaction() as tx:
             rows = tx.execute(
                 "SELECT balance, credited, charged, plan FROM balances WHERE account_id = %s",
@@ -168,10 +185,10 @@ class InstancesController(Controller):
             }
         )
 
-    @get("/usage", operation_id="getUsage", sync_to_thread=True)
+    @get("/usage", operation_id="getUsage", sync_to_thread=True, responses=COMMON_ERRORS)
     def usage(self, request: Request[Any, Any, Any]) -> Envelope:
         """Charges per instance: minutes metered and what they cost."""
-        principal = management(request)
+        principal: Principal = request.state.principal
         with _backend(request).views.transaction() as tx:
             rows = tx.execute(
                 "SELECT deployment_id, COUNT(*), SUM(amount) FROM ledger"

@@ -6,17 +6,25 @@ from typing import Any
 
 import msgspec
 
-from modelyard.api.errors import InvalidRequest
 from modelyard.domain.shared.errors import InvalidBillingMode
 
 
 class ProvisionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``POST /v1/provision``."""
+    """``POST /v1/provision``. ``capacity`` is checked by the domain (INVALID_CAPACITY); a
+    ``billing`` field, of any value, is refused with INVALID_BILLING_MODE."""
 
     model: str
     capacity: Any = 1
     tier: str = "dedicated"
     name: str = ""
+    billing: Any = msgspec.UNSET
+
+    def check_billing(self) -> None:
+        """Pay-as-you-go only: any billing parameter is refused."""
+        if self.billing is not msgspec.UNSET:
+            raise InvalidBillingMode(
+                "The billing parameter is no longer supported: modelyard is pay-as-you-go, per minute."
+            )
 
 
 class ScaleRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -43,22 +51,3 @@ class Instance(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     charged_usd: str
     created_at: str
     updated_at: str
-
-
-def parse_body(raw: bytes, into: type[Any]) -> Any:
-    """Decode a JSON body into ``into``: a ``billing`` field is INVALID_BILLING_MODE, any other
-    problem INVALID_REQUEST, each with a message that says what is wrong."""
-    try:
-        data = msgspec.json.decode(raw or b"null")
-    except msgspec.DecodeError:
-        raise InvalidRequest("The body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("The body must be a JSON object.")
-    if "billing" in data:
-        raise InvalidBillingMode(
-            "The billing parameter is no longer supported: modelyard is pay-as-you-go, per minute."
-        )
-    try:
-        return msgspec.convert(data, into)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"Invalid request: {exc}.") from None
