@@ -54,6 +54,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_url: str = ""
     services_dir: Path = Path(".services")
     engine: str = "auto"
+    rate_limit_rpm: int = 1000
     gguf_models: str = ""
     simulated_ttft_ms: float = 0.0
     simulated_tokens_per_s: float = 0.0
@@ -84,6 +85,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "MODELYARD_PORT": ("8080", "port the API listens on"),
     "MODELYARD_PUBLIC_URL": ("", "URL clients use to reach the API, if not host:port"),
     "MODELYARD_SERVICES_DIR": (".services", "where `modelyard services` keeps PG and Kafka"),
+    "MODELYARD_RATE_LIMIT_RPM": ("1000", "requests per minute per key, shared by every API process"),
     "MODELYARD_ENGINE": ("auto", "auto (llama.cpp on CPU, vLLM on GPU) or simulated (tests, load)"),
     "MODELYARD_GGUF_MODELS": ("", "more CPU models: id=/path/model.gguf,id2=/path/b.gguf"),
     "MODELYARD_SIMULATED_TTFT_MS": ("0", "the simulated engine's time to first token"),
@@ -151,6 +153,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         port=_int(env, "MODELYARD_PORT"),
         public_url=_get(env, "MODELYARD_PUBLIC_URL"),
         services_dir=Path(_get(env, "MODELYARD_SERVICES_DIR")),
+        rate_limit_rpm=_int(env, "MODELYARD_RATE_LIMIT_RPM"),
         engine=_choice(env, "MODELYARD_ENGINE", ("auto", "simulated")),
         gguf_models=_get(env, "MODELYARD_GGUF_MODELS"),
         simulated_ttft_ms=_float(env, "MODELYARD_SIMULATED_TTFT_MS"),

@@ -21,6 +21,7 @@ from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.health.controller import HealthController
 from modelyard.api.instances import secrets
 from modelyard.api.instances.controller import InstancesController
+from modelyard.api.ratelimit import RateLimitMiddleware
 from modelyard.settings import Settings
 
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Litestar:
     return Litestar(
         route_handlers=[HealthController, InstancesController, GatewayController],
         exception_handlers={Exception: handle_exception},
+        middleware=[RateLimitMiddleware()],
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="modelyard",

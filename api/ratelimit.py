@@ -1,0 +1,67 @@
+"""Per-key request limits on every route, with the ``X-RateLimit-*`` headers on every answer.
+
+The count lives in the limiter the backend was built with: PostgreSQL in cluster mode, so
+the limit holds across every API process, or in-process in the embedded default. A key
+is counted by its hash (an unauthenticated caller by its address); over the limit the
+answer is 429 RATE_LIMIT_EXCEEDED with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelyard.api.backend import Backend
+from modelyard.api.errors import error_response
+from modelyard.domain.keys.aggregate import hash_secret
+
+WINDOW_S = 60
+
+
+def _caller(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, secret = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and secret.strip():
+                return "key:" + hash_secret(secret.strip())
+    client = scope.get("client")
+    return f"ip:{client[0] if client else 'unknown'}"
+
+
+class RateLimitMiddleware(ASGIMiddleware):
+    """Counts each request against its caller's per-minute limit."""
+
+    scopes = (ScopeType.HTTP,)
+    exclude_path_pattern = ("^/health$", "^/docs")
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        """Refuse over the limit; otherwise add the headers to whatever the route answers."""
+        backend: Backend = scope["litestar_app"].state.backend
+        limit = backend.settings.rate_limit_rpm
+        decision = await anyio.to_thread.run_sync(
+            lambda: backend.limiter.hit(_caller(scope), limit=limit, window_s=WINDOW_S, now=time.time())
+        )
+        headers = decision.headers()
+        if not decision.allowed:
+            response = error_response(
+                "RATE_LIMIT_EXCEEDED",
+                429,
+                f"Over {limit} requests/min for this key; retry after {headers['Retry-After']} s.",
+                headers,
+            )
+            await response.to_asgi_response(app=None, request=None)(scope, receive, send)  # type: ignore[arg-type]
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                mutable = MutableScopeHeaders.from_message(message)
+                for name, value in headers.items():
+                    mutable[name] = value
+            await send(message)
+
+        await next_app(scope, receive, send_with_headers)
