@@ -13,6 +13,7 @@ from modelyard import __version__
 from modelyard.adapters.eventstore.env import open_yard
 from modelyard.adapters.ratelimit.limiter import InProcessRateLimiter, PostgresRateLimiter, RateLimiter
 from modelyard.adapters.views.db import PostgresViews, open_views
+from modelyard.api import idempotency
 from modelyard.api.auth import KeyCache
 from modelyard.api.backend import Backend
 from modelyard.api.errors import handle_exception
@@ -41,7 +42,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         own = backend is None
         active = open_backend(settings) if backend is None else backend
-        active.views.ensure(secrets.SCHEMA)
+        active.views.ensure([*secrets.SCHEMA, *idempotency.SCHEMA])
         app.state.backend = active
         app.state.key_cache = KeyCache(active.views)
         app.state.forwarder = Forwarder(active.views)

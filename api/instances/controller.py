@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody
 
 from modelyard.adapters.keygen import INSTANCE_PREFIX, new_secret
+from modelyard.api import idempotency
 from modelyard.api.auth import Principal, management_guard
 from modelyard.api.backend import Backend
 from modelyard.api.errors import COMMON_ERRORS
@@ -61,6 +63,23 @@ def _owned(backend: Backend, account_id: str, dep_id: str) -> str:
     return dep_id
 
 
+def _once(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    payload: bytes,
+    status: int,
+    command: Callable[[], Envelope],
+) -> Response[Any]:
+    return idempotency.run_once(
+        _backend(request).views,
+        account_id=principal.account_id,
+        key=request.headers.get("idempotency-key"),
+        request=payload,
+        status=status,
+        command=command,
+    )
+
+
 class InstancesController(Controller):
     """Provision, poll, list, scale and destroy instances."""
 
@@ -71,12 +90,27 @@ class InstancesController(Controller):
     @post(
         "/provision", operation_id="provision", status_code=201, sync_to_thread=True, responses=COMMON_ERRORS
     )
-    def provision(self, request: Request[Any, Any, Any], data: JSONBody[ProvisionRequest]) -> Envelope:
-        """Provision an instance; returns at once with status ``provisioning``."""
+    def provision(self, request: Request[Any, Any, Any], data: JSONBody[ProvisionRequest]) -> Response[Any]:
+        """Provision an instance; returns at once with status ``provisioning``.
+
+        Send an ``Idempotency-Key`` header and retry with the same key: a retry returns the
+        first result and provisions nothing new.
+        """
         principal: Principal = request.state.principal
+        data.check_billing()
+        return _once(
+            request,
+            principal,
+            b"provision" + msgspec.json.encode(data),
+            201,
+            lambda: self._provision(request, principal, data),
+        )
+
+    def _provision(
+        self, request: Request[Any, Any, Any], principal: Principal, data: ProvisionRequest
+    ) -> Envelope:
         backend = _backend(request)
         parsed = data
-        parsed.check_billing()
         secret, digest, display = new_secret(INSTANCE_PREFIX)
         deployment, _ = backend.yard.provision(
             key_hash=digest,
@@ -127,9 +161,18 @@ class InstancesController(Controller):
         sync_to_thread=True,
         responses=COMMON_ERRORS,
     )
-    def destroy(self, request: Request[Any, Any, Any], instance_id: FromPath[str]) -> Envelope:
+    def destroy(self, request: Request[Any, Any, Any], instance_id: FromPath[str]) -> Response[Any]:
         """Destroy: billing stops now; the replicas stop in the background."""
         principal: Principal = request.state.principal
+        return _once(
+            request,
+            principal,
+            b"destroy " + instance_id.encode(),
+            200,
+            lambda: self._destroy(request, principal, instance_id),
+        )
+
+    def _destroy(self, request: Request[Any, Any, Any], principal: Principal, instance_id: str) -> Envelope:
         backend = _backend(request)
         dep_id = _owned(backend, principal.account_id, instance_id)
         uuid = ids.parse_deployment_id(dep_id)
@@ -148,9 +191,17 @@ class InstancesController(Controller):
     )
     def scale(
         self, request: Request[Any, Any, Any], instance_id: FromPath[str], data: JSONBody[ScaleRequest]
-    ) -> Envelope:
-        """Ask for capacity 1, 2, 4 or 8."""
+    ) -> Response[Any]:
+        """Ask for capacity 1, 2, 4 or 8 (``Idempotency-Key`` makes a retry safe)."""
         principal: Principal = request.state.principal
+        payload = b"scale " + instance_id.encode() + msgspec.json.encode(data)
+        return _once(
+            request, principal, payload, 200, lambda: self._scale(request, principal, instance_id, data)
+        )
+
+    def _scale(
+        self, request: Request[Any, Any, Any], principal: Principal, instance_id: str, data: ScaleRequest
+    ) -> Envelope:
         backend = _backend(request)
         parsed = data
         dep_id = _owned(backend, principal.account_id, instance_id)

@@ -102,3 +102,18 @@ def embedded(tmp_path: Path) -> Iterator[Yard]:
     yard.start("serve", port=free_port())
     yield yard
     yard.stop()
+
+
+@pytest.fixture
+def simulated(tmp_path: Path) -> Iterator[Yard]:
+    """``modelyard serve`` with the simulated engine (control-plane tests: fast, deterministic)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELYARD_", "POSTGRES_"))}
+    yard = Yard(
+        env=env | {"MODELYARD_DATA_DIR": str(tmp_path / "data"), "MODELYARD_ENGINE": "simulated"},
+        cwd=tmp_path,
+        urls=[],
+    )
+    yard.fund("5.00")
+    yard.start("serve", port=free_port())
+    yield yard
+    yard.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,24 +16,10 @@ from modelyard.domain.deployments import events as ev
 from modelyard.domain.shared import ids
 from modelyard.settings import load_settings
 
-from .conftest import Yard, free_port
+from .conftest import Yard
 from .test_five_steps import poll_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def simulated(tmp_path: Path) -> Iterator[Yard]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELYARD_", "POSTGRES_"))}
-    yard = Yard(
-        env=env | {"MODELYARD_DATA_DIR": str(tmp_path / "data"), "MODELYARD_ENGINE": "simulated"},
-        cwd=tmp_path,
-        urls=[],
-    )
-    yard.fund("5.00")
-    yard.start("serve", port=free_port())
-    yield yard
-    yard.stop()
 
 
 def _replica_pid(port: str) -> int:
