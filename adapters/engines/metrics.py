@@ -21,6 +21,7 @@ class ReplicaMetrics:
         self.prompt_tokens = 0
         self.generation_tokens = 0
         self.requests = 0
+        self.cancelled = 0
         self._ttft_buckets = [0] * len(BUCKETS)
         self._ttft_sum = 0.0
         self._ttft_count = 0
@@ -49,6 +50,7 @@ class ReplicaMetrics:
             f"vllm:num_requests_waiting{label} {self.waiting}",
             f"vllm:prompt_tokens_total{label} {self.prompt_tokens}",
             f"vllm:generation_tokens_total{label} {self.generation_tokens}",
+            f"modelyard:requests_cancelled_total{label} {self.cancelled}",
         ]
         bucket = "vllm:time_to_first_token_seconds_bucket"
         for bound, count in zip(BUCKETS, self._ttft_buckets, strict=True):

@@ -65,7 +65,7 @@ class Replica:
 
         self.metrics.waiting += 1
         thread = threading.Thread(target=produce, daemon=True)
-        started, first = time.perf_counter(), True
+        started, first, finished = time.perf_counter(), True, False
         thread.start()
         try:
             while (item := await queue.get()) is not _DONE:
@@ -75,7 +75,10 @@ class Replica:
                     self.metrics.started(time.perf_counter() - started)
                     first = False
                 yield item
+            finished = True
         finally:
+            if not finished:
+                self.metrics.cancelled += 1
             cancel.set()
             if first:
                 self.metrics.waiting -= 1

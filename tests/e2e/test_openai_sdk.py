@@ -1,0 +1,147 @@
+"""The official openai SDK against an instance: whole, streamed with usage, and a tool call."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import openai
+import pytest
+
+from .conftest import Yard
+from .test_five_steps import poll_until
+
+pytestmark = pytest.mark.e2e
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup_weather",
+            "description": "Weather for a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"input": {"type": "string"}},
+                "required": ["input"],
+            },
+        },
+    }
+]
+
+
+def _instance(yard: Yard) -> dict[str, object]:
+    client = httpx.Client(base_url=yard.urls[0], headers={"Authorization": f"Bearer {yard.key}"}, timeout=60)
+    created = client.post("/v1/provision", json={"model": "smollm2-135m"}).json()["data"]["instance"]
+    return poll_until(client, str(created["id"]), "running")
+
+
+def test_scripted_tool_call_and_stream_on_the_simulated_engine(simulated: Yard) -> None:
+    instance = _instance(simulated)
+    sdk = openai.OpenAI(base_url=str(instance["openai_base_url"]), api_key=str(instance["api_key"]))
+    answer = sdk.chat.completions.create(
+        model="anything",
+        messages=[{"role": "user", "content": "Paris"}],
+        tools=TOOLS,  # type: ignore[arg-type]
+        tool_choice={"type": "function", "function": {"name": "lookup_weather"}},
+    )
+    call = answer.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "lookup_weather"  # type: ignore[union-attr]
+    assert json.loads(call.function.arguments) == {"input": "Paris"}  # type: ignore[union-attr]
+    assert answer.model == "anything"
+
+    stream = sdk.chat.completions.create(
+        model="m",
+        messages=[{"role": "user", "content": "one two three four"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "one two three four"
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 4
+    without = list(
+        sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "a b"}], stream=True)
+    )
+    assert all(c.usage is None for c in without)
+
+
+def test_bad_requests_are_clear_4xx(simulated: Yard) -> None:
+    instance = _instance(simulated)
+    url = f"{instance['openai_base_url']}/chat/completions"
+    headers = {"Authorization": f"Bearer {instance['api_key']}"}
+    empty = httpx.post(url, json={"model": "m", "messages": []}, headers=headers)
+    assert empty.status_code == 400
+    broken = httpx.post(url, content=b"{nope", headers={**headers, "content-type": "application/json"})
+    assert broken.status_code == 400
+    huge = httpx.post(
+        url, json={"model": "m", "messages": [{"role": "user", "content": "word " * 9000}]}, headers=headers
+    )
+    assert huge.status_code == 400
+    assert "context" in huge.text
+
+
+def test_real_model_streams_through_the_sdk_and_a_dropped_stream_frees_the_replica(embedded: Yard) -> None:
+    instance = _instance(embedded)
+    sdk = openai.OpenAI(base_url=str(instance["openai_base_url"]), api_key=str(instance["api_key"]))
+    whole = sdk.chat.completions.create(
+        model="x",
+        messages=[{"role": "user", "content": "Name three colors."}],
+        max_tokens=24,
+        temperature=0,
+        seed=7,
+    )
+    again = sdk.chat.completions.create(
+        model="x",
+        messages=[{"role": "user", "content": "Name three colors."}],
+        max_tokens=24,
+        temperature=0,
+        seed=7,
+    )
+    assert whole.choices[0].message.content == again.choices[0].message.content
+    assert whole.usage is not None
+    assert 0 < whole.usage.completion_tokens <= 24
+    stream = sdk.chat.completions.create(
+        model="x",
+        messages=[{"role": "user", "content": "Tell a long story about the sea."}],
+        max_tokens=400,
+        stream=True,
+    )
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    # The replica notices the client went away and stops generating.
+    replicas = _replica_metrics(embedded, str(instance["id"]))
+    deadline = time.monotonic() + 30
+    while (
+        any("vllm:num_requests_running" in m and " 0" not in m for m in replicas)
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.3)
+        replicas = _replica_metrics(embedded, str(instance["id"]))
+    assert all(line.endswith(" 0") for line in replicas), replicas
+    cancelled = _replica_metrics(embedded, str(instance["id"]), "modelyard:requests_cancelled_total")
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in cancelled) == 1
+
+
+def _replica_metrics(yard: Yard, instance_id: str, name: str = "vllm:num_requests_running") -> list[str]:
+    from modelyard.adapters.eventstore.env import store_env
+    from modelyard.domain.application import Yard as Store
+    from modelyard.domain.deployments import events as ev
+    from modelyard.domain.shared import ids
+    from modelyard.settings import load_settings
+
+    store = Store(env=store_env(load_settings(yard.env)))
+    try:
+        urls = [e.base_url for e in store.events.get(ids.parse_deployment_id(instance_id))
+                if isinstance(e, ev.ReplicaStarted)]  # fmt: skip
+    finally:
+        store.close()
+    lines = []
+    for url in urls:
+        text = httpx.get(f"{url}/metrics").text
+        lines += [line for line in text.splitlines() if line.startswith(name)]
+    return lines
