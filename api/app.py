@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.handlers import asgi
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.types import Receive, Scope, Send
 
 from modelyard import __version__
 from modelyard.adapters.eventstore.env import open_yard
@@ -22,6 +24,7 @@ from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.health.controller import HealthController
 from modelyard.api.instances import secrets
 from modelyard.api.instances.controller import InstancesController
+from modelyard.api.mcp import build_mcp
 from modelyard.api.ratelimit import RateLimitMiddleware
 from modelyard.settings import Settings
 
@@ -37,6 +40,11 @@ def open_backend(settings: Settings) -> Backend:
 
 def create_app(settings: Settings, backend: Backend | None = None) -> Litestar:
     """Build the API; with no ``backend`` it opens one when it starts and closes it after."""
+    mcp_server, mcp_app = build_mcp(settings.base_url)
+
+    @asgi("/mcp", is_mount=True, copy_scope=True)
+    async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        await mcp_app(scope, receive, send)  # type: ignore[arg-type]  # Starlette's looser ASGI types
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -47,7 +55,8 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Litestar:
         app.state.key_cache = KeyCache(active.views)
         app.state.forwarder = Forwarder(active.views)
         try:
-            yield
+            async with mcp_server.session_manager.run():
+                yield
         finally:
             await app.state.forwarder.close()
             if own:
@@ -55,7 +64,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Litestar:
                 active.views.close()
 
     return Litestar(
-        route_handlers=[HealthController, InstancesController, GatewayController],
+        route_handlers=[HealthController, InstancesController, GatewayController, mcp_endpoint],
         exception_handlers={Exception: handle_exception},
         middleware=[RateLimitMiddleware()],
         lifespan=[lifespan],

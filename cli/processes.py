@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 import click
+import msgspec
 import uvicorn
 
 from modelyard.api.app import create_app, open_backend
@@ -62,15 +63,16 @@ def opened_backend(settings: Settings) -> Iterator[Backend]:
         backend.views.close()
 
 
-def _serve_api(
-    settings: Settings, host: str | None, port: int | None, backend: Backend | None = None
-) -> None:
-    uvicorn.run(
-        create_app(settings, backend),
-        host=host or settings.host,
-        port=port if port is not None else settings.port,
-        log_level="info",
+def _serve_api(settings: Settings, backend: Backend | None = None) -> None:
+    uvicorn.run(create_app(settings, backend), host=settings.host, port=settings.port, log_level="info")
+
+
+def _listen(settings: Settings, host: str | None, port: int | None) -> Settings:
+    """The settings with the command line's address, so the endpoints it hands out are right."""
+    chosen: Settings = msgspec.structs.replace(
+        settings, host=host or settings.host, port=port if port is not None else settings.port
     )
+    return chosen
 
 
 @click.command()
@@ -78,9 +80,9 @@ def _serve_api(
 @click.option("--port", default=None, type=int, help="Port to listen on (MODELYARD_PORT).")
 def serve(host: str | None, port: int | None) -> None:
     """Run the whole product in one process on the embedded default."""
-    settings = _settings()
+    settings = _listen(_settings(), host, port)
     with opened_backend(settings) as backend, running_workers(settings, WORKERS, backend):
-        _serve_api(settings, host, port, backend)
+        _serve_api(settings, backend)
 
 
 @click.command()
@@ -88,7 +90,7 @@ def serve(host: str | None, port: int | None) -> None:
 @click.option("--port", default=None, type=int, help="Port to listen on (MODELYARD_PORT).")
 def api(host: str | None, port: int | None) -> None:
     """Run an API process (cluster mode: several may run behind a balancer)."""
-    _serve_api(_settings(), host, port)
+    _serve_api(_listen(_settings(), host, port))
 
 
 @click.command()
