@@ -20,10 +20,10 @@ def main() -> None:
 def _register_subcommands() -> None:
     from modelyard.adapters.services.cli import services
     from modelyard.cli.agent import chat, destroy, instances, provision, scale
-    from modelyard.cli.operator import accounts, audit, credits
+    from modelyard.cli.operator import accounts, audit, credits, keys
     from modelyard.cli.processes import api, serve, worker
 
-    commands = (serve, api, worker, services, accounts, credits, audit)
+    commands = (serve, api, worker, services, accounts, credits, keys, audit)
     for command in (*commands, provision, instances, chat, scale, destroy):
         main.add_command(command)
 

@@ -72,10 +72,11 @@ def create_account(name: str, usd: str | None, plan: str) -> None:
         if micros is not None:
             yard.add_credits(account, micros, at=now)
         secret, digest, display = new_secret(MANAGEMENT_PREFIX)
-        yard.issue_key(
+        key_id = yard.issue_key(
             account_id=account, kind=KeyKind.MANAGEMENT, secret_hash=digest, display=display, at=now
         )
     click.echo(f"account_id: {ids.public_id(ids.ACCOUNT, account)}")
+    click.echo(f"key_id: {ids.public_id(ids.KEY, key_id)}")
     click.echo(f"api_key: {secret}")
     click.echo("The key is shown once; store it now.", err=True)
 
@@ -95,6 +96,20 @@ def add_credits(account_id: str, usd: str) -> None:
         yard.add_credits(account, parse_usd(usd), at=_now())
         balance = yard.get_account(account).balance
     click.echo(f"{account_id} balance: {format_usd(balance)} USD")
+
+
+@click.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def revoke_key(key_id: str) -> None:
+    """Revoke a key; every API process refuses it within seconds."""
+    with _yard() as yard:
+        yard.revoke_key(ids.parse_id(key_id, ids.KEY), at=_now())
+    click.echo(f"{key_id} revoked")
 
 
 @click.group()

@@ -48,6 +48,7 @@ class Yard:
     cwd: Path
     urls: list[str]
     key: str = ""
+    key_id: str = ""
     account: str = ""
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -67,7 +68,7 @@ class Yard:
     def fund(self, usd: str) -> None:
         out = self.cli("accounts", "create", "--name", "agent", "--credits", usd).stdout
         lines = dict(line.split(": ", 1) for line in out.splitlines())
-        self.account, self.key = lines["account_id"], lines["api_key"]
+        self.account, self.key, self.key_id = lines["account_id"], lines["api_key"], lines["key_id"]
 
     def start(self, *args: str, port: int | None = None) -> str:
         env = dict(self.env)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+
+from modelyard.api.auth import CACHE_TTL_S
 
 from .conftest import Yard
 from .test_five_steps import poll_until
@@ -55,3 +58,14 @@ def test_a_failed_command_releases_its_key(simulated: Yard) -> None:
     fixed = client.post("/v1/provision", json={"model": "nope"}, headers={"Idempotency-Key": "k2"})
     assert fixed.json()["error"]["code"] == "INVALID_MODEL"
     assert "Idempotent-Replayed" not in fixed.headers
+
+
+def test_a_revoked_key_stops_working_within_seconds(simulated: Yard) -> None:
+    client = httpx.Client(base_url=simulated.urls[0], headers={"Authorization": f"Bearer {simulated.key}"})
+    assert client.get("/v1/instances").status_code == 200  # now cached as valid
+    simulated.cli("keys", "revoke", simulated.key_id)
+    # The key cache trusts an answer for CACHE_TTL_S; the views follow the store in milliseconds.
+    time.sleep(CACHE_TTL_S + 1.0)
+    refused = client.get("/v1/instances")
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "INVALID_API_KEY"

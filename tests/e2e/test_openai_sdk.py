@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
+
+from modelyard.adapters.views.db import SqliteViews
 
 from .conftest import Yard
 from .test_five_steps import poll_until
@@ -145,3 +148,27 @@ def _replica_metrics(yard: Yard, instance_id: str, name: str = "vllm:num_request
         text = httpx.get(f"{url}/metrics").text
         lines += [line for line in text.splitlines() if line.startswith(name)]
     return lines
+
+
+def test_every_request_fills_the_metrics_view_once(simulated: Yard) -> None:
+    instance = _instance(simulated)
+    sdk = openai.OpenAI(base_url=str(instance["openai_base_url"]), api_key=str(instance["api_key"]))
+    for words in ("a b", "c d e", "f"):
+        sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": words}])
+    list(sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "g h"}], stream=True))
+    views = SqliteViews(Path(simulated.env["MODELYARD_DATA_DIR"]) / "views.sqlite3")
+    deadline = time.monotonic() + 10
+    try:
+        while True:
+            with views.transaction() as tx:
+                rows = tx.execute(
+                    "SELECT SUM(requests), SUM(completion_tokens), SUM(errors) FROM metrics_minute"
+                    " WHERE deployment_id = %s",
+                    [instance["id"]],
+                )
+            if rows[0][0] == 4 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        views.close()
+    assert rows[0] == (4, 2 + 3 + 1 + 2, 0)
