@@ -10,6 +10,7 @@ optimistic concurrency refuses a writer that raced another on the same aggregate
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
@@ -34,6 +35,7 @@ from modelyard.domain.shared.errors import (
     DomainError,
     InstanceNotFound,
     InsufficientCredits,
+    InvalidRequest,
     KeyNotFound,
 )
 from modelyard.domain.shared.events import Aggregate, DomainEvent
@@ -227,7 +229,9 @@ class Yard(Application[UUID]):
     def record_sla_breach(
         self, deployment_id: UUID, metric: str, value: float, target: float, *, at: datetime
     ) -> None:
-        """A target was missed."""
+        """A target was missed (finite figures only: events are JSON, which has no infinity)."""
+        if not (math.isfinite(value) and math.isfinite(target)):
+            raise InvalidRequest("An SLA breach needs finite figures.")
         self._step(deployment_id, ev.SlaBreached, at, metric=metric, value=value, target=target)
 
     def record_sla_recovery(self, deployment_id: UUID, metric: str, *, at: datetime) -> None:

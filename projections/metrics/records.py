@@ -8,6 +8,7 @@ twice is refused by the store's uniqueness of (id, version): it is counted once.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from uuid import UUID
 
@@ -36,5 +37,14 @@ class UsageRecorded(DomainEvent, frozen=True, kw_only=True):
 
 
 def usage_record(*, record_id: UUID, at: datetime, **fields: object) -> UsageRecorded:
-    """A new usage record; ``record_id`` is the writer's, so a retry is the same record."""
-    return UsageRecorded(originator_id=record_id, originator_version=1, timestamp=at, **fields)  # type: ignore[arg-type]
+    """A new usage record; ``record_id`` is the writer's, so a retry is the same record.
+
+    Stored events are JSON, which has no infinity or NaN: such a latency is refused here
+    rather than silently stored as null.
+    """
+    record = UsageRecorded(originator_id=record_id, originator_version=1, timestamp=at, **fields)  # type: ignore[arg-type]
+    if not math.isfinite(record.latency_ms) or (
+        record.ttft_ms is not None and not math.isfinite(record.ttft_ms)
+    ):
+        raise ValueError("latency and TTFT must be finite numbers of milliseconds")
+    return record
