@@ -84,6 +84,15 @@ def test_bad_requests_are_clear_4xx(simulated: Yard) -> None:
     )
     assert huge.status_code == 400
     assert "context" in huge.text
+    ask = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    unknown = httpx.post(url, json={**ask, "bogus": 1}, headers=headers)
+    assert unknown.status_code == 400
+    assert "bogus" in unknown.json()["error"]["message"]
+    array_schema = {"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}
+    for tools in ([{"bad": 1}], [{"type": "function", "function": {"name": ""}}], "x", [array_schema]):
+        bad = httpx.post(url, json={**ask, "tools": tools}, headers=headers)
+        assert bad.status_code == 400, bad.text
+        assert bad.json()["error"]["code"] == "INVALID_REQUEST"
 
 
 def test_real_model_streams_through_the_sdk_and_a_dropped_stream_frees_the_replica(embedded: Yard) -> None:
