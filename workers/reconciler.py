@@ -11,7 +11,6 @@ event; the views (and the next pass) see the new state.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from modelyard.domain.application import Yard
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import DomainError
 from modelyard.settings import Settings
+from modelyard.workers.loop import BackgroundLoop
 
 log = logging.getLogger(__name__)
 # A pass is cheap (one query); twice a second keeps provisioning and failure detection snappy.
@@ -152,30 +152,19 @@ class _Target(NamedTuple):
         return ids.parse_deployment_id(self.id)
 
 
-class ReconcilerWorker:
+class ReconcilerWorker(BackgroundLoop):
     """Runs reconciliation passes in a background thread; stops replicas on the way out."""
 
     def __init__(self, settings: Settings, yard: Yard, views: ViewDatabase) -> None:
         self.placement = LocalPlacement(Path(settings.data_dir) / "replicas")
         self.reconciler = Reconciler(settings, yard, views, self.placement)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
+        super().__init__("reconciler", self._step)
 
-    def start(self) -> None:
-        """Begin reconciling in the background."""
-        self._thread.start()
+    def _step(self) -> float:
+        self.reconciler.run_once()
+        return PASS_INTERVAL_S
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.reconciler.run_once()
-            except Exception:  # a supervisor loop: record, pause, go on
-                log.exception("reconcile pass failed")
-            self._stop.wait(PASS_INTERVAL_S)
-
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
         """Stop passes and every replica this host started."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
+        super().stop(timeout)
         self.placement.stop_all()
