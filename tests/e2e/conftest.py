@@ -70,6 +70,18 @@ class Yard:
         lines = dict(line.split(": ", 1) for line in out.splitlines())
         self.account, self.key, self.key_id = lines["account_id"], lines["api_key"], lines["key_id"]
 
+    def await_key(self, timeout: float = 60) -> int:
+        """Wait until the API knows the key (views follow the store, through Kafka in cluster
+        mode); returns how many requests that took, each counted by the rate limiter."""
+        deadline, calls = time.monotonic() + timeout, 0
+        while True:
+            calls += 1
+            answer = httpx.get(f"{self.urls[0]}/v1/balance", headers={"Authorization": f"Bearer {self.key}"})
+            if answer.status_code != 401:
+                return calls
+            assert time.monotonic() < deadline, "the new key never reached the API's views"
+            time.sleep(0.2)
+
     def start(self, *args: str, port: int | None = None) -> str:
         env = dict(self.env)
         if port is not None:

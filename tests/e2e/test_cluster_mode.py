@@ -34,6 +34,7 @@ def cluster(local_postgres: LocalPostgres, local_kafka: LocalKafka, tmp_path: Pa
     yard.start("api", port=free_port())
     yard.start("api", port=free_port())
     yard.fund("5.00")
+    yard.await_key()
     yield yard
     yard.stop()
 
