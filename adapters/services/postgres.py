@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
+import pwd
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +29,25 @@ class LocalPostgres:
     port: int = DEFAULT_PORT
 
     @property
+    def home(self) -> Path:
+        """Where the cluster lives: under ``root``, unless the server's user cannot reach it.
+
+        As root, the server runs as ``postgres``, which cannot enter a checkout under a
+        private home folder; the cluster then lives in that user's own home, in a folder
+        named after ``root`` so each checkout keeps its own.
+        """
+        existing = next(folder for folder in (self.root, *self.root.parents) if folder.exists())
+        if not is_root() or _reachable_by(SYSTEM_USER, existing):
+            return self.root
+        try:
+            own = Path(pwd.getpwnam(SYSTEM_USER).pw_dir)
+        except KeyError:  # not installed yet: nothing lives anywhere
+            return self.root
+        return own / "modelyard" / hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+
+    @property
     def data_dir(self) -> Path:
-        return self.root / "data"
+        return self.home / "data"
 
     @property
     def conninfo(self) -> str:
@@ -52,9 +71,10 @@ class LocalPostgres:
             return
         bindir = _bindir()
         user = SYSTEM_USER if is_root() else None
-        self.root.mkdir(parents=True, exist_ok=True)
+        home = self.home
+        home.mkdir(parents=True, exist_ok=True)
         if user:
-            shutil.chown(self.root, user)
+            shutil.chown(home, user)
         if not (self.data_dir / "PG_VERSION").exists():
             run(
                 [
@@ -70,7 +90,7 @@ class LocalPostgres:
                 ],
                 user=user,
             )
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        options = f"-p {self.port} -k {home} -c listen_addresses=127.0.0.1"
         run(
             [
                 str(bindir / "pg_ctl"),
@@ -79,7 +99,7 @@ class LocalPostgres:
                 "-o",
                 options,
                 "-l",
-                str(self.root / "server.log"),
+                str(home / "server.log"),
                 "-w",
                 "-t",
                 "60",
@@ -117,6 +137,15 @@ class LocalPostgres:
 
     def _conninfo(self, dbname: str) -> str:
         return f"host=127.0.0.1 port={self.port} user={USER} dbname={dbname}"
+
+
+def _reachable_by(user: str, folder: Path) -> bool:
+    """Whether ``user`` can enter ``folder`` (and so create the cluster below it)."""
+    try:
+        run(["test", "-x", str(folder)], user=user)
+    except ServiceError:
+        return False
+    return True
 
 
 def _bindir() -> Path:
