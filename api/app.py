@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from litestar import Litestar
 from litestar.handlers import asgi
 from litestar.openapi import OpenAPIConfig
@@ -21,6 +22,7 @@ from modelyard.api.backend import Backend
 from modelyard.api.errors import handle_exception
 from modelyard.api.gateway.controller import GatewayController
 from modelyard.api.gateway.forwarder import Forwarder
+from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import HealthController
 from modelyard.api.instances import secrets
 from modelyard.api.instances.controller import InstancesController
@@ -54,9 +56,12 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Litestar:
         app.state.backend = active
         app.state.key_cache = KeyCache(active.views)
         app.state.forwarder = Forwarder(active.views)
+        app.state.usage = UsageWriter(active)
         try:
-            async with mcp_server.session_manager.run():
+            async with mcp_server.session_manager.run(), anyio.create_task_group() as tasks:
+                tasks.start_soon(app.state.usage.run)
                 yield
+                app.state.usage.stop()
         finally:
             await app.state.forwarder.close()
             if own:

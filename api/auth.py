@@ -48,6 +48,12 @@ class KeyCache:
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[float, Principal | None]] = {}
 
+    def cached(self, secret: str) -> bool:
+        """Whether ``lookup`` would answer without the database."""
+        with self._lock:
+            entry = self._entries.get(hash_secret(secret))
+        return entry is not None and time.monotonic() - entry[0] < CACHE_TTL_S
+
     def lookup(self, secret: str) -> Principal | None:
         """The principal a secret authenticates, or None for an unknown or revoked key."""
         digest = hash_secret(secret)

@@ -16,6 +16,7 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelyard.adapters.ratelimit.limiter import Decision, InProcessRateLimiter
 from modelyard.api.backend import Backend
 from modelyard.api.errors import error_response
 from modelyard.domain.keys.aggregate import hash_secret
@@ -43,9 +44,13 @@ class RateLimitMiddleware(ASGIMiddleware):
         """Refuse over the limit; otherwise add the headers to whatever the route answers."""
         backend: Backend = scope["litestar_app"].state.backend
         limit = backend.settings.rate_limit_rpm
-        decision = await anyio.to_thread.run_sync(
-            lambda: backend.limiter.hit(_caller(scope), limit=limit, window_s=WINDOW_S, now=time.time())
-        )
+
+        def hit() -> Decision:
+            return backend.limiter.hit(_caller(scope), limit=limit, window_s=WINDOW_S, now=time.time())
+
+        # The in-process counter is a dict under a lock: no reason to leave the event loop.
+        in_process = isinstance(backend.limiter, InProcessRateLimiter)
+        decision = hit() if in_process else await anyio.to_thread.run_sync(hit)
         headers = decision.headers()
         if not decision.allowed:
             response = error_response(

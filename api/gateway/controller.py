@@ -15,7 +15,7 @@ from litestar import Controller, Request, post
 from litestar.params import FromPath, RawBody
 from litestar.response import Response, Stream
 
-from modelyard.api.auth import Principal, inference
+from modelyard.api.auth import Principal, bearer, inference
 from modelyard.api.backend import Backend
 from modelyard.api.errors import COMMON_ERRORS, InvalidRequest
 from modelyard.api.gateway.forwarder import Forwarder
@@ -54,17 +54,27 @@ def _open(request: Request[Any, Any, Any], instance_id: str) -> _Call:
     """Authenticate, and check the instance exists and serves."""
     started = time.perf_counter()
     principal = inference(request, ids.parse_deployment_id(instance_id).hex)
-    with _backend(request).views.transaction() as tx:
-        rows = tx.execute("SELECT state, model FROM deployments WHERE id = %s", [instance_id])
-    if not rows or rows[0][0] == "destroyed":
+    forwarder: Forwarder = request.app.state.forwarder
+    found = forwarder.deployment(instance_id)
+    if found is None or found[0] == "destroyed":
         raise InstanceNotFound(f"No instance {instance_id} (or it was destroyed).")
-    if rows[0][0] not in SERVING:
-        raise InstanceNotRunning(f"{instance_id} is {rows[0][0]}, not running: poll its status first.")
-    return _Call(dep_id=instance_id, model=str(rows[0][1]), principal=principal, started=started)
+    if found[0] not in SERVING:
+        raise InstanceNotRunning(f"{instance_id} is {found[0]}, not running: poll its status first.")
+    return _Call(dep_id=instance_id, model=found[1], principal=principal, started=started)
 
 
-def _record(backend: Backend, call: _Call, usage: dict[str, Any], status: int, **extra: Any) -> None:
-    """Save the usage record and retire the instance key's one-time showing."""
+async def _opened(request: Request[Any, Any, Any], instance_id: str) -> _Call:
+    """``_open`` on the event loop when its lookups are cached, in a thread when not."""
+    forwarder: Forwarder = request.app.state.forwarder
+    if forwarder.cached(instance_id) and request.app.state.key_cache.cached(bearer(request)):
+        return _open(request, instance_id)
+    return await anyio.to_thread.run_sync(_open, request, instance_id)
+
+
+def _record(
+    request: Request[Any, Any, Any], call: _Call, usage: dict[str, Any], status: int, **extra: Any
+) -> None:
+    """Queue the usage record; on an instance key's first use, retire its one-time showing."""
     elapsed_ms = (time.perf_counter() - call.started) * 1000
     event = usage_record(
         record_id=uuid.uuid4(),
@@ -79,9 +89,19 @@ def _record(backend: Backend, call: _Call, usage: dict[str, Any], status: int, *
         status=status,
         **extra,
     )
-    backend.yard.record(event)
-    with backend.views.transaction() as tx:
-        secrets.forget(tx, call.dep_id)
+    request.app.state.usage.submit(event)
+    forwarder: Forwarder = request.app.state.forwarder
+    if forwarder.first_use(call.dep_id):
+        with _backend(request).views.transaction() as tx:
+            secrets.forget(tx, call.dep_id)
+
+
+async def _finish(request: Request[Any, Any, Any], call: _Call, usage: dict[str, Any], **extra: Any) -> None:
+    forwarder: Forwarder = request.app.state.forwarder
+    if forwarder.used(call.dep_id):
+        _record(request, call, usage, 200, **extra)  # no I/O: only queues the record
+    else:
+        await anyio.to_thread.run_sync(lambda: _record(request, call, usage, 200, **extra))
 
 
 # The chat.completions request fields this gateway accepts; like OpenAI, it refuses others.
@@ -152,7 +172,7 @@ class GatewayController(Controller):
     @post("/{instance_id:str}/chat", operation_id="chatNative", status_code=200, responses=COMMON_ERRORS)
     async def native(self, request: Request[Any, Any, Any], instance_id: FromPath[str], body: RawBody) -> Any:
         """``{"message": …}`` -> ``{"success": true, "data": {message, model, usage, response_time_ms}}``."""
-        call = await anyio.to_thread.run_sync(_open, request, instance_id)
+        call = await _opened(request, instance_id)
         try:
             parsed = msgspec.json.decode(body or b"null", type=NativeChat)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -172,7 +192,7 @@ class GatewayController(Controller):
         if status != 200:
             return _upstream_error(status, answer)
         usage = answer.get("usage") or {}
-        await anyio.to_thread.run_sync(lambda: _record(_backend(request), call, usage, 200))
+        await _finish(request, call, usage)
         data = {
             "message": answer["choices"][0]["message"].get("content") or "",
             "model": call.model,
@@ -191,7 +211,7 @@ class GatewayController(Controller):
         self, request: Request[Any, Any, Any], instance_id: FromPath[str], body: RawBody
     ) -> Any:
         """OpenAI ``chat.completion`` (or its stream); the request's ``model`` is echoed, not used."""
-        call = await anyio.to_thread.run_sync(_open, request, instance_id)
+        call = await _opened(request, instance_id)
         return await _openai(request, call, _json_body(body))
 
     @post("/chat/completions", operation_id="chatCompletions", status_code=200, responses=COMMON_ERRORS)
@@ -210,13 +230,11 @@ class GatewayController(Controller):
                 "SELECT id FROM deployments WHERE id IN (%s, %s)",
                 [instance_id, "dep_" + principal.deployment_uuid],
             )
-        call = await anyio.to_thread.run_sync(_open, request, rows[0][0] if rows else instance_id)
+        call = await _opened(request, rows[0][0] if rows else instance_id)
         return await _openai(request, call, _json_body(body))
 
 
 def _secret(request: Request[Any, Any, Any]) -> str:
-    from modelyard.api.auth import bearer
-
     return bearer(request)
 
 
@@ -228,9 +246,7 @@ async def _openai(request: Request[Any, Any, Any], call: _Call, body: dict[str, 
         status, answer = await forwarder.complete(call.dep_id, upstream)
         if status != 200:
             return _upstream_error(status, answer)
-        await anyio.to_thread.run_sync(
-            lambda: _record(_backend(request), call, answer.get("usage") or {}, 200)
-        )
+        await _finish(request, call, answer.get("usage") or {})
         return {**answer, "model": echoed}
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     upstream["stream_options"] = {"include_usage": True}
@@ -254,4 +270,4 @@ async def _relay_stream(
         chunk["model"] = echoed
         yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
     yield b"data: [DONE]\n\n"
-    await anyio.to_thread.run_sync(lambda: _record(_backend(request), call, usage, 200, streamed=True))
+    await _finish(request, call, usage, streamed=True)

@@ -27,6 +27,35 @@ class Forwarder:
         self._cache: dict[str, tuple[float, list[str]]] = {}
         self._in_flight: dict[str, int] = {}
         self._turn = 0
+        self._deployments: dict[str, tuple[float, tuple[str, str] | None]] = {}
+        self._used: set[str] = set()
+
+    def deployment(self, dep_id: str) -> tuple[str, str] | None:
+        """(state, model) of a deployment, re-read at most every ``REPLICAS_TTL_S``."""
+        cached = self._deployments.get(dep_id)
+        if cached and time.monotonic() - cached[0] < REPLICAS_TTL_S:
+            return cached[1]
+        with self._views.transaction() as tx:
+            rows = tx.execute("SELECT state, model FROM deployments WHERE id = %s", [dep_id])
+        found = (str(rows[0][0]), str(rows[0][1])) if rows else None
+        self._deployments[dep_id] = (time.monotonic(), found)
+        return found
+
+    def cached(self, dep_id: str) -> bool:
+        """Whether ``deployment`` would answer without the database."""
+        entry = self._deployments.get(dep_id)
+        return entry is not None and time.monotonic() - entry[0] < REPLICAS_TTL_S
+
+    def used(self, dep_id: str) -> bool:
+        """Whether this process already served a request of the deployment."""
+        return dep_id in self._used
+
+    def first_use(self, dep_id: str) -> bool:
+        """Mark the deployment used; True the first time in this process."""
+        if dep_id in self._used:
+            return False
+        self._used.add(dep_id)
+        return True
 
     async def close(self) -> None:
         """Close the connection pool."""
