@@ -12,15 +12,11 @@ share this machine's cores, so the figures include the client's own cost.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
+from serving import provision_running, served
 
 from modelyard.adapters.eventstore.env import store_env
 from modelyard.domain.application import Yard
@@ -28,7 +24,6 @@ from modelyard.domain.deployments import events as ev
 from modelyard.domain.shared import ids
 from modelyard.settings import load_settings
 
-MODELYARD = str(Path(sys.executable).with_name("modelyard"))
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 4}
 
 
@@ -73,72 +68,30 @@ def _p(values: list[float], q: int) -> float:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELYARD_", "POSTGRES_"))}
-        env |= {
-            "MODELYARD_DATA_DIR": str(Path(folder) / "data"),
-            "MODELYARD_PORT": "18777",
-            "MODELYARD_ENGINE": "simulated",
-            "MODELYARD_RATE_LIMIT_RPM": "100000000",
-        }
-        out = subprocess.run(
-            [MODELYARD, "accounts", "create", "--name", "b", "--credits", "50"],
-            env=env,
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        key = out.split("api_key: ")[1].strip()
-        server = subprocess.Popen(
-            [MODELYARD, "serve"], env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    with served(MODELYARD_ENGINE="simulated", MODELYARD_RATE_LIMIT_RPM="100000000") as (base, key, env):
+        got = provision_running(base, key)
+        store = Yard(env=store_env(load_settings(env)))
+        replica = next(
+            e.base_url
+            for e in store.events.get(ids.parse_deployment_id(str(got["id"])))
+            if isinstance(e, ev.ReplicaStarted)
         )
-        base = "http://127.0.0.1:18777"
-        try:
-            for _ in range(300):
-                try:
-                    httpx.get(f"{base}/health", timeout=1)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            manage = {"Authorization": f"Bearer {key}"}
-            instance = httpx.post(
-                f"{base}/v1/provision", headers=manage, json={"model": "smollm2-135m"}
-            ).json()
-            instance_id = instance["data"]["instance"]["id"]
-            while (
-                got := httpx.get(f"{base}/v1/instances/{instance_id}", headers=manage).json()["data"][
-                    "instance"
-                ]
-            )["status"] != "running":
-                time.sleep(0.1)
-            store = Yard(env=store_env(load_settings(env)))
-            replica = next(
-                e.base_url
-                for e in store.events.get(ids.parse_deployment_id(instance_id))
-                if isinstance(e, ev.ReplicaStarted)
-            )
-            store.close()
-            via = f"{got['openai_base_url']}/chat/completions"
-            infer = {"Authorization": f"Bearer {got['api_key']}"}
-            direct_url = f"{replica}/v1/chat/completions"
-            for clients in (50, 200):
-                for rate in (200.0, None):
-                    direct, direct_rps = asyncio.run(
-                        _load(direct_url, {}, clients=clients, seconds=5, rate=rate)
-                    )
-                    gated, gated_rps = asyncio.run(_load(via, infer, clients=clients, seconds=5, rate=rate))
-                    mode = "at 200 req/s" if rate else "saturated  "
-                    print(
-                        f"{clients:>3} in flight {mode}  direct p50 {_p(direct, 50):7.1f}"
-                        f" p99 {_p(direct, 99):7.1f} ms"
-                        f" {direct_rps:5.0f}/s | gateway p50 {_p(gated, 50):7.1f} p99 {_p(gated, 99):7.1f} ms"
-                        f" {gated_rps:5.0f}/s | added p50 {_p(gated, 50) - _p(direct, 50):7.1f}"
-                        f" p99 {_p(gated, 99) - _p(direct, 99):7.1f} ms"
-                    )
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+        store.close()
+        via = f"{got['openai_base_url']}/chat/completions"
+        infer = {"Authorization": f"Bearer {got['api_key']}"}
+        direct_url = f"{replica}/v1/chat/completions"
+        for clients in (50, 200):
+            for rate in (200.0, None):
+                direct, direct_rps = asyncio.run(_load(direct_url, {}, clients=clients, seconds=5, rate=rate))
+                gated, gated_rps = asyncio.run(_load(via, infer, clients=clients, seconds=5, rate=rate))
+                mode = "at 200 req/s" if rate else "saturated  "
+                print(
+                    f"{clients:>3} in flight {mode}  direct p50 {_p(direct, 50):7.1f}"
+                    f" p99 {_p(direct, 99):7.1f} ms"
+                    f" {direct_rps:5.0f}/s | gateway p50 {_p(gated, 50):7.1f} p99 {_p(gated, 99):7.1f} ms"
+                    f" {gated_rps:5.0f}/s | added p50 {_p(gated, 50) - _p(direct, 50):7.1f}"
+                    f" p99 {_p(gated, 99) - _p(direct, 99):7.1f} ms"
+                )
 
 
 if __name__ == "__main__":
