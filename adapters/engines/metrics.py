@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-import msgspec
+from modelyard.adapters.engines.base import EngineStats, parse_metrics
+
+__all__ = ["BUCKETS", "EngineStats", "ReplicaMetrics", "parse_metrics"]
 
 # TTFT histogram bucket bounds in seconds (vLLM's own are similar).
 BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -59,54 +60,3 @@ class ReplicaMetrics:
         lines.append(f"vllm:time_to_first_token_seconds_sum{label} {self._ttft_sum}")
         lines.append(f"vllm:time_to_first_token_seconds_count{label} {self._ttft_count}")
         return "\n".join(lines) + "\n"
-
-
-class EngineStats(msgspec.Struct, frozen=True, kw_only=True):
-    """What the control plane reads from an engine's /metrics."""
-
-    running: int
-    waiting: int
-    prompt_tokens: int
-    generation_tokens: int
-    ttft_count: int
-    ttft_sum_s: float
-    ttft_buckets: dict[float, int]
-
-    def ttft_percentile_s(self, q: float) -> float | None:
-        """The TTFT percentile ``q`` (0-100) as the upper bound of its bucket."""
-        if self.ttft_count == 0:
-            return None
-        rank = self.ttft_count * q / 100
-        for bound in sorted(self.ttft_buckets):
-            if self.ttft_buckets[bound] >= rank:
-                return bound
-        return None
-
-
-_LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)")
-
-
-def parse_metrics(text: str) -> EngineStats:
-    """Read vLLM-named metrics from Prometheus text (vLLM's own or a modelyard replica's)."""
-    values: dict[str, float] = {}
-    buckets: dict[float, int] = {}
-    for line in text.splitlines():
-        match = _LINE.match(line)
-        if not match or line.startswith("#"):
-            continue
-        name, labels, value = match["name"], match["labels"] or "", float(match["value"])
-        if name == "vllm:time_to_first_token_seconds_bucket":
-            bound = re.search(r'le="([^"]+)"', labels)
-            if bound and bound[1] != "+Inf":
-                buckets[float(bound[1])] = buckets.get(float(bound[1]), 0) + int(value)
-            continue
-        values[name] = values.get(name, 0.0) + value
-    return EngineStats(
-        running=int(values.get("vllm:num_requests_running", 0)),
-        waiting=int(values.get("vllm:num_requests_waiting", 0)),
-        prompt_tokens=int(values.get("vllm:prompt_tokens_total", 0)),
-        generation_tokens=int(values.get("vllm:generation_tokens_total", 0)),
-        ttft_count=int(values.get("vllm:time_to_first_token_seconds_count", 0)),
-        ttft_sum_s=values.get("vllm:time_to_first_token_seconds_sum", 0.0),
-        ttft_buckets=buckets,
-    )

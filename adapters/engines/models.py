@@ -7,26 +7,12 @@ import os
 import shutil
 from pathlib import Path
 
-import msgspec
-
+from modelyard.adapters.engines.base import PlacementError, ReplicaSpec
 from modelyard.domain.catalog.models import find_model
 
+__all__ = ["SMOLLM2_FILE", "PlacementError", "ReplicaSpec", "gguf_paths", "has_gpu", "replica_spec"]
+
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class PlacementError(RuntimeError):
-    """This host cannot serve the model (no GPU for a GPU model, no file for a GGUF one)."""
-
-
-class ReplicaSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """What a replica process serves and how."""
-
-    model: str
-    engine: str
-    path: str | None = None
-    ttft_ms: float = 0.0
-    tokens_per_s: float = 0.0
-    context_window: int = 2048
 
 
 def gguf_paths(mapping: str) -> dict[str, str]:
@@ -38,7 +24,9 @@ def gguf_paths(mapping: str) -> dict[str, str]:
         if bundled.exists():
             paths["smollm2-135m"] = str(bundled)
     for item in filter(None, (part.strip() for part in mapping.split(","))):
-        model, _, path = item.partition("=")
+        model, sep, path = item.partition("=")
+        if not sep or not model.strip() or not path.strip():
+            raise ValueError(f"MODELYARD_GGUF_MODELS entries read id=/path/file.gguf; got {item!r}")
         paths[model.strip()] = path.strip()
     return paths
 
@@ -52,14 +40,16 @@ def replica_spec(model_id: str, *, engine: str, gguf: dict[str, str], preset: st
     """How this host serves ``model_id``; a model it cannot serve raises ``PlacementError``."""
     model = find_model(model_id)
     if engine == "simulated":
-        return ReplicaSpec(model=model.id, engine="simulated", context_window=model.context_window)
+        return ReplicaSpec(
+            model=model.id, engine="simulated", context_window=model.context_window, preset=preset
+        )
     if model.id in gguf:
         path = gguf[model.id]
         if not Path(path).exists():
             raise PlacementError(f"The GGUF file for {model.id} is missing on this host.")
-        return ReplicaSpec(model=model.id, engine="llamacpp", path=path)
+        return ReplicaSpec(model=model.id, engine="llamacpp", path=path, preset=preset)
     if has_gpu():
-        return ReplicaSpec(model=model.id, engine="vllm")
+        return ReplicaSpec(model=model.id, engine="vllm", preset=preset)
     raise PlacementError(
         f"{model.id} needs a GPU (vLLM) and this cluster has none; CPU hosts serve GGUF models "
         f"({', '.join(sorted(gguf)) or 'none configured'})."

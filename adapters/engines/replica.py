@@ -204,12 +204,15 @@ def main() -> None:
     parser.add_argument("--path", help="GGUF file (llamacpp)")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--context-window", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ttft-ms", type=float, default=0.0)
     parser.add_argument("--tokens-per-s", type=float, default=0.0)
     args = parser.parse_args()
     backend: Backend
     if args.backend == "llamacpp":
-        backend = LlamaCppBackend(model=args.model, path=args.path, context_window=args.context_window)
+        backend = LlamaCppBackend(
+            model=args.model, path=args.path, context_window=args.context_window, threads=args.threads
+        )
     else:
         backend = SimulatedBackend(
             model=args.model,

@@ -1,29 +1,32 @@
-"""Local placement: replicas as child processes on loopback ports of this host."""
+"""Local placement: replicas as child processes on free loopback ports of this host.
+
+Each replica is started from its engine's command line, waited on until ``/health``
+answers, watched through its process (an exited process is a dead replica), replaced with
+a fresh process of the same spec, and stopped by terminate-then-kill with the process
+reaped, so no zombie or orphan outlives its deployment.
+"""
 
 from __future__ import annotations
 
 import socket
 import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
-import msgspec
 
-from modelyard.adapters.engines.models import PlacementError, ReplicaSpec
+from modelyard.adapters.engines.base import PlacementError, ReplicaHandle, ReplicaSpec
+from modelyard.adapters.engines.models import has_gpu
+from modelyard.adapters.engines.registry import engine_for
 
-# A llama.cpp replica loads a small model in a second or two; a cold disk may take longer.
-START_TIMEOUT_S = 120.0
+__all__ = ["LocalPlacement", "PlacementError", "ReplicaHandle"]
 
-
-class ReplicaHandle(msgspec.Struct, kw_only=True):
-    """One running replica: its name, where it answers, and its process."""
-
-    name: str
-    base_url: str
-    pid: int
-    in_flight: int = 0
+# A replica that ignores SIGTERM this long is killed: long enough to finish a token, short
+# enough that a teardown never hangs on a stuck generation.
+STOP_GRACE_S = 10.0
+# Health polls are cheap loopback calls; ten a second makes a start return promptly.
+HEALTH_POLL_S = 0.1
 
 
 def _free_port() -> int:
@@ -32,80 +35,147 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _command(spec: ReplicaSpec, port: int) -> list[str]:
-    if spec.engine == "vllm":
-        from modelyard.adapters.engines.vllm_args import vllm_command
+def _healthy(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/health", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
-        return vllm_command(spec.model, port=port)
-    command = [
-        sys.executable,
-        "-m",
-        "modelyard.adapters.engines.replica",
-        "--backend",
-        spec.engine,
-        "--model",
-        spec.model,
-        "--port",
-        str(port),
-        "--context-window",
-        str(spec.context_window),
-    ]
-    if spec.path:
-        command += ["--path", spec.path]
-    if spec.engine == "simulated":
-        command += ["--ttft-ms", str(spec.ttft_ms), "--tokens-per-s", str(spec.tokens_per_s)]
-    return command
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    proc.wait()
 
 
 class LocalPlacement:
-    """Starts, watches and stops replica processes on this host."""
+    """Starts, watches and stops replica processes on this host; logs go to ``log_dir``."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, *, gpu: bool | None = None) -> None:
         self._log_dir = log_dir
+        self._gpu = has_gpu() if gpu is None else gpu
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._handles: dict[str, list[ReplicaHandle]] = {}
+        self._lock = threading.Lock()
+        self._counter = 0
 
-    def start(self, spec: ReplicaSpec, name: str) -> ReplicaHandle:
-        """Start one replica and wait until it answers its health check."""
-        port = _free_port()
-        self._log_dir.mkdir(parents=True, exist_ok=True)
-        log = (self._log_dir / f"{name}.log").open("ab")
-        proc = subprocess.Popen(_command(spec, port), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        handle = ReplicaHandle(name=name, base_url=f"http://127.0.0.1:{port}", pid=proc.pid)
-        self._procs[proc.pid] = proc
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self._healthy(handle):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                self.stop(handle)
-                raise PlacementError(f"replica {name} of {spec.model} did not start (see {log.name})")
-            time.sleep(0.1)
+    def start(self, spec: ReplicaSpec, name: str, *, deployment: str = "") -> ReplicaHandle:
+        """Start one replica called ``name`` and return once it answers its health check."""
+        engine = engine_for(spec.engine)
+        if engine.needs_gpu and not self._gpu:
+            raise PlacementError(
+                f"{spec.model} runs on the {engine.name} engine, which needs a CUDA GPU; this host has none."
+            )
+        # Only a process needs a port of this host; an upstream already has its address.
+        runs_here = engine.command(spec) is not None
+        bound = spec.on_port(_free_port()) if runs_here and not spec.port else spec
+        command = engine.command(bound)
+        base_url = engine.base_url(bound)
+        proc = None if command is None else self._spawn(command, name)
+        handle = ReplicaHandle(
+            name=name,
+            base_url=base_url,
+            pid=None if proc is None else proc.pid,
+            deployment=deployment,
+            spec=spec,
+        )
+        self._wait_healthy(handle, proc, engine.start_timeout_s)
+        with self._lock:
+            self._handles.setdefault(deployment, []).append(handle)
         return handle
 
-    def _healthy(self, handle: ReplicaHandle) -> bool:
+    def _spawn(self, command: list[str], name: str) -> subprocess.Popen[bytes]:
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        with (self._log_dir / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        with self._lock:
+            self._procs[proc.pid] = proc
+        return proc
+
+    def _wait_healthy(
+        self, handle: ReplicaHandle, proc: subprocess.Popen[bytes] | None, timeout_s: float
+    ) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not _healthy(handle.base_url):
+            exited = proc is not None and proc.poll() is not None
+            if exited or time.monotonic() > deadline:
+                self.stop(handle)
+                why = "exited" if exited else f"did not answer /health within {timeout_s:.0f} s"
+                raise PlacementError(f"replica {handle.name} {why} (log: {handle.name}.log)")
+            time.sleep(HEALTH_POLL_S)
+
+    def start_many(self, deployment: str, spec: ReplicaSpec, count: int) -> list[ReplicaHandle]:
+        """Start ``count`` replicas of ``spec`` for ``deployment``; all start or none stays."""
+        started: list[ReplicaHandle] = []
         try:
-            return httpx.get(f"{handle.base_url}/health", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+            for _ in range(count):
+                started.append(self.start(spec, self._next_name(deployment), deployment=deployment))
+        except PlacementError:
+            for handle in started:
+                self.stop(handle)
+            raise
+        return started
+
+    def _next_name(self, deployment: str) -> str:
+        with self._lock:
+            self._counter += 1
+            return f"{deployment or 'replica'}-r{self._counter}"
+
+    def replicas(self, deployment: str) -> list[ReplicaHandle]:
+        """The replicas this placement holds for ``deployment``, in start order."""
+        with self._lock:
+            return list(self._handles.get(deployment, []))
 
     def alive(self, handle: ReplicaHandle) -> bool:
-        """Whether the replica's process still runs."""
-        proc = self._procs.get(handle.pid)
+        """Whether the replica's process still runs (an upstream: whether it answers /health)."""
+        if handle.pid is None:
+            return _healthy(handle.base_url)
+        with self._lock:
+            proc = self._procs.get(handle.pid)
         return proc is not None and proc.poll() is None
 
+    def dead(self, deployment: str) -> list[ReplicaHandle]:
+        """The replicas of ``deployment`` that are gone; each is marked unhealthy."""
+        gone = [handle for handle in self.replicas(deployment) if not self.alive(handle)]
+        for handle in gone:
+            handle.healthy = False
+        return gone
+
+    def replace(self, handle: ReplicaHandle) -> ReplicaHandle:
+        """Stop what is left of ``handle`` and start a fresh replica of the same spec."""
+        if handle.spec is None:
+            raise PlacementError(f"replica {handle.name} has no spec to start again from")
+        self.stop(handle)
+        return self.start(handle.spec, self._next_name(handle.deployment), deployment=handle.deployment)
+
     def stop(self, handle: ReplicaHandle) -> None:
-        """Terminate the replica and reap its process."""
-        proc = self._procs.pop(handle.pid, None)
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        """Terminate the replica, reap its process, and forget it."""
+        handle.healthy = False
+        proc = self._forget(handle)
+        if proc is not None:
+            _reap(proc)
+
+    def _forget(self, handle: ReplicaHandle) -> subprocess.Popen[bytes] | None:
+        with self._lock:
+            held = self._handles.get(handle.deployment, [])
+            if handle in held:
+                held.remove(handle)
+            return self._procs.pop(handle.pid, None) if handle.pid is not None else None
+
+    def stop_deployment(self, deployment: str) -> None:
+        """Stop every replica of ``deployment``."""
+        for handle in self.replicas(deployment):
+            self.stop(handle)
 
     def stop_all(self) -> None:
-        """Stop every replica this placement started."""
-        for pid in list(self._procs):
-            proc = self._procs.pop(pid)
-            proc.terminate()
-            proc.wait(timeout=10)
+        """Stop every replica this placement started, including ones started outside a deployment."""
+        with self._lock:
+            procs = list(self._procs.values())
+            self._procs.clear()
+            self._handles.clear()
+        for proc in procs:
+            _reap(proc)

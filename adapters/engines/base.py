@@ -1,0 +1,145 @@
+"""The engine interface: what every engine (llama.cpp, simulated, upstream, vLLM) gives placement.
+
+An engine turns a ``ReplicaSpec`` into the command line of a replica process (or none, for
+an upstream server that already runs elsewhere) and the base URL where that replica speaks
+the OpenAI HTTP API. Placement starts the process and keeps a ``ReplicaHandle``; the
+gateway and the balancer read the handle; the control plane reads any engine's
+``/metrics`` through ``parse_metrics``, because every engine exposes vLLM's metric names.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+import msgspec
+
+LOOPBACK = "127.0.0.1"
+
+
+class PlacementError(RuntimeError):
+    """This host cannot serve the model (no GPU for a GPU model, no file for a GGUF one)."""
+
+
+class ReplicaSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What one replica serves and how; the same spec starts every replica of a deployment.
+
+    ``path`` is the GGUF file of a llama.cpp replica, ``upstream_url`` (and
+    ``upstream_key``) the server an upstream replica stands for. ``port`` 0 lets placement
+    pick a free loopback port. The simulated engine reads ``ttft_ms`` and ``tokens_per_s``.
+    """
+
+    model: str
+    engine: str
+    path: str | None = None
+    upstream_url: str | None = None
+    upstream_key: str | None = None
+    preset: str = "balanced"
+    port: int = 0
+    context_window: int = 2048
+    threads: int = 2
+    ttft_ms: float = 0.0
+    tokens_per_s: float = 0.0
+
+    def on_port(self, port: int) -> ReplicaSpec:
+        """The same spec bound to ``port``."""
+        return msgspec.structs.replace(self, port=port)
+
+
+class Engine(Protocol):
+    """Knows how to run a replica of a spec; holds no state of its own."""
+
+    name: str
+    # Whether a replica needs a CUDA device on its host (placement refuses one without).
+    needs_gpu: bool
+    # How long a replica may take to answer /health after it starts.
+    start_timeout_s: float
+
+    def command(self, spec: ReplicaSpec) -> list[str] | None:
+        """The replica process's argv, or None when nothing needs to run here (upstream)."""
+        ...
+
+    def base_url(self, spec: ReplicaSpec) -> str:
+        """Where the replica answers ``/v1/chat/completions`` (no trailing ``/v1``)."""
+        ...
+
+
+# A handle is the one mutable record here: the balancer counts requests in flight on it and
+# placement flips ``healthy``; both hold a lock around those writes.
+class ReplicaHandle(msgspec.Struct, kw_only=True):
+    """One placed replica: its name, deployment, address, process and live counters."""
+
+    name: str
+    base_url: str
+    pid: int | None = None
+    deployment: str = ""
+    spec: ReplicaSpec | None = None
+    in_flight: int = 0
+    healthy: bool = True
+
+
+class EngineStats(msgspec.Struct, frozen=True, kw_only=True):
+    """What the control plane reads from an engine's /metrics."""
+
+    running: int
+    waiting: int
+    prompt_tokens: int
+    generation_tokens: int
+    ttft_count: int
+    ttft_sum_s: float
+    ttft_buckets: dict[float, int]
+
+    def ttft_percentile_s(self, q: float) -> float | None:
+        """The TTFT percentile ``q`` (0-100) as the upper bound of its bucket, None before any."""
+        if self.ttft_count == 0:
+            return None
+        rank = self.ttft_count * q / 100
+        for bound in sorted(self.ttft_buckets):
+            if self.ttft_buckets[bound] >= rank:
+                return bound
+        return None
+
+    @property
+    def ttft_mean_s(self) -> float | None:
+        """The mean time to first token, None before any request."""
+        return self.ttft_sum_s / self.ttft_count if self.ttft_count else None
+
+    def throughput(self, earlier: EngineStats, seconds: float) -> float:
+        """Generated tokens per second between an ``earlier`` reading and this one."""
+        if seconds <= 0:
+            raise ValueError("the interval between two readings must be positive")
+        return (self.generation_tokens - earlier.generation_tokens) / seconds
+
+
+_LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)")
+_TTFT_BUCKET = "vllm:time_to_first_token_seconds_bucket"
+
+
+def parse_metrics(text: str) -> EngineStats:
+    """Read vLLM-named metrics from Prometheus text (vLLM's own or a modelyard replica's).
+
+    Series of the same name with different labels (several models, several engines) are
+    summed, which is what the control plane wants for a replica.
+    """
+    values: dict[str, float] = {}
+    buckets: dict[float, int] = {}
+    for line in text.splitlines():
+        match = _LINE.match(line)
+        if not match or line.startswith("#"):
+            continue
+        name, labels, value = match["name"], match["labels"] or "", float(match["value"])
+        if name == _TTFT_BUCKET:
+            bound = re.search(r'le="([^"]+)"', labels)
+            if bound and bound[1] != "+Inf":
+                buckets[float(bound[1])] = buckets.get(float(bound[1]), 0) + int(value)
+            continue
+        values[name] = values.get(name, 0.0) + value
+    return EngineStats(
+        running=int(values.get("vllm:num_requests_running", 0)),
+        waiting=int(values.get("vllm:num_requests_waiting", 0)),
+        prompt_tokens=int(values.get("vllm:prompt_tokens_total", 0)),
+        generation_tokens=int(values.get("vllm:generation_tokens_total", 0)),
+        ttft_count=int(values.get("vllm:time_to_first_token_seconds_count", 0)),
+        ttft_sum_s=values.get("vllm:time_to_first_token_seconds_sum", 0.0),
+        ttft_buckets=buckets,
+    )

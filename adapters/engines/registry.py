@@ -1,0 +1,114 @@
+"""The engines this product runs, by name: ``llamacpp``, ``simulated``, ``upstream`` and ``vllm``.
+
+Each is a small stateless object meeting ``base.Engine``. ``llamacpp`` and ``simulated``
+run our own replica server (``python -m modelyard.adapters.engines.replica``); ``vllm``
+runs ``vllm serve``; ``upstream`` runs nothing and points at a server elsewhere.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from modelyard.adapters.engines.base import LOOPBACK, Engine, PlacementError, ReplicaSpec
+from modelyard.adapters.engines.vllm_args import vllm_command
+
+REPLICA_MODULE = "modelyard.adapters.engines.replica"
+
+
+def _replica_command(spec: ReplicaSpec, backend: str) -> list[str]:
+    return [
+        sys.executable, "-m", REPLICA_MODULE, "--backend", backend, "--model", spec.model,
+        "--port", str(spec.port), "--context-window", str(spec.context_window),
+    ]  # fmt: skip
+
+
+def _loopback(spec: ReplicaSpec) -> str:
+    if spec.port <= 0:
+        raise ValueError(f"replica of {spec.model} has no port yet; placement binds one first")
+    return f"http://{LOOPBACK}:{spec.port}"
+
+
+class LlamaCppEngine:
+    """A GGUF model on the CPU: our replica server around llama-cpp-python."""
+
+    name = "llamacpp"
+    needs_gpu = False
+    # Loading a small GGUF takes a second or two; a cold disk or a busy host much longer.
+    start_timeout_s = 120.0
+
+    def command(self, spec: ReplicaSpec) -> list[str]:
+        """The replica server with the llama.cpp backend on ``spec.path``."""
+        if not spec.path:
+            raise PlacementError(f"{spec.model}: a llama.cpp replica needs a GGUF file and none is mapped.")
+        return [*_replica_command(spec, "llamacpp"), "--path", spec.path, "--threads", str(spec.threads)]
+
+    def base_url(self, spec: ReplicaSpec) -> str:
+        """The replica's loopback address."""
+        return _loopback(spec)
+
+
+class SimulatedEngine:
+    """The deterministic engine for tests and load: configurable TTFT and token rate."""
+
+    name = "simulated"
+    needs_gpu = False
+    start_timeout_s = 30.0
+
+    def command(self, spec: ReplicaSpec) -> list[str]:
+        """The replica server with the simulated backend."""
+        timing = ["--ttft-ms", str(spec.ttft_ms), "--tokens-per-s", str(spec.tokens_per_s)]
+        return [*_replica_command(spec, "simulated"), *timing]
+
+    def base_url(self, spec: ReplicaSpec) -> str:
+        """The replica's loopback address."""
+        return _loopback(spec)
+
+
+class UpstreamEngine:
+    """Any OpenAI-compatible server elsewhere (a hosted API, vLLM on another host); no process."""
+
+    name = "upstream"
+    needs_gpu = False
+    start_timeout_s = 10.0
+
+    def command(self, spec: ReplicaSpec) -> None:
+        """Nothing runs here: the upstream server is already up."""
+
+    def base_url(self, spec: ReplicaSpec) -> str:
+        """The upstream's base URL without a trailing ``/v1`` (the gateway appends the route)."""
+        if not spec.upstream_url:
+            raise PlacementError(f"{spec.model}: an upstream replica needs a base URL.")
+        url = spec.upstream_url.rstrip("/")
+        return url.removesuffix("/v1")
+
+
+class VllmEngine:
+    """``vllm serve`` on a GPU with the preset's arguments (the int8 ``cost`` preset included)."""
+
+    name = "vllm"
+    needs_gpu = True
+    # Weights download and CUDA graph capture take minutes for an 8B model.
+    start_timeout_s = 900.0
+
+    def command(self, spec: ReplicaSpec) -> list[str]:
+        """The ``vllm serve`` argv on the spec's loopback port."""
+        return vllm_command(spec.model, port=spec.port, preset=spec.preset)
+
+    def base_url(self, spec: ReplicaSpec) -> str:
+        """The replica's loopback address."""
+        return _loopback(spec)
+
+
+ENGINES: dict[str, Engine] = {
+    engine.name: engine for engine in (LlamaCppEngine(), SimulatedEngine(), UpstreamEngine(), VllmEngine())
+}
+
+
+def engine_for(name: str) -> Engine:
+    """The engine called ``name``; an unknown name is a placement error, not a crash."""
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise PlacementError(
+            f"no engine called {name!r}; this build has {', '.join(sorted(ENGINES))}"
+        ) from None
