@@ -1,15 +1,15 @@
 """What generates tokens inside a replica process: llama.cpp, or the simulated engine.
 
-Both take an OpenAI chat request (a dict) and yield OpenAI-shaped ``chat.completion.chunk``
-deltas, so the replica server streams or gathers them the same way. Generation is
-blocking; the server runs it in a thread and sets ``cancel`` when the client goes away.
+Both (the llama.cpp one lives in ``llamacpp_backend``) take an OpenAI chat request (a dict)
+and yield OpenAI-shaped ``chat.completion.chunk`` deltas, so the replica server streams or
+gathers them the same way. Generation is blocking; the server runs it in a thread and
+sets ``cancel`` when the client goes away.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -33,7 +33,8 @@ class Backend(Protocol):
         ...
 
 
-def _prompt_text(request: dict[str, Any]) -> str:
+def prompt_text(request: dict[str, Any]) -> str:
+    """The text of every message, one per line (a cheap stand-in for a tokenizer's input)."""
     return "\n".join(str(m.get("content") or "") for m in request.get("messages", []))
 
 
@@ -52,11 +53,13 @@ class SimulatedBackend:
         self._ttft_s, self._rate = ttft_ms / 1000, tokens_per_s
 
     def count_tokens(self, request: dict[str, Any]) -> int:
-        return len(_prompt_text(request).split())
+        return len(prompt_text(request).split())
 
     def generate(self, request: dict[str, Any], cancel: threading.Event) -> Iterator[dict[str, Any]]:
         prompt_tokens = self.count_tokens(request)
-        time.sleep(self._ttft_s)
+        # Waiting on the cancel event, not sleeping, lets a dropped client free the replica at once.
+        if cancel.wait(self._ttft_s):
+            return
         tool = _forced_tool(request)
         if tool is not None:
             arguments = json.dumps({"input": _last_user(request)})
@@ -68,22 +71,20 @@ class SimulatedBackend:
             }
             yield {"delta": {"role": "assistant", "tool_calls": [call]}, "finish_reason": None}
             yield {"delta": {}, "finish_reason": "tool_calls"}
-            yield {"usage": _usage(prompt_tokens, 1)}
+            yield {"usage": usage(prompt_tokens, 1)}
             return
         words = (_last_user(request) or "ok").split()[: int(request.get("max_tokens") or 64)]
         sent = 0
         for word in words:
-            if cancel.is_set():
+            if cancel.wait(1 / self._rate if self._rate else 0):
                 return
-            if self._rate:
-                time.sleep(1 / self._rate)
             yield {"delta": {"content": word if sent == 0 else " " + word}, "finish_reason": None}
             sent += 1
         yield {
             "delta": {},
             "finish_reason": "stop" if sent < int(request.get("max_tokens") or 64) else "length",
         }
-        yield {"usage": _usage(prompt_tokens, sent)}
+        yield {"usage": usage(prompt_tokens, sent)}
 
 
 def _last_user(request: dict[str, Any]) -> str:
@@ -101,58 +102,6 @@ def _forced_tool(request: dict[str, Any]) -> str | None:
     return str(tools[0]["function"]["name"])
 
 
-def _usage(prompt: int, completion: int) -> dict[str, int]:
+def usage(prompt: int, completion: int) -> dict[str, int]:
+    """An OpenAI ``usage`` object."""
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-class LlamaCppBackend:
-    """A GGUF model on the CPU through llama-cpp-python; one generation at a time."""
-
-    def __init__(self, *, model: str, path: str, context_window: int = 2048, threads: int = 2) -> None:
-        from llama_cpp import Llama
-
-        self.model, self.context_window = model, context_window
-        self._llm = Llama(
-            model_path=path,
-            n_ctx=context_window,
-            n_threads=threads,
-            verbose=False,
-            chat_format="chatml-function-calling",
-        )
-        self._plain = Llama(
-            model_path=path, n_ctx=context_window, n_threads=threads, verbose=False, vocab_only=True
-        )
-        self._lock = threading.Lock()
-
-    def count_tokens(self, request: dict[str, Any]) -> int:
-        text = _prompt_text(request)
-        return len(self._plain.tokenize(text.encode(), add_bos=True)) + 4 * len(request.get("messages", []))
-
-    def generate(self, request: dict[str, Any], cancel: threading.Event) -> Iterator[dict[str, Any]]:
-        prompt_tokens = self.count_tokens(request)
-        max_tokens = int(request.get("max_tokens") or 256)
-        if prompt_tokens + max_tokens > self.context_window:
-            raise ContextOverflow(
-                f"The prompt has about {prompt_tokens} tokens and max_tokens is {max_tokens}; "
-                f"the context window is {self.context_window}."
-            )
-        options = {
-            k: request[k] for k in ("temperature", "top_p", "stop", "seed") if request.get(k) is not None
-        }
-        if request.get("tools"):
-            options["tools"] = request["tools"]
-            options["tool_choice"] = request.get("tool_choice") or "auto"
-        with self._lock:
-            stream = self._llm.create_chat_completion(
-                messages=request["messages"], max_tokens=max_tokens, stream=True, **options
-            )
-            completion = 0
-            for chunk in stream:
-                if cancel.is_set():
-                    return
-                choice: dict[str, Any] = chunk["choices"][0]  # type: ignore[index,assignment]
-                delta = {k: v for k, v in choice.get("delta", {}).items() if v is not None}
-                if delta.get("content") or delta.get("tool_calls"):
-                    completion += 1
-                yield {"delta": delta, "finish_reason": choice.get("finish_reason")}
-        yield {"usage": _usage(prompt_tokens, completion)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from modelyard.adapters.engines.base import EngineStats, parse_metrics
@@ -23,6 +24,10 @@ class ReplicaMetrics:
         self.generation_tokens = 0
         self.requests = 0
         self.cancelled = 0
+        # Written from generation threads, read by /metrics on the event loop.
+        self._engine_lock = threading.Lock()
+        self.engine_active = 0
+        self.engine_chunks = 0
         self._ttft_buckets = [0] * len(BUCKETS)
         self._ttft_sum = 0.0
         self._ttft_count = 0
@@ -36,6 +41,21 @@ class ReplicaMetrics:
         for i, bound in enumerate(BUCKETS):
             if ttft_s <= bound:
                 self._ttft_buckets[i] += 1
+
+    def engine_began(self) -> None:
+        """A generation thread started working on a request."""
+        with self._engine_lock:
+            self.engine_active += 1
+
+    def engine_chunk(self) -> None:
+        """A generation thread produced one chunk (a token, mostly)."""
+        with self._engine_lock:
+            self.engine_chunks += 1
+
+    def engine_ended(self) -> None:
+        """A generation thread returned, finished or cancelled; the engine is free of it."""
+        with self._engine_lock:
+            self.engine_active -= 1
 
     def finished(self, usage: dict[str, Any]) -> None:
         """A request completed with ``usage``."""
@@ -52,6 +72,8 @@ class ReplicaMetrics:
             f"vllm:prompt_tokens_total{label} {self.prompt_tokens}",
             f"vllm:generation_tokens_total{label} {self.generation_tokens}",
             f"modelyard:requests_cancelled_total{label} {self.cancelled}",
+            f"modelyard:engine_generations_active{label} {self.engine_active}",
+            f"modelyard:engine_chunks_total{label} {self.engine_chunks}",
         ]
         bucket = "vllm:time_to_first_token_seconds_bucket"
         for bound, count in zip(BUCKETS, self._ttft_buckets, strict=True):

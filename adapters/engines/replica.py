@@ -15,13 +15,13 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from litestar import Litestar, Request, get, post
 from litestar.response import Response, Stream
 
-from modelyard.adapters.engines.backends import Backend, ContextOverflow, LlamaCppBackend, SimulatedBackend
+from modelyard.adapters.engines.backends import Backend, ContextOverflow, SimulatedBackend
 from modelyard.adapters.engines.metrics import ReplicaMetrics
 
 _DONE = object()
@@ -49,18 +49,22 @@ class Replica:
         self.backend = backend
         self.metrics = ReplicaMetrics(model=backend.model)
 
-    async def chunks(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def chunks(self, request: dict[str, Any]) -> AsyncGenerator[dict[str, Any]]:
         """Generate in a worker thread; stop it if the consumer of this iterator goes away."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
 
         def produce() -> None:
+            self.metrics.engine_began()
             try:
                 for chunk in self.backend.generate(request, cancel):
+                    self.metrics.engine_chunk()
                     loop.call_soon_threadsafe(queue.put_nowait, chunk)
             except Exception as exc:  # handed to the consumer, which answers with it
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                self.metrics.engine_ended()
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
         self.metrics.waiting += 1
@@ -84,19 +88,6 @@ class Replica:
                 self.metrics.waiting -= 1
             else:
                 self.metrics.running -= 1
-
-
-def _chunk_body(completion_id: str, model: str, created: int, piece: dict[str, Any]) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-    }
-    if "usage" in piece:
-        return body | {"choices": [], "usage": piece["usage"]}
-    choice = {"index": 0, "delta": piece["delta"], "finish_reason": piece["finish_reason"], "logprobs": None}
-    return body | {"choices": [choice]}
 
 
 def build_app(replica: Replica) -> Litestar:
@@ -128,70 +119,98 @@ def build_app(replica: Replica) -> Litestar:
             return _error(400, problem)
         window = replica.backend.context_window
         if replica.backend.count_tokens(body) + int(body.get("max_tokens") or 0) > window:
-            message = f"The prompt does not fit the context window of {window} tokens."
+            message = f"This model's maximum context length is {window} tokens; the prompt does not fit."
             return _error(400, message, "context_length_exceeded")
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         model = str(body.get("model") or replica.backend.model)
+        head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+        pieces = replica.chunks(body)
+        try:
+            # The first piece comes before the status line, so an engine's refusal is still a 400.
+            first = await anext(pieces)
+        except ContextOverflow as exc:
+            return _error(400, str(exc), "context_length_exceeded")
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            head = _chunk_body(completion_id, model, created, {"usage": {}})
-            events = _sse(replica, body, head, include_usage=include_usage)
+            events = _sse(replica, first, pieces, head, include_usage=include_usage)
             return Stream(events, media_type="text/event-stream")
-        return await _whole(replica, body, completion_id, model, created)
+        return Response(await _whole(replica, first, pieces, head))
 
     return Litestar(route_handlers=[health, metrics, models, chat])
 
 
+async def _chain(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    yield first
+    async for piece in rest:
+        yield piece
+
+
 async def _sse(
-    replica: Replica, body: dict[str, Any], head: dict[str, Any], *, include_usage: bool
+    replica: Replica,
+    first: dict[str, Any],
+    pieces: AsyncGenerator[dict[str, Any]],
+    head: dict[str, Any],
+    *,
+    include_usage: bool,
 ) -> AsyncIterator[bytes]:
-    first = True
-    common = {k: head[k] for k in ("id", "object", "created", "model")}
-    async for piece in replica.chunks(body):
-        if "usage" in piece:
-            replica.metrics.finished(piece["usage"])
-            if not include_usage:
-                continue
-            out = common | {"choices": [], "usage": piece["usage"]}
-        else:
-            delta = {"role": "assistant", **piece["delta"]} if first else piece["delta"]
-            first = False
-            choice = {"index": 0, "delta": delta, "finish_reason": piece["finish_reason"], "logprobs": None}
-            out = common | {"choices": [choice]}
-        yield f"data: {json.dumps(out)}\n\n".encode()
-    yield b"data: [DONE]\n\n"
+    opening = True
+    try:
+        async for piece in _chain(first, pieces):
+            if "usage" in piece:
+                replica.metrics.finished(piece["usage"])
+                if not include_usage:
+                    continue
+                out = head | {"choices": [], "usage": piece["usage"]}
+            else:
+                delta = {"role": "assistant", **piece["delta"]} if opening else piece["delta"]
+                opening = False
+                choice = {
+                    "index": 0,
+                    "delta": delta,
+                    "finish_reason": piece["finish_reason"],
+                    "logprobs": None,
+                }
+                out = head | {"choices": [choice]}
+            yield f"data: {json.dumps(out)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+    finally:
+        # A client gone mid-stream closes this generator; closing the engine's stops its thread.
+        await pieces.aclose()
 
 
 async def _whole(
-    replica: Replica, body: dict[str, Any], completion_id: str, model: str, created: int
-) -> Response[Any]:
+    replica: Replica, first: dict[str, Any], pieces: AsyncIterator[dict[str, Any]], head: dict[str, Any]
+) -> dict[str, Any]:
     content: list[str] = []
-    tool_calls: list[dict[str, Any]] = []
+    calls: dict[int, dict[str, Any]] = {}
     finish, usage = "stop", {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    try:
-        async for piece in replica.chunks(body):
-            if "usage" in piece:
-                usage = piece["usage"]
-                continue
-            content.append(piece["delta"].get("content") or "")
-            tool_calls.extend(piece["delta"].get("tool_calls") or [])
-            finish = piece["finish_reason"] or finish
-    except ContextOverflow as exc:
-        return _error(400, str(exc), "context_length_exceeded")
+    async for piece in _chain(first, pieces):
+        if "usage" in piece:
+            usage = piece["usage"]
+            continue
+        content.append(piece["delta"].get("content") or "")
+        for fragment in piece["delta"].get("tool_calls") or []:
+            _merge_call(calls, fragment)
+        finish = piece["finish_reason"] or finish
     replica.metrics.finished(usage)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(content) or None}
-    if tool_calls:
-        message["tool_calls"] = [{k: v for k, v in call.items() if k != "index"} for call in tool_calls]
-    return Response(
-        {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-            "usage": usage,
-        }
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+    return head | {"object": "chat.completion", "choices": [choice], "usage": usage}
+
+
+def _merge_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) -> None:
+    """Fold one streamed tool-call fragment into the whole call it belongs to."""
+    index = int(fragment.get("index", 0))
+    function = fragment.get("function") or {}
+    call = calls.setdefault(
+        index,
+        {"id": fragment.get("id") or f"call_{index}", "type": "function", "function": {"arguments": ""}},
     )
+    if function.get("name"):
+        call["function"]["name"] = function["name"]
+    call["function"]["arguments"] += function.get("arguments") or ""
 
 
 def main() -> None:
@@ -210,6 +229,8 @@ def main() -> None:
     args = parser.parse_args()
     backend: Backend
     if args.backend == "llamacpp":
+        from modelyard.adapters.engines.llamacpp_backend import LlamaCppBackend
+
         backend = LlamaCppBackend(
             model=args.model, path=args.path, context_window=args.context_window, threads=args.threads
         )

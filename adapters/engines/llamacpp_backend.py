@@ -1,0 +1,152 @@
+"""The llama.cpp backend: a GGUF model on the CPU through llama-cpp-python, one generation at a time.
+
+Tool calls go through llama-cpp's ``chatml-function-calling`` chat format, because
+SmolLM2 is a ChatML model and that format constrains the arguments with a grammar built
+from the tool's JSON schema, so even a 135M model emits arguments that parse. Its modes
+map onto OpenAI's ``tool_choice`` as follows: a named function streams grammar-constrained
+arguments; ``required`` first lets the model pick among the tool names under a grammar
+(llama-cpp itself has no ``required``), then proceeds as named; ``auto`` uses llama-cpp's
+own grammar-guided choice between a message and a call, which it only runs whole, so that
+answer arrives as one chunk.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator, Iterator
+from typing import Any
+
+from modelyard.adapters.engines.backends import ContextOverflow, prompt_text, usage
+
+# llama-cpp repeats the legacy ``function_call`` beside ``tool_calls``; OpenAI streams carry only the latter.
+_LEGACY_KEYS = ("function_call",)
+
+
+class LlamaCppBackend:
+    """A GGUF model on the CPU through llama-cpp-python; one generation at a time."""
+
+    def __init__(self, *, model: str, path: str, context_window: int = 2048, threads: int = 2) -> None:
+        from llama_cpp import Llama
+
+        self.model, self.context_window = model, context_window
+        self._llm = Llama(
+            model_path=path,
+            n_ctx=context_window,
+            n_threads=threads,
+            verbose=False,
+            chat_format="chatml-function-calling",
+        )
+        self._lock = threading.Lock()
+
+    def count_tokens(self, request: dict[str, Any]) -> int:
+        """Prompt tokens: the messages' text plus ChatML's few tokens of framing per message."""
+        text = prompt_text(request)
+        return len(self._llm.tokenize(text.encode(), add_bos=True)) + 4 * len(request.get("messages", []))
+
+    def generate(self, request: dict[str, Any], cancel: threading.Event) -> Iterator[dict[str, Any]]:
+        """Chunks of one chat completion; stops between tokens once ``cancel`` is set."""
+        prompt_tokens = self.count_tokens(request)
+        # Like vLLM, no max_tokens means whatever room the context window has left.
+        max_tokens = int(request.get("max_tokens") or self.context_window - prompt_tokens)
+        if prompt_tokens + max_tokens > self.context_window:
+            raise _overflow(prompt_tokens, max_tokens, self.context_window)
+        options = {
+            k: request[k] for k in ("temperature", "top_p", "stop", "seed") if request.get(k) is not None
+        }
+        with self._lock:
+            choice = request.get("tool_choice") or "auto"
+            tools = request.get("tools") if choice != "none" else None
+            if tools and choice == "required":
+                choice = self._pick_tool(request["messages"], tools)
+            if tools:
+                options |= {"tools": tools, "tool_choice": choice}
+            try:
+                pieces = self._pieces(request["messages"], max_tokens, options, cancel)
+                completion = yield from pieces
+            except ValueError as exc:
+                if "context window" in str(exc):
+                    raise _overflow(prompt_tokens, max_tokens, self.context_window) from exc
+                raise
+        yield {"usage": usage(prompt_tokens, completion)}
+
+    def _pieces(
+        self, messages: list[Any], max_tokens: int, options: dict[str, Any], cancel: threading.Event
+    ) -> Generator[dict[str, Any], None, int]:
+        # llama-cpp runs automatic tool choice only whole; everything else streams token by token.
+        whole = options.get("tool_choice") == "auto" and bool(options.get("tools"))
+        result = self._llm.create_chat_completion(
+            messages=messages, max_tokens=max_tokens, stream=not whole, **options
+        )
+        chunks = [_as_chunk(result)] if whole else result
+        completion, named = 0, set[int]()
+        for chunk in chunks:
+            if cancel.is_set():
+                return completion
+            choice: dict[str, Any] = chunk["choices"][0]  # type: ignore[index,assignment]
+            delta = _openai_delta(choice.get("delta", {}), named)
+            if delta.get("content") or delta.get("tool_calls"):
+                completion += 1
+            yield {"delta": delta, "finish_reason": choice.get("finish_reason")}
+        return completion
+
+    def _pick_tool(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
+        names = [str(tool["function"]["name"]) for tool in tools]
+        if len(names) > 1:
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            listing = "\n".join(
+                f"- {t['function']['name']}: {t['function'].get('description', '')}" for t in tools
+            )
+            chat = "".join(f"<|im_start|>{m['role']}\n{m.get('content') or ''}<|im_end|>\n" for m in messages)
+            prompt = (
+                f"<|im_start|>system\nFunctions:\n{listing}<|im_end|>\n{chat}<|im_start|>assistant\ncall "
+            )
+            grammar = LlamaGrammar.from_string(
+                "root ::= " + " | ".join(f'"{n}"' for n in names), verbose=False
+            )
+            out = self._llm.create_completion(prompt, grammar=grammar, max_tokens=32, temperature=0)
+            picked = str(out["choices"][0]["text"]).strip()  # type: ignore[index]
+            names = [picked] if picked in names else names
+        return {"type": "function", "function": {"name": names[0]}}
+
+
+def _overflow(prompt_tokens: int, max_tokens: int, window: int) -> ContextOverflow:
+    return ContextOverflow(
+        f"This model's maximum context length is {window} tokens; the prompt has about "
+        f"{prompt_tokens} tokens and {max_tokens} more were requested for the completion."
+    )
+
+
+def _as_chunk(result: Any) -> dict[str, Any]:
+    """A whole chat completion in the shape of one stream chunk."""
+    choice = result["choices"][0]
+    message = dict(choice["message"])
+    calls = message.get("tool_calls") or []
+    delta: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
+    if calls:
+        delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
+    return {"choices": [{"delta": delta, "finish_reason": choice.get("finish_reason")}]}
+
+
+def _openai_delta(delta: dict[str, Any], named: set[int]) -> dict[str, Any]:
+    """A llama-cpp delta as OpenAI streams it: id, type and name only in a call's first fragment."""
+    out = {k: v for k, v in delta.items() if v is not None and k not in _LEGACY_KEYS}
+    if "tool_calls" not in out:
+        return out
+    calls = []
+    for call in out["tool_calls"]:
+        index = int(call.get("index", 0))
+        function = call.get("function") or {}
+        if index in named:
+            calls.append({"index": index, "function": {"arguments": function.get("arguments", "")}})
+            continue
+        named.add(index)
+        calls.append(
+            {
+                "index": index,
+                "id": call.get("id") or f"call_{index}",
+                "type": "function",
+                "function": {"name": function.get("name"), "arguments": function.get("arguments", "")},
+            }
+        )
+    return out | {"tool_calls": calls}
