@@ -54,6 +54,10 @@ class LlamaCppBackend:
             k: request[k] for k in ("temperature", "top_p", "stop", "seed") if request.get(k) is not None
         }
         with self._lock:
+            if request.get("seed") is not None:
+                # The chatml-function-calling handler drops ``seed``; the sampler's next seed is
+                # drawn from the model's, so setting that makes the draw repeatable.
+                self._llm.set_seed(int(request["seed"]))
             choice = request.get("tool_choice") or "auto"
             tools = request.get("tools") if choice != "none" else None
             if tools and choice == "required":
