@@ -37,7 +37,8 @@ async def _rate(url: str, headers: dict[str, str], seconds: float = 8.0, clients
 
 
 def main() -> None:
-    with served() as (base, key, _):
+    # The limit is not what is measured here.
+    with served(MODELYARD_RATE_LIMIT_RPM="100000000") as (base, key, _):
         headers = {"Authorization": f"Bearer {key}"}
         times, instance = [], ""
         for _ in range(5):
