@@ -52,8 +52,11 @@ class Engine(Protocol):
     name: str
     # Whether a replica needs a CUDA device on its host (placement refuses one without).
     needs_gpu: bool
-    # How long a replica may take to answer /health after it starts.
+    # How long a replica may take to answer its health check after it starts.
     start_timeout_s: float
+    # What answers 200 when the replica can serve: /health on our replicas and vLLM;
+    # hosted OpenAI-compatible APIs have none, so an upstream is checked on /v1/models.
+    health_path: str
 
     def command(self, spec: ReplicaSpec) -> list[str] | None:
         """The replica process's argv, or None when nothing needs to run here (upstream)."""

@@ -66,15 +66,19 @@ class ReplicaMetrics:
     def render(self) -> str:
         """The Prometheus exposition text."""
         label = f'{{model_name="{self.model}"}}'
-        lines = [
-            f"vllm:num_requests_running{label} {self.running}",
-            f"vllm:num_requests_waiting{label} {self.waiting}",
-            f"vllm:prompt_tokens_total{label} {self.prompt_tokens}",
-            f"vllm:generation_tokens_total{label} {self.generation_tokens}",
-            f"modelyard:requests_cancelled_total{label} {self.cancelled}",
-            f"modelyard:engine_generations_active{label} {self.engine_active}",
-            f"modelyard:engine_chunks_total{label} {self.engine_chunks}",
+        series = [
+            ("vllm:num_requests_running", "gauge", self.running),
+            ("vllm:num_requests_waiting", "gauge", self.waiting),
+            ("vllm:prompt_tokens_total", "counter", self.prompt_tokens),
+            ("vllm:generation_tokens_total", "counter", self.generation_tokens),
+            ("modelyard:requests_cancelled_total", "counter", self.cancelled),
+            ("modelyard:engine_generations_active", "gauge", self.engine_active),
+            ("modelyard:engine_chunks_total", "counter", self.engine_chunks),
         ]
+        lines = []
+        for name, kind, value in series:
+            lines += [f"# TYPE {name} {kind}", f"{name}{label} {value}"]
+        lines.append("# TYPE vllm:time_to_first_token_seconds histogram")
         bucket = "vllm:time_to_first_token_seconds_bucket"
         for bound, count in zip(BUCKETS, self._ttft_buckets, strict=True):
             lines.append(f'{bucket}{{model_name="{self.model}",le="{bound}"}} {count}')

@@ -35,6 +35,7 @@ class LlamaCppEngine:
     needs_gpu = False
     # Loading a small GGUF takes a second or two; a cold disk or a busy host much longer.
     start_timeout_s = 120.0
+    health_path = "/health"
 
     def command(self, spec: ReplicaSpec) -> list[str]:
         """The replica server with the llama.cpp backend on ``spec.path``."""
@@ -53,6 +54,7 @@ class SimulatedEngine:
     name = "simulated"
     needs_gpu = False
     start_timeout_s = 30.0
+    health_path = "/health"
 
     def command(self, spec: ReplicaSpec) -> list[str]:
         """The replica server with the simulated backend."""
@@ -70,6 +72,7 @@ class UpstreamEngine:
     name = "upstream"
     needs_gpu = False
     start_timeout_s = 10.0
+    health_path = "/v1/models"
 
     def command(self, spec: ReplicaSpec) -> None:
         """Nothing runs here: the upstream server is already up."""
@@ -89,6 +92,7 @@ class VllmEngine:
     needs_gpu = True
     # Weights download and CUDA graph capture take minutes for an 8B model.
     start_timeout_s = 900.0
+    health_path = "/health"
 
     def command(self, spec: ReplicaSpec) -> list[str]:
         """The ``vllm serve`` argv on the spec's loopback port."""

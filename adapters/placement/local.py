@@ -35,9 +35,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _healthy(base_url: str) -> bool:
+def _healthy(handle: ReplicaHandle) -> bool:
+    spec = handle.spec
+    engine = engine_for(spec.engine) if spec else None
+    path = engine.health_path if engine else "/health"
+    headers = {"Authorization": f"Bearer {spec.upstream_key}"} if spec and spec.upstream_key else {}
     try:
-        return httpx.get(f"{base_url}/health", timeout=1.0).status_code == 200
+        return httpx.get(f"{handle.base_url}{path}", headers=headers, timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -100,7 +104,7 @@ class LocalPlacement:
         self, handle: ReplicaHandle, proc: subprocess.Popen[bytes] | None, timeout_s: float
     ) -> None:
         deadline = time.monotonic() + timeout_s
-        while not _healthy(handle.base_url):
+        while not _healthy(handle):
             exited = proc is not None and proc.poll() is not None
             if exited or time.monotonic() > deadline:
                 self.stop(handle)
@@ -133,7 +137,7 @@ class LocalPlacement:
     def alive(self, handle: ReplicaHandle) -> bool:
         """Whether the replica's process still runs (an upstream: whether it answers /health)."""
         if handle.pid is None:
-            return _healthy(handle.base_url)
+            return _healthy(handle)
         with self._lock:
             proc = self._procs.get(handle.pid)
         return proc is not None and proc.poll() is None
