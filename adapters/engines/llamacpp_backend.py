@@ -1,13 +1,13 @@
 """The llama.cpp backend: a GGUF model on the CPU through llama-cpp-python, one generation at a time.
 
 Tool calls go through llama-cpp's ``chatml-function-calling`` chat format, because
-SmolLM2 is a ChatML model and that format constrains the arguments with a grammar built
-from the tool's JSON schema, so even a 135M model emits arguments that parse. Its modes
-map onto OpenAI's ``tool_choice`` as follows: a named function streams grammar-constrained
-arguments; ``required`` first lets the model pick among the tool names under a grammar
-(llama-cpp itself has no ``required``), then proceeds as named; ``auto`` uses llama-cpp's
-own grammar-guided choice between a message and a call, which it only runs whole, so that
-answer arrives as one chunk.
+SmolLM2 is a ChatML model and that format constrains a named call's arguments with a
+grammar built from the tool's JSON schema, so even a 135M model emits arguments that
+parse. That format's own ``auto`` mode cannot stream and, for a message, its follow-up
+grammar admits only the end token (an empty answer), and it has no ``required``; so the
+decision is ours: one short grammar-constrained completion picks among the tool names
+(plus "answer" under ``auto``), then the call streams as a named one or the answer
+streams as plain chat. Every path streams token by token and stops on cancel.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from modelyard.adapters.engines.backends import ContextOverflow, prompt_text, us
 
 # llama-cpp repeats the legacy ``function_call`` beside ``tool_calls``; OpenAI streams carry only the latter.
 _LEGACY_KEYS = ("function_call",)
+# The word the tool decision uses for "no call, answer in words".
+ANSWER = "answer"
 
 
 class LlamaCppBackend:
@@ -58,12 +60,9 @@ class LlamaCppBackend:
                 # The chatml-function-calling handler drops ``seed``; the sampler's next seed is
                 # drawn from the model's, so setting that makes the draw repeatable.
                 self._llm.set_seed(int(request["seed"]))
-            choice = request.get("tool_choice") or "auto"
-            tools = request.get("tools") if choice != "none" else None
-            if tools and choice == "required":
-                choice = self._pick_tool(request["messages"], tools)
-            if tools:
-                options |= {"tools": tools, "tool_choice": choice}
+            call = self._tool_choice(request)
+            if call is not None:
+                options |= {"tools": request["tools"], "tool_choice": call}
             try:
                 pieces = self._pieces(request["messages"], max_tokens, options, cancel)
                 completion = yield from pieces
@@ -76,12 +75,9 @@ class LlamaCppBackend:
     def _pieces(
         self, messages: list[Any], max_tokens: int, options: dict[str, Any], cancel: threading.Event
     ) -> Generator[dict[str, Any], None, int]:
-        # llama-cpp runs automatic tool choice only whole; everything else streams token by token.
-        whole = options.get("tool_choice") == "auto" and bool(options.get("tools"))
-        result = self._llm.create_chat_completion(
-            messages=messages, max_tokens=max_tokens, stream=not whole, **options
+        chunks = self._llm.create_chat_completion(
+            messages=messages, max_tokens=max_tokens, stream=True, **options
         )
-        chunks = [_as_chunk(result)] if whole else result
         completion, named = 0, set[int]()
         for chunk in chunks:
             if cancel.is_set():
@@ -93,25 +89,31 @@ class LlamaCppBackend:
             yield {"delta": delta, "finish_reason": choice.get("finish_reason")}
         return completion
 
-    def _pick_tool(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
+    def _tool_choice(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The function this answer calls, or None for an answer in words."""
+        tools, choice = request.get("tools") or [], request.get("tool_choice") or "auto"
+        if not tools or choice == "none":
+            return None
+        if isinstance(choice, dict):
+            return {"type": "function", "function": {"name": choice["function"]["name"]}}
         names = [str(tool["function"]["name"]) for tool in tools]
-        if len(names) > 1:
-            from llama_cpp.llama_grammar import LlamaGrammar
+        options = names if choice == "required" else [*names, ANSWER]
+        picked = options[0] if len(options) == 1 else self._pick(request["messages"], tools, options)
+        return None if picked == ANSWER else {"type": "function", "function": {"name": picked}}
 
-            listing = "\n".join(
-                f"- {t['function']['name']}: {t['function'].get('description', '')}" for t in tools
-            )
-            chat = "".join(f"<|im_start|>{m['role']}\n{m.get('content') or ''}<|im_end|>\n" for m in messages)
-            prompt = (
-                f"<|im_start|>system\nFunctions:\n{listing}<|im_end|>\n{chat}<|im_start|>assistant\ncall "
-            )
-            grammar = LlamaGrammar.from_string(
-                "root ::= " + " | ".join(f'"{n}"' for n in names), verbose=False
-            )
-            out = self._llm.create_completion(prompt, grammar=grammar, max_tokens=32, temperature=0)
-            picked = str(out["choices"][0]["text"]).strip()  # type: ignore[index]
-            names = [picked] if picked in names else names
-        return {"type": "function", "function": {"name": names[0]}}
+    def _pick(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], options: list[str]) -> str:
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        listing = "\n".join(
+            f"- {t['function']['name']}: {t['function'].get('description', '')}" for t in tools
+        )
+        system = f"Functions you may call:\n{listing}\nReply with a function's name, or '{ANSWER}'."
+        chat = "".join(f"<|im_start|>{m['role']}\n{m.get('content') or ''}<|im_end|>\n" for m in messages)
+        prompt = f"<|im_start|>system\n{system}<|im_end|>\n{chat}<|im_start|>assistant\n"
+        grammar = LlamaGrammar.from_string("root ::= " + " | ".join(f'"{o}"' for o in options), verbose=False)
+        out = self._llm.create_completion(prompt, grammar=grammar, max_tokens=32, temperature=0)
+        picked = str(out["choices"][0]["text"]).strip()  # type: ignore[index]
+        return picked if picked in options else options[0]
 
 
 def _overflow(prompt_tokens: int, max_tokens: int, window: int) -> ContextOverflow:
@@ -119,17 +121,6 @@ def _overflow(prompt_tokens: int, max_tokens: int, window: int) -> ContextOverfl
         f"This model's maximum context length is {window} tokens; the prompt has about "
         f"{prompt_tokens} tokens and {max_tokens} more were requested for the completion."
     )
-
-
-def _as_chunk(result: Any) -> dict[str, Any]:
-    """A whole chat completion in the shape of one stream chunk."""
-    choice = result["choices"][0]
-    message = dict(choice["message"])
-    calls = message.get("tool_calls") or []
-    delta: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
-    if calls:
-        delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
-    return {"choices": [{"delta": delta, "finish_reason": choice.get("finish_reason")}]}
 
 
 def _openai_delta(delta: dict[str, Any], named: set[int]) -> dict[str, Any]:

@@ -197,3 +197,79 @@ def test_a_dropped_stream_frees_the_replica(replica: ReplicaHandle) -> None:
 def _gauge(text: str) -> float:
     line = next(x for x in text.splitlines() if x.startswith("modelyard:engine_generations_active{"))
     return float(line.rsplit(" ", 1)[1])
+
+
+TWO_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "description": "The local time in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    },
+]
+
+
+def test_a_required_tool_call_streams_in_openai_fragments(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="smollm2-135m",
+        messages=[{"role": "user", "content": "What is the weather in Rome?"}],
+        tools=TWO_TOOLS,  # type: ignore[arg-type]
+        tool_choice="required",
+        temperature=0,
+        max_tokens=48,
+        stream=True,
+    )
+    fragments = [
+        call for chunk in stream for choice in chunk.choices for call in choice.delta.tool_calls or []
+    ]
+    assert len(fragments) > 1
+    head, rest = fragments[0], fragments[1:]
+    assert head.id
+    assert head.function is not None
+    assert head.function.name in {"get_weather", "get_time"}
+    # As OpenAI streams them: id and name once, then argument text only.
+    assert all(f.id is None and f.function is not None and f.function.name is None for f in rest)
+    arguments = "".join((f.function.arguments or "") for f in fragments if f.function)
+    assert isinstance(json.loads(arguments)["city"], str)
+
+
+def test_auto_tool_choice_streams_a_valid_answer(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="smollm2-135m",
+        messages=[{"role": "user", "content": "What time is it in Tokyo?"}],
+        tools=TWO_TOOLS,  # type: ignore[arg-type]
+        tool_choice="auto",
+        temperature=0,
+        max_tokens=48,
+        stream=True,
+    )
+    chunks = list(stream)
+    finish = [c.finish_reason for chunk in chunks for c in chunk.choices if c.finish_reason]
+    calls = [call for chunk in chunks for c in chunk.choices for call in c.delta.tool_calls or []]
+    text = "".join(c.delta.content or "" for chunk in chunks for c in chunk.choices)
+    assert len(finish) == 1
+    if finish == ["tool_calls"]:
+        assert calls[0].function is not None
+        assert calls[0].function.name in {"get_weather", "get_time"}
+        json.loads("".join(c.function.arguments or "" for c in calls if c.function))
+    else:
+        assert calls == []
+        assert text.strip()
