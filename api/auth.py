@@ -68,7 +68,7 @@ class KeyCache:
         return principal
 
     def _load(self, digest: str) -> Principal | None:
-        with self._views.transaction() as tx:
+        with self._views.read() as tx:
             rows = tx.execute(
                 "SELECT key_id, account_id, kind, deployment_uuid FROM api_keys"
                 " WHERE secret_hash = %s AND revoked = 0",

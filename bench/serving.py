@@ -31,8 +31,9 @@ def served(**extra_env: str) -> Iterator[tuple[str, str, dict[str, str]]]:
             env=env, cwd=folder, capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         key = out.split("api_key: ")[1].strip()
+        log = open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "ab")  # noqa: SIM115
         server = subprocess.Popen(
-            [MODELYARD, "serve"], env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [MODELYARD, "serve"], env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT
         )
         base = f"http://127.0.0.1:{port}"
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -64,7 +65,16 @@ def opened_backend(settings: Settings) -> Iterator[Backend]:
 
 
 def _serve_api(settings: Settings, backend: Backend | None = None) -> None:
-    uvicorn.run(create_app(settings, backend), host=settings.host, port=settings.port, log_level="info")
+    # A line per forwarded request (httpx) and per answer (uvicorn's access log) costs more than
+    # the gateway's own work at hundreds of requests a second; errors are still logged.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    uvicorn.run(
+        create_app(settings, backend),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+    )
 
 
 def _listen(settings: Settings, host: str | None, port: int | None) -> Settings:

@@ -44,6 +44,10 @@ class ViewDatabase(Protocol):
         """Run idempotent DDL (``CREATE … IF NOT EXISTS``), safely against other processes."""
         ...
 
+    def read(self) -> AbstractContextManager[Tx]:
+        """A read-only snapshot that never waits for a writer (the API's hot path)."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...
@@ -65,8 +69,24 @@ class SqliteViews:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.execute("PRAGMA journal_mode=WAL")
+        self._path = path
         self._lock = threading.RLock()
+        self._readers = threading.local()
         self.ensure([TRACKING])
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """See :class:`ViewDatabase`: WAL lets each thread read its own snapshot beside the writer."""
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA query_only=ON")
+            self._readers.conn = conn
+        conn.execute("BEGIN")
+        try:
+            yield _SqliteTx(conn)
+        finally:
+            conn.execute("COMMIT")
 
     @contextmanager
     def transaction(self, lock: str | None = None) -> Iterator[Tx]:
@@ -114,6 +134,10 @@ class PostgresViews:
             if lock is not None:
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [lock])
             yield _PostgresTx(conn)
+
+    def read(self) -> AbstractContextManager[Tx]:
+        """See :class:`ViewDatabase`: a pooled connection, no lock taken."""
+        return self.transaction()
 
     def ensure(self, statements: Sequence[str]) -> None:
         """See :class:`ViewDatabase`."""

@@ -35,7 +35,7 @@ class Forwarder:
         cached = self._deployments.get(dep_id)
         if cached and time.monotonic() - cached[0] < REPLICAS_TTL_S:
             return cached[1]
-        with self._views.transaction() as tx:
+        with self._views.read() as tx:
             rows = tx.execute("SELECT state, model FROM deployments WHERE id = %s", [dep_id])
         found = (str(rows[0][0]), str(rows[0][1])) if rows else None
         self._deployments[dep_id] = (time.monotonic(), found)
@@ -62,7 +62,7 @@ class Forwarder:
         await self._client.aclose()
 
     def _read(self, dep_id: str) -> list[str]:
-        with self._views.transaction() as tx:
+        with self._views.read() as tx:
             rows = tx.execute(
                 "SELECT base_url FROM replicas WHERE deployment_id = %s ORDER BY replica", [dep_id]
             )
