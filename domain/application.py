@@ -26,6 +26,7 @@ from modelyard.domain.catalog.hardware import check_gpu_fit, check_region, parse
 from modelyard.domain.catalog.models import Size, deployable_model
 from modelyard.domain.deployments import aggregate as deployments
 from modelyard.domain.deployments import events as ev
+from modelyard.domain.deployments.lifecycle import State
 from modelyard.domain.deployments.metering import meter_minute
 from modelyard.domain.keys import aggregate as keys
 from modelyard.domain.shared import ids
@@ -37,15 +38,18 @@ from modelyard.domain.shared.errors import (
     InsufficientCredits,
     InvalidRequest,
     KeyNotFound,
+    WebhookNotFound,
 )
 from modelyard.domain.shared.events import Aggregate, DomainEvent
 from modelyard.domain.shared.mapper import MsgspecMapper, NullTranscoder
+from modelyard.domain.shared.time import require_utc
+from modelyard.domain.webhooks import aggregate as webhooks
 
 T = TypeVar("T", bound=Aggregate)
 
 
 class Yard(Application[UUID]):
-    """Accounts, deployments and keys: every command of the product."""
+    """Accounts, deployments, keys and webhooks: every command of the product."""
 
     name = "modelyard"
     env: ClassVar[dict[str, str]] = {
@@ -84,8 +88,18 @@ class Yard(Application[UUID]):
         """The key, or KEY_NOT_FOUND."""
         return self._get(key_id, keys.project_key, keys.ApiKey, KeyNotFound)
 
+    def get_webhook(self, webhook_id: UUID) -> webhooks.WebhookSubscription:
+        """The webhook subscription, or WEBHOOK_NOT_FOUND."""
+        return self._get(webhook_id, webhooks.project_webhook, webhooks.WebhookSubscription, WebhookNotFound)
+
     def record(self, *events: DomainEvent) -> list[Recording[UUID]]:
-        """Save events atomically; a lost race becomes ``ConcurrencyConflict``."""
+        """Save events atomically; a lost race becomes ``ConcurrencyConflict``.
+
+        Every event's time must be timezone-aware UTC: checked here, once, before anything
+        is written, so a naive clock in some caller cannot put a mixed history in the store.
+        """
+        for event in events:
+            require_utc(event.timestamp, f"time of {type(event).__name__}")
         try:
             return self.save(*events)
         except IntegrityError as exc:
@@ -264,6 +278,10 @@ class Yard(Application[UUID]):
         self.record(metered, *charges)
         return metered.amount
 
+    def meter_minute(self, deployment_id: UUID, minute: datetime, *, at: datetime) -> int:
+        """The issue's name for ``meter``: one completed minute, metered and charged at once."""
+        return self.meter(deployment_id, minute, at=at)
+
     # --- keys --------------------------------------------------------------------------
 
     def issue_key(
@@ -301,3 +319,27 @@ class Yard(Application[UUID]):
     def revoke_access(self, key_id: UUID, deployment_id: UUID, *, at: datetime) -> None:
         """Withdraw a scoped key's grant."""
         self.record(keys.revoke_access(self.get_key(key_id), deployment_id, at))
+
+    # --- webhooks ----------------------------------------------------------------------
+
+    def subscribe_webhook(
+        self, deployment_id: UUID, *, url: str, events: object, secret: str, at: datetime
+    ) -> UUID:
+        """Subscribe ``url`` to some of a deployment's events; returns the subscription id."""
+        deployment = self.get_deployment(deployment_id)
+        if deployment.state in {State.TEARDOWN, State.DESTROYED}:
+            raise InvalidRequest("This deployment is being destroyed; it sends no more events.")
+        event = webhooks.subscribe_webhook(
+            account_id=deployment.account_id,
+            deployment_id=deployment_id,
+            url=url,
+            events=events,
+            secret=secret,
+            at=at,
+        )
+        self.record(event)
+        return event.originator_id
+
+    def remove_webhook(self, webhook_id: UUID, *, at: datetime) -> None:
+        """Stop a subscription's deliveries."""
+        self.record(webhooks.remove_webhook(self.get_webhook(webhook_id), at))

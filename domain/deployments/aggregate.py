@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import singledispatch
 from typing import Any
 from uuid import UUID, uuid4
@@ -13,6 +13,9 @@ import msgspec
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.lifecycle import BILLABLE, State, transition
 from modelyard.domain.shared.events import Aggregate, DomainEvent, projector, touched
+from modelyard.domain.shared.time import MINUTE, whole_second
+
+__all__ = ["Deployment", "Segment", "next_event", "project_deployment", "request_deployment", "whole_second"]
 
 
 class Segment(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,11 +53,6 @@ class Deployment(Aggregate, frozen=True, kw_only=True):
     def billable(self) -> bool:
         """Whether runtime is being charged right now."""
         return self.state in BILLABLE
-
-
-def whole_second(at: datetime) -> datetime:
-    """Runtime is pro-rated to the second: boundaries fall on whole seconds."""
-    return at.replace(microsecond=0)
 
 
 # --- how events fold --------------------------------------------------------------------
@@ -120,7 +118,7 @@ _CHANGES: dict[type[DomainEvent], Callable[[Any, Deployment], dict[str, Any]]] =
     ev.SlaRecovered: lambda e, d: {"breached": _removed(d.breached, e.metric)},
     ev.MinuteMetered: lambda e, d: {
         "last_metered": e.minute,
-        "segments": _prune(d.segments, e.minute + timedelta(minutes=1)),
+        "segments": _prune(d.segments, e.minute + MINUTE),
     },
 }
 
@@ -133,7 +131,23 @@ def _(event: DomainEvent, deployment: Deployment | None) -> Deployment:
     name = _STATE_AFTER.get(type(event))
     state = transition(deployment.state, name) if name else deployment.state
     after = touched(deployment, event, state=state, **changes)
-    return _rebill(deployment, after, whole_second(event.timestamp))
+    return _rebill(deployment, after, _billing_clock(deployment, event.timestamp))
+
+
+def _billing_clock(deployment: Deployment, timestamp: datetime) -> datetime:
+    """Where a billing boundary caused at ``timestamp`` falls: never before an earlier one.
+
+    Writers' clocks differ a little (the API, the meter, the reconciler), so an event may
+    carry a time before the last boundary. Clamping keeps segments ordered and keeps new
+    runtime out of minutes already metered, which could never be charged again.
+    """
+    floor = whole_second(timestamp)
+    if deployment.last_metered is not None:
+        floor = max(floor, deployment.last_metered + MINUTE)
+    if deployment.segments:
+        last = deployment.segments[-1]
+        floor = max(floor, last.start if last.end is None else last.end)
+    return floor
 
 
 def _rebill(before: Deployment, after: Deployment, at: datetime) -> Deployment:

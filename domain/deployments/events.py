@@ -47,8 +47,14 @@ class ReplicaStarted(DomainEvent, frozen=True, kw_only=True):
 
 
 class ReplicaLost(DomainEvent, frozen=True, kw_only=True):
+    """A replica died or stopped answering (the brief's ``ReplicaFailed``)."""
+
     replica: str
     reason: str
+
+
+# The same fact under the name the issue uses; one class, so one stored topic.
+ReplicaFailed = ReplicaLost
 
 
 class DeploymentActivated(DomainEvent, frozen=True, kw_only=True):
@@ -105,10 +111,24 @@ class Destroyed(DomainEvent, frozen=True, kw_only=True):
     pass
 
 
+class MeteredPart(msgspec.Struct, frozen=True, kw_only=True):
+    """A stretch of one metered minute at one capacity: what an auditor re-prices."""
+
+    seconds: int
+    capacity: int
+    # The capacity multiplier in tenths (1.8x is 18), as the price table held it then.
+    multiplier_tenths: int
+
+
 class MinuteMetered(DomainEvent, frozen=True, kw_only=True):
-    """One UTC minute of billable runtime, charged once."""
+    """One UTC minute of billable runtime, charged once.
+
+    ``amount`` is the sum over ``parts`` of hourly price x multiplier x seconds, rounded
+    down once. ``parts`` was added after the first version; older events decode with none.
+    """
 
     account_id: UUID
     minute: datetime
     seconds: int
     amount: int
+    parts: tuple[MeteredPart, ...] = ()

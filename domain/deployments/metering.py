@@ -7,20 +7,17 @@ at or before the last one it metered, and the meter always meters due minutes in
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from modelyard.domain.billing.pricing import CAPACITY_TENTHS, SECONDS_PER_HOUR, Tier, hourly_micros
 from modelyard.domain.catalog.models import Size
 from modelyard.domain.deployments import events as ev
-from modelyard.domain.deployments.aggregate import Deployment, Segment, next_event, whole_second
+from modelyard.domain.deployments.aggregate import Deployment, Segment, next_event
 from modelyard.domain.shared.errors import DuplicateMinute, InvalidRequest
+from modelyard.domain.shared.time import MINUTE, is_minute_start, require_utc, whole_second
+from modelyard.domain.shared.time import minute_floor as minute_of
 
-MINUTE = timedelta(minutes=1)
-
-
-def minute_of(at: datetime) -> datetime:
-    """The start of the UTC minute ``at`` falls in."""
-    return at.replace(second=0, microsecond=0)
+__all__ = ["MINUTE", "amount_for", "due_minutes", "meter_minute", "minute_of", "open_segment"]
 
 
 def _parts(deployment: Deployment, minute: datetime) -> list[tuple[int, int]]:
@@ -44,7 +41,9 @@ def amount_for(deployment: Deployment, parts: list[tuple[int, int]]) -> int:
 
 def meter_minute(deployment: Deployment, minute: datetime, at: datetime) -> ev.MinuteMetered | None:
     """The ``MinuteMetered`` for a completed minute, or None if nothing in it was billable."""
-    if minute != minute_of(minute):
+    require_utc(minute, "minute")
+    require_utc(at, "metering time")
+    if not is_minute_start(minute):
         raise InvalidRequest(f"{minute.isoformat()} is not the start of a minute.")
     if minute + MINUTE > at:
         raise InvalidRequest(f"The minute {minute.isoformat()} has not ended yet.")
@@ -64,13 +63,22 @@ def meter_minute(deployment: Deployment, minute: datetime, at: datetime) -> ev.M
         minute=minute,
         seconds=sum(seconds for seconds, _ in parts),
         amount=amount_for(deployment, parts),
+        parts=tuple(
+            ev.MeteredPart(seconds=seconds, capacity=capacity, multiplier_tenths=CAPACITY_TENTHS[capacity])
+            for seconds, capacity in parts
+        ),
     )
     assert isinstance(event, ev.MinuteMetered)
     return event
 
 
 def due_minutes(deployment: Deployment, at: datetime) -> list[datetime]:
-    """Every completed, not yet metered minute with billable seconds, oldest first."""
+    """Every completed, not yet metered minute with billable seconds, oldest first.
+
+    This is the meter's catch-up: after any downtime it lists every minute still owed,
+    and metering them in this order never meets a ``DuplicateMinute`` of its own making.
+    """
+    require_utc(at, "metering time")
     last_complete = minute_of(at) - MINUTE
     after = deployment.last_metered
     due: set[datetime] = set()

@@ -58,6 +58,10 @@ class KeyNotFound(DomainError):
     code, status = "KEY_NOT_FOUND", 404
 
 
+class WebhookNotFound(DomainError):
+    code, status = "WEBHOOK_NOT_FOUND", 404
+
+
 class InstanceNotRunning(DomainError):
     code, status = "INSTANCE_NOT_RUNNING", 409
 

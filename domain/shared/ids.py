@@ -9,6 +9,7 @@ from modelyard.domain.shared.errors import (
     DomainError,
     InstanceNotFound,
     KeyNotFound,
+    WebhookNotFound,
 )
 
 INSTANCE = "inst_"
@@ -22,7 +23,10 @@ _NOT_FOUND: dict[str, type[DomainError]] = {
     DEPLOYMENT: InstanceNotFound,
     ACCOUNT: AccountNotFound,
     KEY: KeyNotFound,
+    WEBHOOK: WebhookNotFound,
 }
+
+_NOUNS = {INSTANCE: "instance", DEPLOYMENT: "deployment", ACCOUNT: "account", KEY: "key", WEBHOOK: "webhook"}
 
 
 def public_id(prefix: str, uuid: UUID) -> str:
@@ -48,9 +52,7 @@ def parse_deployment_id(text: str) -> UUID:
 
 
 def _noun(prefix: str) -> str:
-    return {INSTANCE: "instance", DEPLOYMENT: "deployment", ACCOUNT: "account", KEY: "key"}.get(
-        prefix, "object"
-    )
+    return _NOUNS.get(prefix, "object")
 
 
 def _raise(error: DomainError) -> UUID:

@@ -20,13 +20,14 @@ from modelyard.domain.keys import aggregate as keys
 from modelyard.domain.shared.errors import DomainError
 from modelyard.domain.shared.events import DomainEvent
 from modelyard.domain.shared.mapper import MsgspecMapper, NullTranscoder
+from modelyard.domain.webhooks import aggregate as webhooks
 from modelyard.projections.metrics.records import UsageRecorded
 from modelyard.workers.projection_runner import ProjectionRunner
 from modelyard.workers.views import all_projections
 
 
 def _event_classes() -> list[type[DomainEvent]]:
-    modules = (deployment_events, accounts, keys)
+    modules = (deployment_events, accounts, keys, webhooks)
     found = {
         cls
         for module in modules
@@ -52,7 +53,8 @@ def test_every_event_round_trips_through_the_mapper(event: DomainEvent) -> None:
 
 def test_the_event_list_covers_the_domain() -> None:
     names = {cls.__name__ for cls in _event_classes()}
-    assert {"DeploymentRequested", "MinuteMetered", "CreditsCharged", "KeyIssued", "UsageRecorded"} <= names
+    expected = {"DeploymentRequested", "MinuteMetered", "CreditsCharged", "KeyIssued", "WebhookSubscribed"}
+    assert expected | {"UsageRecorded"} <= names
 
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
