@@ -34,7 +34,8 @@ async def _load(
     (open loop, at most ``clients`` in flight, queueing counted in the latency); without,
     ``clients`` loops send back to back (closed loop: the most this machine sustains)."""
     latencies: list[float] = []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # Shorter than the server's keep-alive (5 s), so the client never reuses a closed connection.
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=1.0)
     async with httpx.AsyncClient(headers=headers, timeout=60, limits=limits) as client:
         gate = asyncio.Semaphore(clients)
 
