@@ -83,7 +83,7 @@ class LlamaCppBackend:
             if cancel.is_set():
                 return completion
             choice: dict[str, Any] = chunk["choices"][0]  # type: ignore[index,assignment]
-            delta = _openai_delta(choice.get("delta", {}), named)
+            delta = openai_delta(choice.get("delta", {}), named)
             if delta.get("content") or delta.get("tool_calls"):
                 completion += 1
             yield {"delta": delta, "finish_reason": choice.get("finish_reason")}
@@ -123,7 +123,7 @@ def _overflow(prompt_tokens: int, max_tokens: int, window: int) -> ContextOverfl
     )
 
 
-def _openai_delta(delta: dict[str, Any], named: set[int]) -> dict[str, Any]:
+def openai_delta(delta: dict[str, Any], named: set[int]) -> dict[str, Any]:
     """A llama-cpp delta as OpenAI streams it: id, type and name only in a call's first fragment."""
     out = {k: v for k, v in delta.items() if v is not None and k not in _LEGACY_KEYS}
     if "tool_calls" not in out:

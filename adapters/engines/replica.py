@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+import msgspec
 from litestar import Litestar, Request, get, post
 from litestar.response import Response, Stream
 
@@ -39,6 +40,9 @@ def _validate(body: Any) -> str | None:
         return "'messages' must be a non-empty array."
     if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
         return "Each message needs a 'role'."
+    max_tokens = body.get("max_tokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        return "'max_tokens' must be a positive integer."
     return None
 
 
@@ -111,32 +115,40 @@ def build_app(replica: Replica) -> Litestar:
     @post("/v1/chat/completions", status_code=200)
     async def chat(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
         try:
-            body = await request.json()
-        except (ValueError, json.JSONDecodeError):
+            body = msgspec.json.decode(await request.body())
+        except msgspec.DecodeError:
             return _error(400, "The body is not valid JSON.")
-        problem = _validate(body)
-        if problem:
-            return _error(400, problem)
-        window = replica.backend.context_window
-        if replica.backend.count_tokens(body) + int(body.get("max_tokens") or 0) > window:
-            message = f"This model's maximum context length is {window} tokens; the prompt does not fit."
-            return _error(400, message, "context_length_exceeded")
-        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        model = str(body.get("model") or replica.backend.model)
-        head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
-        pieces = replica.chunks(body)
-        try:
-            # The first piece comes before the status line, so an engine's refusal is still a 400.
-            first = await anext(pieces)
-        except ContextOverflow as exc:
-            return _error(400, str(exc), "context_length_exceeded")
-        if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            events = _sse(replica, first, pieces, head, include_usage=include_usage)
-            return Stream(events, media_type="text/event-stream")
-        return Response(await _whole(replica, first, pieces, head))
+        return await _answer(replica, body)
 
     return Litestar(route_handlers=[health, metrics, models, chat])
+
+
+async def _answer(replica: Replica, body: Any) -> Response[Any] | Stream:
+    """One chat completion request: a 400 for what cannot be served, else the answer or its stream."""
+    problem = _validate(body)
+    if problem:
+        return _error(400, problem)
+    window = replica.backend.context_window
+    if replica.backend.count_tokens(body) + int(body.get("max_tokens") or 0) > window:
+        message = f"This model's maximum context length is {window} tokens; the prompt does not fit."
+        return _error(400, message, "context_length_exceeded")
+    head = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": str(body.get("model") or replica.backend.model),
+    }
+    pieces = replica.chunks(body)
+    try:
+        # The first piece comes before the status line, so an engine's refusal is still a 400.
+        first = await anext(pieces)
+    except ContextOverflow as exc:
+        return _error(400, str(exc), "context_length_exceeded")
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        events = _sse(replica, first, pieces, head, include_usage=include_usage)
+        return Stream(events, media_type="text/event-stream")
+    return Response(await _whole(replica, first, pieces, head))
 
 
 async def _chain(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
@@ -190,7 +202,7 @@ async def _whole(
             continue
         content.append(piece["delta"].get("content") or "")
         for fragment in piece["delta"].get("tool_calls") or []:
-            _merge_call(calls, fragment)
+            merge_tool_call(calls, fragment)
         finish = piece["finish_reason"] or finish
     replica.metrics.finished(usage)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(content) or None}
@@ -200,7 +212,7 @@ async def _whole(
     return head | {"object": "chat.completion", "choices": [choice], "usage": usage}
 
 
-def _merge_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) -> None:
+def merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) -> None:
     """Fold one streamed tool-call fragment into the whole call it belongs to."""
     index = int(fragment.get("index", 0))
     function = fragment.get("function") or {}

@@ -152,3 +152,15 @@ def test_a_malformed_request_is_an_openai_style_400(client: openai.OpenAI) -> No
         client.chat.completions.create(model="x", messages=[])
     assert caught.value.status_code == 400
     assert "messages" in caught.value.message
+
+
+def test_bad_json_and_bad_max_tokens_are_400s(replica: ReplicaHandle) -> None:
+    url = f"{replica.base_url}/v1/chat/completions"
+    broken = httpx.post(url, content=b"{not json", headers={"Content-Type": "application/json"})
+    assert broken.status_code == 400
+    assert broken.json()["error"]["type"] == "invalid_request_error"
+    messages = [{"role": "user", "content": "hi"}]
+    for bad in (0, -3, "ten"):
+        reply = httpx.post(url, json={"messages": messages, "max_tokens": bad})
+        assert reply.status_code == 400
+        assert "max_tokens" in reply.json()["error"]["message"]
