@@ -40,7 +40,7 @@ from modelyard.domain.shared.errors import (
     KeyNotFound,
     WebhookNotFound,
 )
-from modelyard.domain.shared.events import Aggregate, DomainEvent
+from modelyard.domain.shared.events import Aggregate, DomainEvent, NotThisAggregate
 from modelyard.domain.shared.mapper import MsgspecMapper, NullTranscoder
 from modelyard.domain.shared.time import require_utc
 from modelyard.domain.webhooks import aggregate as webhooks
@@ -68,7 +68,7 @@ class Yard(Application[UUID]):
     ) -> T:
         try:
             found = self.repository.get(aggregate_id, projector_func=project)
-        except AggregateNotFoundError:
+        except (AggregateNotFoundError, NotThisAggregate):
             raise missing(f"No {kind.__name__.lower()} {aggregate_id}.") from None
         if not isinstance(found, kind):
             raise missing(f"No {kind.__name__.lower()} {aggregate_id}.")

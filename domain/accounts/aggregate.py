@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.shared.errors import DuplicateMinute, InvalidAmount, InvalidRequest
-from modelyard.domain.shared.events import Aggregate, DomainEvent, projector, touched
+from modelyard.domain.shared.events import Aggregate, DomainEvent, NotThisAggregate, projector, touched
 
 
 class AccountOpened(DomainEvent, frozen=True, kw_only=True):
@@ -48,7 +48,7 @@ class Account(Aggregate, frozen=True, kw_only=True):
 
 @singledispatch
 def _mutate(event: DomainEvent, account: Account | None) -> Account | None:
-    raise TypeError(f"{type(event).__name__} is not an account event")
+    raise NotThisAggregate(f"{type(event).__name__} is not an account event")
 
 
 @_mutate.register

@@ -12,7 +12,7 @@ import msgspec
 
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.lifecycle import BILLABLE, State, transition
-from modelyard.domain.shared.events import Aggregate, DomainEvent, projector, touched
+from modelyard.domain.shared.events import Aggregate, DomainEvent, NotThisAggregate, projector, touched
 from modelyard.domain.shared.time import MINUTE, whole_second
 
 __all__ = ["Deployment", "Segment", "next_event", "project_deployment", "request_deployment", "whole_second"]
@@ -60,7 +60,7 @@ class Deployment(Aggregate, frozen=True, kw_only=True):
 
 @singledispatch
 def _mutate(event: DomainEvent, deployment: Deployment | None) -> Deployment | None:
-    raise TypeError(f"{type(event).__name__} is not a deployment event")
+    raise NotThisAggregate(f"{type(event).__name__} is not a deployment event")
 
 
 @_mutate.register
@@ -125,7 +125,8 @@ _CHANGES: dict[type[DomainEvent], Callable[[Any, Deployment], dict[str, Any]]] =
 
 @_mutate.register(DomainEvent)
 def _(event: DomainEvent, deployment: Deployment | None) -> Deployment:
-    assert deployment is not None, f"{type(event).__name__} before DeploymentRequested"
+    if deployment is None or not (type(event) in _STATE_AFTER or type(event) in _CHANGES):
+        raise NotThisAggregate(f"{type(event).__name__} is not an event of a requested deployment")
     change = _CHANGES.get(type(event))
     changes = change(event, deployment) if change else {}
     name = _STATE_AFTER.get(type(event))

@@ -8,6 +8,7 @@ at or before the last one it metered, and the meter always meters due minutes in
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 from modelyard.domain.billing.pricing import CAPACITY_TENTHS, SECONDS_PER_HOUR, Tier, hourly_micros
 from modelyard.domain.catalog.models import Size
@@ -68,8 +69,7 @@ def meter_minute(deployment: Deployment, minute: datetime, at: datetime) -> ev.M
             for seconds, capacity in parts
         ),
     )
-    assert isinstance(event, ev.MinuteMetered)
-    return event
+    return cast(ev.MinuteMetered, event)
 
 
 def due_minutes(deployment: Deployment, at: datetime) -> list[datetime]:

@@ -9,7 +9,7 @@ from functools import singledispatch
 from uuid import UUID, uuid4
 
 from modelyard.domain.shared.errors import InvalidRequest
-from modelyard.domain.shared.events import Aggregate, DomainEvent, projector, touched
+from modelyard.domain.shared.events import Aggregate, DomainEvent, NotThisAggregate, projector, touched
 
 
 class KeyKind(StrEnum):
@@ -58,14 +58,23 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# The documents' secret prefixes: a management key, then a per-instance inference key.
+SECRET_PREFIXES = ("auxen_live_", "auxk_")
+# How much of the random part may be shown again: enough to tell keys apart, not to guess one.
+_SHOWN = 4
+
+
 def display_of(secret: str) -> str:
-    """What may be shown of a secret after it was shown once: its start only."""
-    return secret[: secret.index("_", secret.index("_") + 1) + 5] + "…" if secret.count("_") >= 2 else "…"
+    """What may be shown of a secret after it was shown once: its prefix and four characters."""
+    for prefix in SECRET_PREFIXES:
+        if secret.startswith(prefix):
+            return secret[: len(prefix) + _SHOWN] + "…"
+    return "…"
 
 
 @singledispatch
 def _mutate(event: DomainEvent, key: ApiKey | None) -> ApiKey | None:
-    raise TypeError(f"{type(event).__name__} is not a key event")
+    raise NotThisAggregate(f"{type(event).__name__} is not a key event")
 
 
 @_mutate.register

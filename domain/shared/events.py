@@ -23,6 +23,14 @@ class DomainEvent(msgspec.Struct, frozen=True, kw_only=True):
     timestamp: datetime
 
 
+class NotThisAggregate(TypeError):
+    """An event folded into an aggregate of another kind: the id names something else.
+
+    One store holds every kind, so a well-formed id of one kind read as another reaches a
+    mutator that does not know the event; the application turns this into a not-found.
+    """
+
+
 class Aggregate(msgspec.Struct, frozen=True, kw_only=True):
     """The state an aggregate's events fold into."""
 

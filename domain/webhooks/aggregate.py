@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 from modelyard.domain.shared.errors import InvalidRequest
-from modelyard.domain.shared.events import Aggregate, DomainEvent, projector, touched
+from modelyard.domain.shared.events import Aggregate, DomainEvent, NotThisAggregate, projector, touched
 
 # The event names of the second document, in its order.
 WEBHOOK_EVENTS = (
@@ -58,7 +58,7 @@ class WebhookSubscription(Aggregate, frozen=True, kw_only=True):
 
 @singledispatch
 def _mutate(event: DomainEvent, subscription: WebhookSubscription | None) -> WebhookSubscription | None:
-    raise TypeError(f"{type(event).__name__} is not a webhook event")
+    raise NotThisAggregate(f"{type(event).__name__} is not a webhook event")
 
 
 @_mutate.register

@@ -1,0 +1,152 @@
+"""API keys (hashes only, grants for scoped keys) and webhook subscriptions."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import pytest
+
+from modelyard.domain.keys import aggregate as keys
+from modelyard.domain.shared.errors import InvalidRequest
+from modelyard.domain.webhooks import aggregate as webhooks
+
+T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+SECRET = "auxen_live_ab12cd34ef56gh78ij90"
+
+
+def _key(kind: keys.KeyKind = keys.KeyKind.SCOPED) -> keys.ApiKey:
+    deployment_id = uuid4() if kind is keys.KeyKind.INSTANCE else None
+    issued = keys.issue_key(
+        account_id=uuid4(),
+        kind=kind,
+        secret_hash=keys.hash_secret(SECRET),
+        display=keys.display_of(SECRET),
+        at=T0,
+        deployment_id=deployment_id,
+    )
+    key = keys.project_key(None, [issued])
+    assert key is not None
+    return key
+
+
+def test_a_key_is_stored_by_its_sha256_and_shown_by_its_start() -> None:
+    assert keys.hash_secret(SECRET) == hashlib.sha256(SECRET.encode()).hexdigest()
+    assert keys.display_of(SECRET) == "auxen_live_ab12…"
+    assert keys.display_of("auxk_9f_8e7d6c5b4a") == "auxk_9f_8…"
+    assert keys.display_of("sk-elsewhere-123") == "…"
+    key = _key(keys.KeyKind.MANAGEMENT)
+    assert SECRET not in repr(key)
+    assert key.secret_hash == keys.hash_secret(SECRET)
+
+
+def test_an_instance_key_and_only_an_instance_key_names_its_deployment() -> None:
+    assert _key(keys.KeyKind.INSTANCE).deployment_id is not None
+    with pytest.raises(InvalidRequest, match="instance key"):
+        keys.issue_key(account_id=uuid4(), kind=keys.KeyKind.INSTANCE, secret_hash="h", display="d", at=T0)
+    with pytest.raises(InvalidRequest, match="instance key"):
+        keys.issue_key(
+            account_id=uuid4(),
+            kind=keys.KeyKind.MANAGEMENT,
+            secret_hash="h",
+            display="d",
+            at=T0,
+            deployment_id=uuid4(),
+        )
+
+
+def test_a_key_is_revoked_once() -> None:
+    key = _key()
+    revoked = keys.project_key(key, [keys.revoke_key(key, T0)])
+    assert revoked is not None
+    assert revoked.revoked
+    with pytest.raises(InvalidRequest, match="already revoked"):
+        keys.revoke_key(revoked, T0)
+
+
+def test_a_scoped_key_reaches_only_what_was_granted() -> None:
+    key, deployment = _key(), uuid4()
+    granted = keys.project_key(key, [keys.grant_access(key, deployment, "inference", T0)])
+    assert granted is not None
+    assert granted.grants == {deployment: "inference"}
+    withdrawn = keys.project_key(granted, [keys.revoke_access(granted, deployment, T0)])
+    assert withdrawn is not None
+    assert withdrawn.grants == {}
+    with pytest.raises(InvalidRequest, match="no access"):
+        keys.revoke_access(withdrawn, deployment, T0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "role", "match"),
+    [
+        (keys.KeyKind.MANAGEMENT, "inference", "scoped keys only"),
+        (keys.KeyKind.INSTANCE, "inference", "scoped keys only"),
+        (keys.KeyKind.SCOPED, "admin", "Unknown role"),
+    ],
+)
+def test_grants_are_for_scoped_keys_and_the_inference_role(kind: keys.KeyKind, role: str, match: str) -> None:
+    with pytest.raises(InvalidRequest, match=match):
+        keys.grant_access(_key(kind), uuid4(), role, T0)
+
+
+def _subscription(**overrides: object) -> webhooks.WebhookSubscribed:
+    fields: dict[str, object] = {
+        "account_id": uuid4(),
+        "deployment_id": uuid4(),
+        "url": "https://hooks.example.com/ainative?x=1",
+        "events": ["deployment.scaled", "deployment.active", "deployment.active"],
+        "secret": "whsec_0123456789abcdef",
+        "at": T0,
+    }
+    return webhooks.subscribe_webhook(**{**fields, **overrides})  # type: ignore[arg-type]
+
+
+def test_a_subscription_keeps_its_events_in_the_documents_order() -> None:
+    event = _subscription()
+    assert event.events == ("deployment.active", "deployment.scaled")
+    subscription = webhooks.project_webhook(None, [event])
+    assert subscription is not None
+    assert subscription.wants("deployment.active")
+    assert not subscription.wants("deployment.degraded")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "ftp://example.com/x",
+        "example.com/hook",
+        "https://",
+        "https://exa mple.com",
+        "https://x/" + "a" * 2048,
+    ],
+)
+def test_a_webhook_url_is_an_absolute_http_url(url: str) -> None:
+    with pytest.raises(InvalidRequest, match="absolute http"):
+        _subscription(url=url)
+
+
+@pytest.mark.parametrize(
+    "events", [[], "deployment.active", ["deployment.deleted"], None, ["deployment.active", 3]]
+)
+def test_webhook_events_are_a_non_empty_list_of_known_names(events: object) -> None:
+    with pytest.raises(InvalidRequest, match="events"):
+        _subscription(events=events)
+
+
+def test_a_signing_secret_is_long_enough_to_prove_something() -> None:
+    with pytest.raises(InvalidRequest, match="secret"):
+        _subscription(secret="short")
+
+
+def test_a_removed_subscription_wants_nothing_and_is_removed_once() -> None:
+    subscription = webhooks.project_webhook(None, [_subscription()])
+    assert subscription is not None
+    removed = webhooks.project_webhook(subscription, [webhooks.remove_webhook(subscription, T0)])
+    assert removed is not None
+    assert removed.removed
+    assert removed.version == 2
+    assert not removed.wants("deployment.active")
+    with pytest.raises(InvalidRequest, match="already removed"):
+        webhooks.remove_webhook(removed, T0)

@@ -1,0 +1,154 @@
+"""Metering one deployment's minutes: due minutes, pro-rated amounts, refusals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from modelyard.domain.deployments import aggregate as agg
+from modelyard.domain.deployments import events as ev
+from modelyard.domain.deployments.metering import due_minutes, meter_minute, open_segment
+from modelyard.domain.shared.errors import DuplicateMinute, InvalidRequest
+
+T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+S = timedelta(seconds=1)
+M = timedelta(minutes=1)
+
+
+def _new(size: str = "small", tier: str = "dedicated", capacity: int = 1) -> agg.Deployment:
+    requested = agg.request_deployment(
+        at=T0,
+        account_id=uuid4(),
+        prefix="inst_",
+        name="n",
+        model="m",
+        size=size,
+        tier=tier,
+        capacity=capacity,
+    )
+    deployment = agg.project_deployment(None, [requested])
+    assert deployment is not None
+    return deployment
+
+
+def _then(
+    deployment: agg.Deployment, cls: type[ev.DomainEvent], at: datetime, **fields: Any
+) -> agg.Deployment:
+    after = agg.project_deployment(deployment, [agg.next_event(deployment, cls, at, **fields)])
+    assert after is not None
+    return after
+
+
+def _meter(
+    deployment: agg.Deployment, minute: datetime, at: datetime
+) -> tuple[agg.Deployment, ev.MinuteMetered]:
+    metered = meter_minute(deployment, minute, at)
+    assert metered is not None
+    after = agg.project_deployment(deployment, [metered])
+    assert after is not None
+    return after, metered
+
+
+def test_a_full_minute_costs_a_sixtieth_of_the_hourly_price() -> None:
+    running = _then(_new(), ev.DeploymentActivated, T0)
+    after, metered = _meter(running, T0, T0 + M)
+    assert (metered.minute, metered.seconds, metered.amount) == (T0, 60, 2_500)
+    assert metered.account_id == running.account_id
+    assert metered.parts == (ev.MeteredPart(seconds=60, capacity=1, multiplier_tenths=10),)
+    assert after.last_metered == T0
+
+
+def test_a_partial_minute_is_pro_rated_to_the_second() -> None:
+    # Activated at 09:00:20.9: billing starts at the whole second, 40 s of the minute.
+    running = _then(
+        _new(size="large", capacity=4), ev.DeploymentActivated, T0 + 20 * S + timedelta(milliseconds=900)
+    )
+    _, metered = _meter(running, T0, T0 + M)
+    assert metered.seconds == 40
+    assert metered.amount == 650_000 * 33 * 40 // 36_000  # 23_833.33 rounded down
+
+
+def test_a_capacity_change_inside_a_minute_prices_each_part() -> None:
+    deployment = _then(_new(), ev.DeploymentActivated, T0)
+    deployment = _then(deployment, ev.ScaleRequested, T0 + 10 * S, capacity=8)
+    deployment = _then(deployment, ev.ScaledTo, T0 + 15 * S, capacity=8)
+    _, metered = _meter(deployment, T0, T0 + M)
+    assert metered.parts == (
+        ev.MeteredPart(seconds=15, capacity=1, multiplier_tenths=10),
+        ev.MeteredPart(seconds=45, capacity=8, multiplier_tenths=60),
+    )
+    # One rounding for the whole minute: (150_000 * 10 * 15 + 150_000 * 60 * 45) // 36_000.
+    assert metered.amount == 11_875
+
+
+def test_the_shared_tier_costs_five_cents_an_hour() -> None:
+    _, metered = _meter(_then(_new(tier="shared"), ev.DeploymentActivated, T0), T0, T0 + M)
+    assert metered.amount == 833
+
+
+def test_idle_minutes_cost_nothing_and_are_not_recorded() -> None:
+    deployment = _new()
+    assert meter_minute(deployment, T0, T0 + M) is None  # still provisioning
+    deployment = _then(deployment, ev.DeploymentActivated, T0 + 2 * M)
+    deployment = _then(deployment, ev.ScaledToZero, T0 + 3 * M)
+    deployment = _then(deployment, ev.DeploymentActivated, T0 + 6 * M + 30 * S)
+    deployment = _then(deployment, ev.TeardownRequested, T0 + 7 * M)
+    assert due_minutes(deployment, T0 + 20 * M) == [T0 + 2 * M, T0 + 6 * M]
+    assert meter_minute(deployment, T0 + 4 * M, T0 + 20 * M) is None
+
+
+def test_an_unfinished_minute_is_refused() -> None:
+    running = _then(_new(), ev.DeploymentActivated, T0)
+    with pytest.raises(InvalidRequest, match="has not ended"):
+        meter_minute(running, T0, T0 + 59 * S)
+    assert due_minutes(running, T0 + 59 * S) == []
+    assert due_minutes(running, T0 + M) == [T0]
+
+
+def test_a_minute_is_named_by_its_start_in_utc() -> None:
+    running = _then(_new(), ev.DeploymentActivated, T0)
+    with pytest.raises(InvalidRequest, match="not the start of a minute"):
+        meter_minute(running, T0 + S, T0 + 5 * M)
+    with pytest.raises(InvalidRequest, match="UTC"):
+        meter_minute(running, T0.replace(tzinfo=None), T0 + 5 * M)
+    with pytest.raises(InvalidRequest, match="UTC"):
+        meter_minute(running, T0.astimezone(timezone(timedelta(hours=2))), T0 + 5 * M)
+    with pytest.raises(InvalidRequest, match="UTC"):
+        due_minutes(running, datetime(2026, 5, 1, 10, 0))
+
+
+def test_a_minute_at_or_before_the_last_metered_one_is_a_duplicate() -> None:
+    deployment = _then(_new(), ev.DeploymentActivated, T0)
+    deployment, _ = _meter(deployment, T0 + M, T0 + 3 * M)
+    for minute in (T0, T0 + M):
+        with pytest.raises(DuplicateMinute, match="already metered") as caught:
+            meter_minute(deployment, minute, T0 + 3 * M)
+        assert (caught.value.code, caught.value.status) == ("DUPLICATE_MINUTE", 409)
+    assert due_minutes(deployment, T0 + 3 * M) == [T0 + 2 * M]
+
+
+def test_the_meter_catches_up_every_minute_after_downtime() -> None:
+    deployment = _then(_new(), ev.DeploymentActivated, T0 + 30 * S)
+    now = T0 + 10 * M + 5 * S
+    due = due_minutes(deployment, now)
+    assert due == [T0 + i * M for i in range(10)]
+    total = 0
+    for minute in due:
+        deployment, metered = _meter(deployment, minute, now)
+        total += metered.amount
+    assert total == 1_250 + 9 * 2_500
+    assert due_minutes(deployment, now) == []
+    # Metered segments are forgotten; the open one stays.
+    assert open_segment(deployment) == agg.Segment(start=T0 + 30 * S, end=None, capacity=1)
+
+
+def test_a_metered_minute_is_a_legal_event_only_while_it_can_be_recorded() -> None:
+    deployment = _then(_new(), ev.DeploymentActivated, T0)
+    deployment = _then(deployment, ev.TeardownRequested, T0 + 30 * S)
+    deployment = _then(deployment, ev.Destroyed, T0 + 40 * S)
+    # Billing stopped at teardown; the last half minute is still owed and still metered.
+    _, metered = _meter(deployment, T0, T0 + 5 * M)
+    assert metered.seconds == 30
