@@ -117,6 +117,16 @@ class Yard(Application[UUID]):
         """Credit the account ``amount`` micro-dollars."""
         self.record(accounts.add_credits(self.get_account(account_id), amount, at))
 
+    def add_member(self, account_id: UUID, member_id: UUID, permissions: object, *, at: datetime) -> None:
+        """Make the account ``member_id`` a member of the organisation ``account_id``."""
+        account = self.get_account(account_id)
+        self.get_account(member_id)
+        self.record(accounts.add_member(account, member_id, permissions, at))
+
+    def remove_member(self, account_id: UUID, member_id: UUID, *, at: datetime) -> None:
+        """End a membership."""
+        self.record(accounts.remove_member(self.get_account(account_id), member_id, at))
+
     # --- deployments -------------------------------------------------------------------
 
     def request_deployment(self, *, at: datetime, **request: Any) -> UUID:

@@ -35,6 +35,21 @@ class CreditsExhausted(DomainEvent, frozen=True, kw_only=True):
     balance: int
 
 
+class MemberAdded(DomainEvent, frozen=True, kw_only=True):
+    """Another account joined this one as an organisation, with these permissions."""
+
+    member_id: UUID
+    permissions: tuple[str, ...]
+
+
+class MemberRemoved(DomainEvent, frozen=True, kw_only=True):
+    member_id: UUID
+
+
+# What an organisation may let a member do (FEATURES C4).
+PERMISSIONS = ("deployment:invoke", "deployment:manage")
+
+
 class Account(Aggregate, frozen=True, kw_only=True):
     """Who pays, on which plan, with how much left."""
 
@@ -44,6 +59,12 @@ class Account(Aggregate, frozen=True, kw_only=True):
     exhausted: bool = False
     # deployment id -> last minute charged; refuses a second charge for the same minute.
     charged_through: dict[UUID, datetime] = {}
+    # Organisation membership: member account id -> its permissions here.
+    members: dict[UUID, tuple[str, ...]] = {}
+
+    def allows(self, member_id: UUID, permission: str) -> bool:
+        """Whether ``member_id`` is a member holding ``permission``."""
+        return permission in self.members.get(member_id, ())
 
 
 @singledispatch
@@ -78,6 +99,17 @@ def _(event: CreditsCharged, account: Account) -> Account:
 @_mutate.register
 def _(event: CreditsExhausted, account: Account) -> Account:
     return touched(account, event, exhausted=True)
+
+
+@_mutate.register
+def _(event: MemberAdded, account: Account) -> Account:
+    return touched(account, event, members={**account.members, event.member_id: event.permissions})
+
+
+@_mutate.register
+def _(event: MemberRemoved, account: Account) -> Account:
+    members = {k: v for k, v in account.members.items() if k != event.member_id}
+    return touched(account, event, members=members)
 
 
 project_account = projector(_mutate)
@@ -138,3 +170,32 @@ def charge_minute(
             )
         )
     return events
+
+
+def add_member(account: Account, member_id: UUID, permissions: object, at: datetime) -> MemberAdded:
+    """Make another account a member of this organisation with some of ``PERMISSIONS``."""
+    if member_id == account.id:
+        raise InvalidRequest("An account is not a member of itself.")
+    if member_id in account.members:
+        raise InvalidRequest("That account is already a member; remove it first to change its permissions.")
+    if isinstance(permissions, str) or not isinstance(permissions, list | tuple) or not permissions:
+        raise InvalidRequest(f"permissions must be a non-empty list of: {', '.join(PERMISSIONS)}.")
+    unknown = [p for p in permissions if p not in PERMISSIONS]
+    if unknown:
+        raise InvalidRequest(f"Unknown permissions {unknown!r}; one of {', '.join(PERMISSIONS)}.")
+    return MemberAdded(
+        originator_id=account.id,
+        originator_version=account.version + 1,
+        timestamp=at,
+        member_id=member_id,
+        permissions=tuple(p for p in PERMISSIONS if p in permissions),
+    )
+
+
+def remove_member(account: Account, member_id: UUID, at: datetime) -> MemberRemoved:
+    """End a membership."""
+    if member_id not in account.members:
+        raise InvalidRequest("That account is not a member of this organisation.")
+    return MemberRemoved(
+        originator_id=account.id, originator_version=account.version + 1, timestamp=at, member_id=member_id
+    )

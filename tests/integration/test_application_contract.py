@@ -10,16 +10,21 @@ from uuid import UUID
 import pytest
 
 from modelyard.adapters.eventstore.env import postgres_env_from_conninfo
-from modelyard.domain.accounts.aggregate import add_credits
+from modelyard.domain.accounts.aggregate import CreditsCharged, add_credits, charge_minute
 from modelyard.domain.application import Yard
+from modelyard.domain.deployments.events import MinuteMetered
 from modelyard.domain.deployments.lifecycle import State
+from modelyard.domain.deployments.metering import meter_minute
+from modelyard.domain.keys.aggregate import KeyKind, hash_secret
 from modelyard.domain.shared.errors import (
     ConcurrencyConflict,
     DuplicateMinute,
     IllegalTransition,
+    InstanceNotFound,
     InsufficientCredits,
     InvalidCapacity,
     InvalidModel,
+    InvalidRequest,
 )
 
 pytestmark = pytest.mark.integration
@@ -108,3 +113,68 @@ def test_two_writers_racing_on_one_aggregate_one_wins(store_env: dict[str, str])
     finally:
         first.close()
         second.close()
+
+
+def test_everything_written_reads_back_from_a_fresh_application(store_env: dict[str, str]) -> None:
+    writer = Yard(env=store_env)
+    try:
+        account = _funded(writer)
+        dep = writer.request_deployment(account_id=account, model="smollm2-135m", prefix="dep_", at=T0)
+        writer.activate(dep, at=T0)
+        writer.meter_minute(dep, T0, at=T0 + timedelta(minutes=1))
+        key = writer.issue_key(
+            account_id=account, kind=KeyKind.MANAGEMENT, secret_hash=hash_secret("s"), display="…", at=T0
+        )
+        hook = writer.subscribe_webhook(
+            dep, url="https://hooks.example.com/x", events=["deployment.active"], secret="0" * 16, at=T0
+        )
+    finally:
+        writer.close()
+    reader = Yard(env=store_env)
+    try:
+        assert reader.get_account(account).balance == 10_000_000 - 2_500
+        deployment = reader.get_deployment(dep)
+        assert (deployment.prefix, deployment.state, deployment.last_metered) == ("dep_", State.RUNNING, T0)
+        assert reader.get_key(key).kind is KeyKind.MANAGEMENT
+        assert reader.get_webhook(hook).events == ("deployment.active",)
+        with pytest.raises(InstanceNotFound):
+            reader.get_deployment(account)
+    finally:
+        reader.close()
+
+
+def test_two_meters_racing_on_one_minute_charge_it_once(store_env: dict[str, str]) -> None:
+    first, second = Yard(env=store_env), Yard(env=store_env)
+    try:
+        account = _funded(first)
+        dep = first.request_deployment(account_id=account, model="smollm2-135m", at=T0)
+        first.activate(dep, at=T0)
+        at = T0 + timedelta(minutes=1)
+        stale = second.get_deployment(dep), second.get_account(account)
+        assert first.meter_minute(dep, T0, at=at) == 2_500
+        before = second.recorder.max_notification_id()
+        metered = meter_minute(stale[0], T0, at)
+        assert metered is not None
+        version = metered.originator_version
+        charges = charge_minute(
+            stale[1], deployment_id=dep, minute=T0, amount=metered.amount, metered_version=version, at=at
+        )
+        with pytest.raises(ConcurrencyConflict):
+            second.record(metered, *charges)
+        with pytest.raises(DuplicateMinute):
+            second.meter_minute(dep, T0, at=at)
+        assert second.recorder.max_notification_id() == before
+        events = [first.mapper.to_domain_event(n) for n in first.recorder.select_notifications(1, 1_000)]
+        assert sum(isinstance(e, MinuteMetered) for e in events) == 1
+        assert sum(isinstance(e, CreditsCharged) for e in events) == 1
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_naive_time_is_refused_before_anything_is_written(yard: Yard) -> None:
+    account = _funded(yard)
+    before = yard.recorder.max_notification_id()
+    with pytest.raises(InvalidRequest, match="UTC"):
+        yard.add_credits(account, 5, at=T0.replace(tzinfo=None))
+    assert yard.recorder.max_notification_id() == before

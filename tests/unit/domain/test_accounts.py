@@ -14,9 +14,11 @@ from modelyard.domain.accounts.aggregate import (
     CreditsCharged,
     CreditsExhausted,
     add_credits,
+    add_member,
     charge_minute,
     open_account,
     project_account,
+    remove_member,
 )
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.shared.errors import DuplicateMinute, InvalidAmount, InvalidRequest
@@ -155,3 +157,38 @@ def test_a_top_up_that_leaves_the_balance_negative_keeps_it_exhausted() -> None:
     assert topped is not None
     assert topped.balance == -1_400
     assert topped.exhausted
+
+
+def test_an_organisation_lets_members_do_what_they_were_granted() -> None:
+    org, member = _account(), uuid4()
+    added = add_member(org, member, ["deployment:invoke", "deployment:invoke"], T0)
+    assert added.permissions == ("deployment:invoke",)
+    org = project_account(org, [added])
+    assert org is not None
+    assert org.allows(member, "deployment:invoke")
+    assert not org.allows(member, "deployment:manage")
+    assert not org.allows(uuid4(), "deployment:invoke")
+    org = project_account(org, [remove_member(org, member, T0)])
+    assert org is not None
+    assert not org.allows(member, "deployment:invoke")
+    with pytest.raises(InvalidRequest, match="not a member"):
+        remove_member(org, member, T0)
+
+
+@pytest.mark.parametrize(
+    ("permissions", "match"),
+    [([], "non-empty"), ("deployment:invoke", "non-empty"), (["deployment:delete"], "Unknown permissions")],
+)
+def test_membership_needs_known_permissions(permissions: object, match: str) -> None:
+    with pytest.raises(InvalidRequest, match=match):
+        add_member(_account(), uuid4(), permissions, T0)
+
+
+def test_an_account_is_a_member_once_and_never_of_itself() -> None:
+    org, member = _account(), uuid4()
+    with pytest.raises(InvalidRequest, match="itself"):
+        add_member(org, org.id, ["deployment:invoke"], T0)
+    org = project_account(org, [add_member(org, member, ["deployment:invoke"], T0)])
+    assert org is not None
+    with pytest.raises(InvalidRequest, match="already a member"):
+        add_member(org, member, ["deployment:manage"], T0)

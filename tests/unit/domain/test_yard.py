@@ -286,3 +286,13 @@ def test_webhooks_subscribe_and_remove(yard: Yard) -> None:
         ),
         "destroyed",
     )
+
+
+def test_organisation_members_are_accounts(yard: Yard) -> None:
+    org, member = _funded(yard), yard.open_account(name="agent", at=T0)
+    invoke = ["deployment:invoke"]
+    _refused(yard, errors.AccountNotFound, lambda: yard.add_member(org, uuid4(), invoke, at=T0))
+    yard.add_member(org, member, ["deployment:invoke"], at=T0)
+    assert yard.get_account(org).allows(member, "deployment:invoke")
+    yard.remove_member(org, member, at=T0)
+    assert yard.get_account(org).members == {}
