@@ -1,0 +1,79 @@
+"""Writers' clocks disagree: events may arrive stamped before earlier ones.
+
+Whatever order the timestamps come in, a deployment's billing segments stay ordered and
+non-empty, and no segment reaches back into a minute that was already metered (it could
+never be charged, or would be charged twice).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any
+from uuid import uuid4
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modelyard.domain.deployments import aggregate as agg
+from modelyard.domain.deployments import events as ev
+from modelyard.domain.deployments.metering import due_minutes, meter_minute
+from modelyard.domain.shared.errors import IllegalTransition
+
+T0 = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
+EVENTS: list[tuple[type[ev.DomainEvent], dict[str, Any]]] = [
+    (ev.DeploymentActivated, {}),
+    (ev.ScaleRequested, {"capacity": 2}),
+    (ev.ScaledTo, {"capacity": 2}),
+    (ev.ScaleRequested, {"capacity": 8}),
+    (ev.ScaledTo, {"capacity": 8}),
+    (ev.ScaledToZero, {}),
+    (ev.DeploymentDegraded, {"reason": "r"}),
+    (ev.DeploymentRecovered, {}),
+]
+# (which event or -1 for a meter run, clock skew of that writer in ms, time passing in s)
+schedule = st.lists(
+    st.tuples(st.integers(-1, len(EVENTS) - 1), st.integers(-90_000, 2_000), st.integers(0, 120)),
+    max_size=40,
+)
+
+
+def _check(deployment: agg.Deployment) -> None:
+    segments = deployment.segments
+    for segment in segments[:-1]:
+        assert segment.end is not None
+    for segment in segments:
+        assert segment.end is None or segment.start < segment.end
+    for before, after in pairwise(segments):
+        assert before.end is not None
+        assert before.end <= after.start
+    if deployment.last_metered is not None and segments:
+        assert segments[0].end is None or segments[0].end > deployment.last_metered + timedelta(minutes=1)
+        assert all(s.start >= deployment.last_metered + timedelta(minutes=1) for s in segments[1:])
+
+
+@settings(max_examples=200, deadline=None)
+@given(schedule)
+def test_segments_stay_ordered_whatever_the_clocks_say(plan: list[tuple[int, int, int]]) -> None:
+    fields = {"prefix": "inst_", "name": "n", "model": "m", "size": "small", "tier": "dedicated"}
+    requested = agg.request_deployment(at=T0, account_id=uuid4(), capacity=1, **fields)
+    deployment = agg.project_deployment(None, [requested])
+    assert deployment is not None
+    now = T0
+    for which, skew_ms, passing in plan:
+        now += timedelta(seconds=passing)
+        if which < 0:
+            for minute in due_minutes(deployment, now):
+                metered = meter_minute(deployment, minute, now)
+                if metered is not None:
+                    deployment = agg.project_deployment(deployment, [metered])
+                    assert deployment is not None
+        else:
+            cls, fields = EVENTS[which]
+            try:
+                event = agg.next_event(deployment, cls, now + timedelta(milliseconds=skew_ms), **fields)
+            except IllegalTransition:
+                continue
+            deployment = agg.project_deployment(deployment, [event])
+            assert deployment is not None
+        _check(deployment)
