@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.shared.errors import DuplicateMinute, InvalidAmount, InvalidRequest
 from modelyard.domain.shared.events import Aggregate, DomainEvent, NotThisAggregate, projector, touched
+from modelyard.domain.shared.money import MAX_CREDIT_MICROS
 
 
 class AccountOpened(DomainEvent, frozen=True, kw_only=True):
@@ -130,6 +131,8 @@ def add_credits(account: Account, amount: int, at: datetime) -> CreditsAdded:
     """Credit ``amount`` micro-dollars (a positive integer)."""
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidAmount(f"Credits must be a positive whole number of micro-dollars, got {amount!r}.")
+    if amount > MAX_CREDIT_MICROS:
+        raise InvalidAmount(f"One top-up adds at most {MAX_CREDIT_MICROS} micro-dollars, got {amount}.")
     return CreditsAdded(
         originator_id=account.id, originator_version=account.version + 1, timestamp=at, amount=amount
     )

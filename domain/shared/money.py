@@ -7,6 +7,9 @@ from decimal import Decimal, InvalidOperation
 from modelyard.domain.shared.errors import InvalidAmount
 
 MICROS_PER_DOLLAR = 1_000_000
+# The largest single top-up, $1,000,000,000: far above any real one, and far enough below
+# 2**63 micro-dollars that balances fit the views' 64-bit integer columns for ever.
+MAX_CREDIT_MICROS = 10**15
 
 
 def parse_usd(text: str) -> int:
@@ -22,6 +25,9 @@ def parse_usd(text: str) -> int:
     micros = value * MICROS_PER_DOLLAR
     if micros != micros.to_integral_value():
         raise InvalidAmount(f"{text!r} is finer than a micro-dollar.")
+    if micros > MAX_CREDIT_MICROS:
+        most = format_usd(MAX_CREDIT_MICROS)
+        raise InvalidAmount(f"{text!r} is more than one top-up may add ({most} USD).")
     return int(micros)
 
 

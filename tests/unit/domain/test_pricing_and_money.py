@@ -53,12 +53,23 @@ def test_shared_tier_is_small_models_at_capacity_one() -> None:
         check_tier("premium", Size.SMALL, 1)
 
 
-@pytest.mark.parametrize(("text", "micros"), [("12.50", 12_500_000), ("0.000001", 1), ("7", 7_000_000)])
+@pytest.mark.parametrize(
+    ("text", "micros"),
+    [
+        ("12.50", 12_500_000),
+        ("0.000001", 1),
+        ("7", 7_000_000),
+        (" 1e3 ", 1_000_000_000),
+        ("1000000000", 10**15),
+    ],
+)
 def test_usd_parses_to_exact_micros(text: str, micros: int) -> None:
     assert parse_usd(text) == micros
 
 
-@pytest.mark.parametrize("text", ["-5", "0", "abc", "NaN", "Infinity", "0.0000001", ""])
+@pytest.mark.parametrize(
+    "text", ["-5", "0", "abc", "NaN", "Infinity", "0.0000001", "", "1e30", "1000000000.000001"]
+)
 def test_bad_amounts_are_refused(text: str) -> None:
     with pytest.raises(InvalidAmount):
         parse_usd(text)
