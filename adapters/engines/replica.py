@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
+import os
+import signal
+import sys
 import threading
 import time
 import uuid
@@ -225,6 +229,20 @@ def merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) 
     call["function"]["arguments"] += function.get("arguments") or ""
 
 
+def _die_with_parent() -> None:
+    """On Linux, get SIGTERM when the process that started this replica dies, however it
+    dies (a killed server must not leave replicas behind, holding memory and ports)."""
+    if sys.platform != "linux":
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 def main() -> None:
     """Start one replica process."""
     import uvicorn
@@ -239,6 +257,7 @@ def main() -> None:
     parser.add_argument("--ttft-ms", type=float, default=0.0)
     parser.add_argument("--tokens-per-s", type=float, default=0.0)
     args = parser.parse_args()
+    _die_with_parent()
     backend: Backend
     if args.backend == "llamacpp":
         from modelyard.adapters.engines.llamacpp_backend import LlamaCppBackend
