@@ -15,6 +15,8 @@ from typing import Protocol
 import msgspec
 from psycopg_pool import ConnectionPool
 
+from modelyard.adapters.views.db import SCHEMA_LOCK
+
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
     """The outcome of one request against a limit, with what the headers report."""
@@ -83,7 +85,11 @@ class PostgresRateLimiter:
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
-        with pool.connection() as conn:
+        with pool.connection() as conn, conn.transaction():
+            # API processes start together; two creating the table at once collide in the
+            # catalog (pg_type's unique index), so they take turns on the schema lock the
+            # views use for their own DDL.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [SCHEMA_LOCK])
             conn.execute(SCHEMA)
 
     def hit(self, key: str, *, limit: int, window_s: int, now: float, cost: int = 1) -> Decision:

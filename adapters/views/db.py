@@ -19,6 +19,10 @@ from psycopg_pool import ConnectionPool
 from modelyard.projections.base import Tx
 from modelyard.settings import Settings, StoreKind
 
+#: The advisory lock every process takes around ``CREATE … IF NOT EXISTS`` on PostgreSQL:
+#: two processes creating one table at once collide in the catalog.
+SCHEMA_LOCK = "modelyard-schema"
+
 TRACKING = """
 CREATE TABLE IF NOT EXISTS projection_tracking (
     projection TEXT NOT NULL,
@@ -142,7 +146,7 @@ class PostgresViews:
     def ensure(self, statements: Sequence[str]) -> None:
         """See :class:`ViewDatabase`."""
         # Two processes creating the same table at once collide in the catalog; take turns.
-        with self.transaction(lock="modelyard-schema") as tx:
+        with self.transaction(lock=SCHEMA_LOCK) as tx:
             for statement in statements:
                 tx.execute(statement)
 

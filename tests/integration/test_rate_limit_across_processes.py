@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from psycopg_pool import ConnectionPool
@@ -32,8 +34,6 @@ WORKER = textwrap.dedent(
 
 def test_two_processes_admit_no_more_than_the_limit_together(pg_dsn: str) -> None:
     limit, attempts = 150, 200
-    with ConnectionPool(pg_dsn, min_size=1, max_size=1) as pool:
-        PostgresRateLimiter(pool)  # the table exists before both workers race to create it
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, pg_dsn, "key_shared", str(limit), str(attempts)],
@@ -47,6 +47,26 @@ def test_two_processes_admit_no_more_than_the_limit_together(pg_dsn: str) -> Non
     # 400 attempts in all against a limit of 150: exactly the limit gets through, split
     # between the processes however the race went.
     assert sum(admitted) == limit
+
+
+def test_limiters_starting_together_on_a_fresh_database_all_come_up(pg_dsn: str) -> None:
+    # API processes start at once and each creates the counter table; unguarded, two
+    # ``CREATE TABLE IF NOT EXISTS`` collide in PostgreSQL's catalog and one startup fails.
+    starters = 12
+    gate = threading.Barrier(starters)
+    with ConnectionPool(pg_dsn, min_size=starters, max_size=starters) as pool:
+        pool.wait()
+
+        def start(_: int) -> bool:
+            gate.wait()
+            limiter = PostgresRateLimiter(pool)
+            return limiter.hit("key_fresh", limit=100, window_s=60, now=60.0).allowed
+
+        with ThreadPoolExecutor(starters) as threads:
+            assert all(threads.map(start, range(starters)))
+        with pool.connection() as conn:
+            row = conn.execute("SELECT count FROM rate_limit_window WHERE key = 'key_fresh'").fetchone()
+    assert row == (starters,)
 
 
 def test_headers_count_down_and_refusal_says_when_to_retry(pg_dsn: str) -> None:
