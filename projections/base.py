@@ -12,12 +12,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+#: One event as the runner hands it over, with its notification id.
+Positioned = tuple[object, int]
+
 
 class Tx(Protocol):
     """One open view transaction."""
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement; return its rows (empty for statements without rows)."""
+        ...
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per parameter row, in as few round trips as the driver can."""
         ...
 
 
@@ -34,3 +41,20 @@ class Projection(Protocol):
     def apply(self, tx: Tx, event: object, position: int) -> None:
         """Fold one domain event into the view; ``position`` is its notification id."""
         ...
+
+    def apply_batch(self, tx: Tx, events: Sequence[Positioned]) -> None:
+        """Fold events in order, as ``apply`` one by one would, in fewer statements if it can."""
+        ...
+
+
+class OneByOne:
+    """For projections with nothing to gain from batches: ``apply_batch`` is ``apply`` in a loop."""
+
+    def apply(self, tx: Tx, event: object, position: int) -> None:
+        """See :class:`Projection`."""
+        raise NotImplementedError
+
+    def apply_batch(self, tx: Tx, events: Sequence[Positioned]) -> None:
+        """See :class:`Projection`."""
+        for event, position in events:
+            self.apply(tx, event, position)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from modelyard.adapters.eventlog.envelope import EventEnvelope
 from modelyard.adapters.eventlog.sources import EventSource
 from modelyard.adapters.views.db import ViewDatabase
-from modelyard.projections.base import Projection, Tx
+from modelyard.projections.base import Positioned, Projection, Tx
 
 Decode = Callable[[EventEnvelope], object]
 
@@ -67,26 +67,30 @@ class ProjectionRunner:
 
     def _apply(self, batch: Sequence[EventEnvelope]) -> int:
         applied = 0
+        decoded: dict[int, object] = {}
         # One runner at a time per views database, across processes, so a position read here
         # cannot be stale by the time this transaction commits.
         with self._views.transaction(lock="modelyard-projections") as tx:
             for projection in self._projections:
                 positions = tracked(tx, projection.name)
                 moved: dict[int, int] = {}
-                for envelope in batch:
+                fresh: list[Positioned] = []
+                for index, envelope in enumerate(batch):
                     last = moved.get(envelope.partition, positions.get(envelope.partition, 0))
                     if envelope.notification_id <= last:
                         continue  # already applied: a re-delivery or a relay re-send
-                    projection.apply(tx, self._decode(envelope), envelope.notification_id)
+                    if index not in decoded:  # decoded once, however many projections want it
+                        decoded[index] = self._decode(envelope)
+                    fresh.append((decoded[index], envelope.notification_id))
                     moved[envelope.partition] = envelope.notification_id
-                    applied += 1
-                for partition, position in moved.items():
-                    tx.execute(
-                        "INSERT INTO projection_tracking (projection, partition, position)"
-                        " VALUES (%s, %s, %s) ON CONFLICT (projection, partition)"
-                        " DO UPDATE SET position = EXCLUDED.position",
-                        [projection.name, partition, position],
-                    )
+                projection.apply_batch(tx, fresh)
+                applied += len(fresh)
+                tx.executemany(
+                    "INSERT INTO projection_tracking (projection, partition, position)"
+                    " VALUES (%s, %s, %s) ON CONFLICT (projection, partition)"
+                    " DO UPDATE SET position = EXCLUDED.position",
+                    [[projection.name, partition, position] for partition, position in moved.items()],
+                )
         return applied
 
     def run_until_idle(self, *, timeout_s: float = 0.05) -> int:

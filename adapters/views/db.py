@@ -65,6 +65,9 @@ class _SqliteTx:
         cursor = self._conn.execute(sql.replace("%s", "?"), tuple(params))
         return cursor.fetchall() if cursor.description else []
 
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(sql.replace("%s", "?"), params)
+
 
 class SqliteViews:
     """Views in one SQLite file; one writer at a time, as SQLite wants."""
@@ -122,6 +125,11 @@ class _PostgresTx:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cursor = self._conn.execute(sql, tuple(params))
         return list(cursor.fetchall()) if cursor.description else []
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        # psycopg sends the rows pipelined: one round trip for the lot, not one per row.
+        with self._conn.cursor() as cursor:
+            cursor.executemany(sql, params)
 
 
 class PostgresViews:

@@ -11,7 +11,7 @@ from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.lifecycle import State, status_v1, status_v2
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.events import DomainEvent
-from modelyard.projections.base import Tx
+from modelyard.projections.base import OneByOne, Tx
 from modelyard.projections.common import account_ref, iso
 
 SCHEMA = (
@@ -114,7 +114,7 @@ def _columns(event: DomainEvent, replicas: int) -> dict[str, Any]:
     return columns
 
 
-class DeploymentsProjection:
+class DeploymentsProjection(OneByOne):
     """One row per deployment with both dialects' status names."""
 
     name = "deployments"

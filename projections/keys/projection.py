@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from modelyard.domain.keys.aggregate import AccessGranted, AccessRevoked, KeyIssued, KeyRevoked
 from modelyard.domain.shared import ids
-from modelyard.projections.base import Tx
+from modelyard.projections.base import OneByOne, Tx
 from modelyard.projections.common import account_ref, iso
 
 SCHEMA = (
@@ -33,7 +33,7 @@ SCHEMA = (
 )
 
 
-class KeysProjection:
+class KeysProjection(OneByOne):
     """Keys by hash (never the secret), and which deployments scoped keys reach."""
 
     name = "keys"

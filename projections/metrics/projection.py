@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from modelyard.projections.base import Tx
+from modelyard.projections.base import OneByOne, Tx
 from modelyard.projections.metrics import histogram
 from modelyard.projections.metrics.records import UsageRecorded
 
@@ -34,7 +34,7 @@ def minute_key(at: datetime) -> str:
     return at.astimezone(UTC).replace(second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M")
 
 
-class MetricsProjection:
+class MetricsProjection(OneByOne):
     """Requests, tokens, errors and latency/TTFT histograms per deployment, model and minute."""
 
     name = "metrics"

@@ -21,6 +21,7 @@ from modelyard.domain.shared.errors import DomainError
 from modelyard.domain.shared.events import DomainEvent
 from modelyard.domain.shared.mapper import MsgspecMapper, NullTranscoder
 from modelyard.domain.webhooks import aggregate as webhooks
+from modelyard.projections.common import account_ref
 from modelyard.projections.metrics.records import UsageRecorded
 from modelyard.workers.projection_runner import ProjectionRunner
 from modelyard.workers.views import all_projections
@@ -68,7 +69,7 @@ operations = st.lists(
 )
 
 
-def _play(yard: Yard, ops: list[tuple[str, int, int]]) -> None:
+def _play(yard: Yard, ops: list[tuple[str, int, int]]) -> list[Any]:
     accounts_: list[Any] = [yard.open_account(name="first", at=T0)]
     deployments: list[Any] = []
     now = T0
@@ -86,6 +87,7 @@ def _play(yard: Yard, ops: list[tuple[str, int, int]]) -> None:
                 _step(yard, name, deployments[pick % len(deployments)], now)
         except DomainError:
             pass  # refused commands write nothing; the history goes on
+    return accounts_
 
 
 def _step(yard: Yard, name: str, dep: Any, now: datetime) -> None:
@@ -126,7 +128,7 @@ def test_replaying_a_random_history_gives_identical_views(
                 "CREATE_TABLE": "y",
             }
         )
-        _play(yard, ops)
+        opened = _play(yard, ops)
         small, whole = SqliteViews(root / "a.sqlite3"), SqliteViews(root / "b.sqlite3")
         in_batches = ProjectionRunner(small, NotificationLogSource(yard.recorder), all_projections())
         while in_batches.run_once(max_records=batch, timeout_s=0):
@@ -140,6 +142,13 @@ def test_replaying_a_random_history_gives_identical_views(
                     [account_id],
                 )
                 assert balance == (ledger[0][0] if ledger else 0)
+            # The view says what the aggregates say: balance, and exhaustion (which a top-up ends).
+            for account_id in opened:
+                account = yard.get_account(account_id)
+                row = tx.execute(
+                    "SELECT balance, exhausted FROM balances WHERE account_id = %s", [account_ref(account_id)]
+                )
+                assert row == [(account.balance, int(account.exhausted))]
         small.close()
         whole.close()
         yard.close()
