@@ -27,6 +27,10 @@ class Tx(Protocol):
         """Run one statement once per parameter row, in as few round trips as the driver can."""
         ...
 
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Append rows to ``table`` by the fastest bulk path the database has (COPY on PostgreSQL)."""
+        ...
+
 
 class Projection(Protocol):
     """A read model built only from events."""

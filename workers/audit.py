@@ -24,6 +24,9 @@ from modelyard.settings import Settings
 from modelyard.workers.projection_runner import ProjectionRunner, tracked
 
 AUDITED = ("balances", "ledger")
+# Events per replay transaction: the balances projection costs a few statements per batch,
+# so larger batches go faster; past a few thousand they only add memory.
+REPLAY_BATCH = 2000
 
 
 class ReplayReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,7 +77,9 @@ def replay(settings: Settings, yard: Yard, live: ViewDatabase, *, source: str = 
     with tempfile.TemporaryDirectory(prefix="modelyard-audit-") as scratch_dir:
         scratch = SqliteViews(Path(scratch_dir) / "scratch.sqlite3")
         filtered = _UpTo(inner, positions, partition_of)
-        ProjectionRunner(scratch, filtered, [BalancesProjection()]).run_until_idle(timeout_s=1.0)
+        ProjectionRunner(scratch, filtered, [BalancesProjection()]).run_until_idle(
+            timeout_s=1.0, max_records=REPLAY_BATCH
+        )
         filtered.close()
         rebuilt, current = _dump(scratch), _dump(live)
         scratch.close()

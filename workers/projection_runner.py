@@ -93,10 +93,10 @@ class ProjectionRunner:
                 )
         return applied
 
-    def run_until_idle(self, *, timeout_s: float = 0.05) -> int:
+    def run_until_idle(self, *, timeout_s: float = 0.05, max_records: int = 500) -> int:
         """Apply batches until a poll comes back empty; returns how many events were polled."""
         total = 0
-        while polled := self.run_once(timeout_s=timeout_s):
+        while polled := self.run_once(max_records=max_records, timeout_s=timeout_s):
             total += polled
         return total
 

@@ -57,6 +57,11 @@ class ViewDatabase(Protocol):
         ...
 
 
+def _insert(table: str, columns: Sequence[str]) -> str:
+    placeholders = ", ".join("%s" for _ in columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608 - names are code
+
+
 class _SqliteTx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -67,6 +72,9 @@ class _SqliteTx:
 
     def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
         self._conn.executemany(sql.replace("%s", "?"), params)
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.executemany(_insert(table, columns), rows)
 
 
 class SqliteViews:
@@ -130,6 +138,13 @@ class _PostgresTx:
         # psycopg sends the rows pipelined: one round trip for the lot, not one per row.
         with self._conn.cursor() as cursor:
             cursor.executemany(sql, params)
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        # COPY streams the rows in one go, several times faster than even pipelined INSERTs.
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        with self._conn.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
 
 
 class PostgresViews:

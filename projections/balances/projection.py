@@ -56,6 +56,10 @@ class _Balance(msgspec.Struct, kw_only=True):
 
 
 COLUMNS = _Balance.__struct_fields__
+LEDGER_COLUMNS = (
+    "position", "account_id", "event_id", "kind", "amount", "balance_after", "deployment_id", "minute",
+    "source_event", "at",
+)  # fmt: skip
 AccountEvent = AccountOpened | CreditsAdded | CreditsCharged | CreditsExhausted
 
 
@@ -64,8 +68,9 @@ class BalancesProjection:
 
     A batch costs a handful of statements however many events it holds: the touched
     accounts' rows are read once, the events folded in order in memory, then the ledger
-    lines and the new balances written with one pipelined ``executemany`` each. That is
-    what lets the finance replay rebuild a long history quickly.
+    lines appended in bulk (COPY on PostgreSQL) and the new balances upserted with one
+    pipelined ``executemany``. That is what lets the finance replay rebuild a long history
+    quickly.
     """
 
     name = "balances"
@@ -84,11 +89,7 @@ class BalancesProjection:
         accounts = _read(tx, {account_ref(e.originator_id) for e, _ in mine})
         ledger = [line for e, p in mine if (line := _fold(accounts, e, p)) is not None]
         if ledger:
-            tx.executemany(
-                "INSERT INTO ledger (position, account_id, event_id, kind, amount, balance_after,"
-                " deployment_id, minute, source_event, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                ledger,
-            )
+            tx.insert_rows("ledger", LEDGER_COLUMNS, ledger)
         tx.executemany(
             f"INSERT INTO balances (account_id, {', '.join(COLUMNS)})"  # noqa: S608 - column names are code
             f" VALUES (%s, {', '.join('%s' for _ in COLUMNS)}) ON CONFLICT (account_id) DO UPDATE SET "

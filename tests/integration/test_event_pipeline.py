@@ -20,7 +20,7 @@ from modelyard.adapters.eventstore.env import postgres_env_from_conninfo
 from modelyard.adapters.views.db import PostgresViews, SqliteViews, ViewDatabase
 from modelyard.domain.application import Yard
 from modelyard.projections.balances.projection import BalancesProjection
-from modelyard.projections.base import Projection, Tx
+from modelyard.projections.base import OneByOne, Projection, Tx
 from modelyard.projections.deployments.projection import DeploymentsProjection
 from modelyard.projections.keys.projection import KeysProjection
 from modelyard.workers.projection_runner import ProjectionRunner
@@ -124,7 +124,7 @@ def test_the_same_events_delivered_twice_leave_the_views_unchanged(backend: tupl
     assert _dump(views, _projections()) == once
 
 
-class _CrashOnNth:
+class _CrashOnNth(OneByOne):
     """Wraps a projection and raises on its n-th event, like a process dying mid-batch."""
 
     def __init__(self, inner: Projection, n: int) -> None:
