@@ -105,6 +105,10 @@ class ProjectionRunner:
         while not stop.is_set():
             self.run_once()
 
+    def close(self) -> None:
+        """Leave the source (a Kafka consumer leaves its group at once, not on a timeout)."""
+        self._source.close()
+
     def wait_for(self, notification_id: int, timeout_s: float) -> bool:
         """Block until the views include ``notification_id`` (or the timeout passes)."""
         with self._applied:

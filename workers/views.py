@@ -36,6 +36,11 @@ class ViewsWorker(BackgroundLoop):
         self.runner = ProjectionRunner(views, views_source(settings, yard, views), all_projections())
         super().__init__("views", self._step)
 
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the batch in hand, then leave the source."""
+        super().stop(timeout)
+        self.runner.close()
+
     def _step(self) -> float:
         self.runner.run_once(timeout_s=0.2)
         return 0.0  # the poll itself waits for events: no pause between batches

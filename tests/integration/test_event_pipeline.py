@@ -167,7 +167,8 @@ def test_kafka_path_gives_the_store_path_rows_and_survives_a_consumer_killed_mid
         run_until_killed()
     doomed_source.close()  # the dead consumer leaves; its batch was never committed
 
-    survivor = ProjectionRunner(kafka_views, KafkaSource(kafka_bootstrap, topic_name, group), _projections())
+    survivor_source = KafkaSource(kafka_bootstrap, topic_name, group)
+    survivor = ProjectionRunner(kafka_views, survivor_source, _projections())
     total = yard.recorder.max_notification_id() or 0
     for _ in range(100):
         survivor.run_once(timeout_s=1)
@@ -175,6 +176,7 @@ def test_kafka_path_gives_the_store_path_rows_and_survives_a_consumer_killed_mid
             store_views, _projections()
         ):
             break
+    survivor_source.close()  # a consumer left open keeps heartbeating after the broker stops
     assert _dump(kafka_views, _projections()) == _dump(store_views, _projections())
 
 
@@ -212,13 +214,13 @@ def test_a_relay_that_dies_before_recording_resends_and_nothing_counts_twice(
     assert restarted.position() == yard.recorder.max_notification_id()
 
     views = fresh()
-    runner = ProjectionRunner(
-        views, KafkaSource(kafka_bootstrap, topic_name, f"g-{topic_name}"), _projections()
-    )
+    source = KafkaSource(kafka_bootstrap, topic_name, f"g-{topic_name}")
+    runner = ProjectionRunner(views, source, _projections())
     for _ in range(60):
         runner.run_once(timeout_s=1)
         if runner.position >= restarted.position():
             break
+    source.close()
     store_views = fresh()
     ProjectionRunner(store_views, NotificationLogSource(yard.recorder), _projections()).run_until_idle()
     assert _dump(views, _projections()) == _dump(store_views, _projections())
