@@ -8,11 +8,26 @@ it; ``release`` uncounts it. ``lease`` does both around a block.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 from modelyard.adapters.engines.base import ReplicaHandle
 from modelyard.adapters.placement.base import Placement
+
+T = TypeVar("T")
+
+
+def least_loaded(candidates: Sequence[T], turn: int, load: Callable[[T], int]) -> T:
+    """The candidate with the least ``load``; among equals, the ``turn``-th in rotation.
+
+    The rotation spreads an idle deployment's traffic instead of sending it all to the
+    first replica. The gateway uses it over replica URLs, the balancer over handles.
+    """
+    start = turn % len(candidates)
+    rotated = [*candidates[start:], *candidates[:start]]
+    # min() keeps the first of equals, so the rotation decides ties.
+    return min(rotated, key=load)
 
 
 class NoHealthyReplica(LookupError):
@@ -35,10 +50,7 @@ class LeastLoadedBalancer:
         with self._lock:
             turn = self._turns.get(deployment, 0)
             self._turns[deployment] = turn + 1
-            start = turn % len(candidates)
-            rotated = candidates[start:] + candidates[:start]
-            # min() keeps the first of equals, so the rotation decides ties.
-            chosen = min(rotated, key=lambda handle: handle.in_flight)
+            chosen = least_loaded(candidates, turn, lambda handle: handle.in_flight)
             chosen.in_flight += 1
         return chosen
 

@@ -16,6 +16,7 @@ import aiohttp
 import anyio
 import msgspec
 
+from modelyard.adapters.placement.balancer import least_loaded
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.domain.shared.errors import InstanceNotRunning
 
@@ -102,8 +103,7 @@ class Forwarder:
         if not urls:
             raise InstanceNotRunning(f"{dep_id} has no replica serving right now; poll its status.")
         self._turn += 1
-        rotated = urls[self._turn % len(urls) :] + urls[: self._turn % len(urls)]
-        return min(rotated, key=lambda url: self._in_flight.get(url, 0))
+        return least_loaded(urls, self._turn, lambda url: self._in_flight.get(url, 0))
 
     async def complete(self, dep_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """One whole chat completion: (status, JSON body) as the replica answered."""
