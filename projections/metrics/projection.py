@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from modelyard.projections.base import OneByOne, Tx
+import msgspec
+
+from modelyard.projections.base import Positioned, Tx
 from modelyard.projections.metrics import histogram
 from modelyard.projections.metrics.records import UsageRecorded
 
@@ -34,8 +36,43 @@ def minute_key(at: datetime) -> str:
     return at.astimezone(UTC).replace(second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M")
 
 
-class MetricsProjection(OneByOne):
-    """Requests, tokens, errors and latency/TTFT histograms per deployment, model and minute."""
+class _Minute(msgspec.Struct, kw_only=True):
+    """One ``metrics_minute`` row while a batch is folded."""
+
+    account_id: str
+    requests: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency: dict[int, int] = msgspec.field(default_factory=dict)
+    ttft: dict[int, int] = msgspec.field(default_factory=dict)
+
+    def add(self, event: UsageRecorded) -> None:
+        """Count one request in the row."""
+        self.requests += 1
+        self.errors += int(event.is_error)
+        self.prompt_tokens += event.prompt_tokens
+        self.completion_tokens += event.completion_tokens
+        _observe(self.latency, event.latency_ms)
+        if event.ttft_ms is not None:
+            _observe(self.ttft, event.ttft_ms)
+
+
+def _observe(counts: dict[int, int], value_ms: float) -> None:
+    # In place: the row is this batch's own copy, and a batch may add hundreds of values.
+    bucket = histogram.bucket_of(value_ms)
+    counts[bucket] = counts.get(bucket, 0) + 1
+
+
+Key = tuple[str, str, str]
+
+
+class MetricsProjection:
+    """Requests, tokens, errors and latency/TTFT histograms per deployment, model and minute.
+
+    Under load a batch holds hundreds of records for a handful of minutes: each minute's
+    row is read once, every record of the batch added to it in memory, and written once.
+    """
 
     name = "metrics"
     schema: Sequence[str] = SCHEMA
@@ -43,38 +80,61 @@ class MetricsProjection(OneByOne):
 
     def apply(self, tx: Tx, event: object, position: int) -> None:
         """Add one usage record to its minute's row; other events are not this view's."""
-        if not isinstance(event, UsageRecorded):
-            return
-        key = [event.deployment_id, event.model, minute_key(event.timestamp)]
-        rows = tx.execute(
-            "SELECT requests, errors, prompt_tokens, completion_tokens, latency_hist, ttft_hist"
-            " FROM metrics_minute WHERE deployment_id = %s AND model = %s AND minute = %s",
-            key,
-        )
-        requests, errors, prompt, completion, latency, ttft = rows[0] if rows else (0, 0, 0, 0, "", "")
-        latency_hist = histogram.add(histogram.loads(latency), event.latency_ms)
-        ttft_hist = histogram.loads(ttft)
-        if event.ttft_ms is not None:
-            ttft_hist = histogram.add(ttft_hist, event.ttft_ms)
-        values = [
-            requests + 1,
-            errors + int(event.is_error),
-            prompt + event.prompt_tokens,
-            completion + event.completion_tokens,
-            histogram.dumps(latency_hist),
-            histogram.dumps(ttft_hist),
-        ]
+        self.apply_batch(tx, [(event, position)])
+
+    def apply_batch(self, tx: Tx, events: Sequence[Positioned]) -> None:
+        """See :class:`~modelyard.projections.base.Projection`."""
+        rows: dict[Key, _Minute] = {}
+        for event, _ in events:
+            if not isinstance(event, UsageRecorded):
+                continue
+            key = (event.deployment_id, event.model, minute_key(event.timestamp))
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = _read(tx, key) or _Minute(account_id=event.account_id)
+            row.add(event)
         if rows:
-            tx.execute(
-                "UPDATE metrics_minute SET requests = %s, errors = %s, prompt_tokens = %s,"
-                " completion_tokens = %s, latency_hist = %s, ttft_hist = %s"
-                " WHERE deployment_id = %s AND model = %s AND minute = %s",
-                [*values, *key],
-            )
-        else:
-            tx.execute(
-                "INSERT INTO metrics_minute (deployment_id, model, minute, account_id, requests, errors,"
-                " prompt_tokens, completion_tokens, latency_hist, ttft_hist)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [*key, event.account_id, *values],
-            )
+            tx.executemany(UPSERT, [[*key, *_values(row)] for key, row in rows.items()])
+
+
+UPSERT = (
+    "INSERT INTO metrics_minute (deployment_id, model, minute, account_id, requests, errors,"
+    " prompt_tokens, completion_tokens, latency_hist, ttft_hist)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (deployment_id, model, minute) DO UPDATE SET requests = EXCLUDED.requests,"
+    " errors = EXCLUDED.errors, prompt_tokens = EXCLUDED.prompt_tokens,"
+    " completion_tokens = EXCLUDED.completion_tokens, latency_hist = EXCLUDED.latency_hist,"
+    " ttft_hist = EXCLUDED.ttft_hist"
+)
+
+
+def _read(tx: Tx, key: Key) -> _Minute | None:
+    found = tx.execute(
+        "SELECT account_id, requests, errors, prompt_tokens, completion_tokens, latency_hist, ttft_hist"
+        " FROM metrics_minute WHERE deployment_id = %s AND model = %s AND minute = %s",
+        list(key),
+    )
+    if not found:
+        return None
+    account_id, requests, errors, prompt, completion, latency, ttft = found[0]
+    return _Minute(
+        account_id=account_id,
+        requests=requests,
+        errors=errors,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        latency=histogram.loads(latency),
+        ttft=histogram.loads(ttft),
+    )
+
+
+def _values(row: _Minute) -> list[object]:
+    return [
+        row.account_id,
+        row.requests,
+        row.errors,
+        row.prompt_tokens,
+        row.completion_tokens,
+        histogram.dumps(row.latency),
+        histogram.dumps(row.ttft),
+    ]
