@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,12 @@ class LocalKafka:
 
     def is_ready(self) -> bool:
         """Whether the broker answers a metadata request."""
+        # kafka-python's admin client keeps retrying a closed port for 30 s before it gives
+        # up; a refused connection already says the broker is down.
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
+        except OSError:
+            return False
         try:
             admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
         except KafkaError:
