@@ -29,7 +29,7 @@ class Backend:
         """Wait until the deployments view shows ``deployment_id`` at ``version`` or later."""
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
         while time.monotonic() < deadline:
-            with self.views.transaction() as tx:
+            with self.views.read() as tx:
                 rows = tx.execute("SELECT version FROM deployments WHERE id = %s", [deployment_id])
             if rows and int(rows[0][0]) >= version:
                 return True

@@ -225,7 +225,7 @@ class GatewayController(Controller):
 
             raise InvalidApiKey("This route takes an instance's auxk_ key.")
         instance_id = ids.public_id(ids.INSTANCE, uuid.UUID(principal.deployment_uuid))
-        with _backend(request).views.transaction() as tx:
+        with _backend(request).views.read() as tx:
             rows = tx.execute(
                 "SELECT id FROM deployments WHERE id IN (%s, %s)",
                 [instance_id, "dep_" + principal.deployment_uuid],

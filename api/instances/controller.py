@@ -39,7 +39,7 @@ def _backend(request: Request[Any, Any, Any]) -> Backend:
 
 
 def _show(backend: Backend, account_id: str, dep_id: str) -> Envelope:
-    with backend.views.transaction() as tx:
+    with backend.views.read() as tx:
         rows = presenters.load_instances(tx, account_id, dep_id)
         if not rows or rows[0][6] == "destroyed":
             raise InstanceNotFound(f"No instance {dep_id} on this account (or it was destroyed).")
@@ -54,7 +54,7 @@ def _show(backend: Backend, account_id: str, dep_id: str) -> Envelope:
 def _owned(backend: Backend, account_id: str, dep_id: str) -> str:
     """The instance id if it belongs to the account and is not destroyed; else INSTANCE_NOT_FOUND."""
     ids.parse_deployment_id(dep_id)
-    with backend.views.transaction() as tx:
+    with backend.views.read() as tx:
         rows = tx.execute(
             "SELECT state FROM deployments WHERE id = %s AND account_id = %s", [dep_id, account_id]
         )
@@ -134,7 +134,7 @@ class InstancesController(Controller):
         """Every instance of the account that is not destroyed."""
         principal: Principal = request.state.principal
         backend = _backend(request)
-        with backend.views.transaction() as tx:
+        with backend.views.read() as tx:
             rows = [r for r in presenters.load_instances(tx, principal.account_id) if r[6] != "destroyed"]
         shown = [presenters.instance(r, backend.settings.base_url, None, None) for r in rows]
         return _ok({"instances": shown, "count": len(shown)})
@@ -219,7 +219,7 @@ class InstancesController(Controller):
     def balance(self, request: Request[Any, Any, Any]) -> Envelope:
         """The account's prepaid balance."""
         principal: Principal = request.state.principal
-        with _backend(request).views.transaction() as tx:
+        with _backend(request).views.read() as tx:
             rows = tx.execute(
                 "SELECT balance, credited, charged, plan FROM balances WHERE account_id = %s",
                 [principal.account_id],
@@ -240,7 +240,7 @@ class InstancesController(Controller):
     def usage(self, request: Request[Any, Any, Any]) -> Envelope:
         """Charges per instance: minutes metered and what they cost."""
         principal: Principal = request.state.principal
-        with _backend(request).views.transaction() as tx:
+        with _backend(request).views.read() as tx:
             rows = tx.execute(
                 "SELECT deployment_id, COUNT(*), SUM(amount) FROM ledger"
                 " WHERE account_id = %s AND kind = 'charge' GROUP BY deployment_id ORDER BY deployment_id",
