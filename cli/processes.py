@@ -65,8 +65,8 @@ def opened_backend(settings: Settings) -> Iterator[Backend]:
 
 
 def _serve_api(settings: Settings, backend: Backend | None = None) -> None:
-    # A line per forwarded request (httpx) and per answer (uvicorn's access log) costs more than
-    # the gateway's own work at hundreds of requests a second; errors are still logged.
+    # A line per answer (uvicorn's access log) or per replica health probe (httpx) costs more
+    # than the gateway's own work at hundreds of requests a second; errors are still logged.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     uvicorn.run(
         create_app(settings, backend),
