@@ -83,6 +83,8 @@ class ProjectionRunner:
                         decoded[index] = self._decode(envelope)
                     fresh.append((decoded[index], envelope.notification_id))
                     moved[envelope.partition] = envelope.notification_id
+                if not fresh:
+                    continue
                 projection.apply_batch(tx, fresh)
                 applied += len(fresh)
                 tx.executemany(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -97,39 +98,40 @@ class Forwarder:
         self._cache[dep_id] = (time.monotonic(), urls)
         return urls
 
-    async def pick(self, dep_id: str) -> str:
-        """The least-loaded replica (ties go round-robin)."""
+    @asynccontextmanager
+    async def _leased(self, dep_id: str) -> AsyncIterator[str]:
+        """The least-loaded replica (ties go round-robin), counted in flight for the block."""
         urls = await self._replicas(dep_id)
         if not urls:
             raise InstanceNotRunning(f"{dep_id} has no replica serving right now; poll its status.")
         self._turn += 1
-        return least_loaded(urls, self._turn, lambda url: self._in_flight.get(url, 0))
+        url = least_loaded(urls, self._turn, lambda u: self._in_flight.get(u, 0))
+        self._in_flight[url] = self._in_flight.get(url, 0) + 1
+        try:
+            yield url
+        finally:
+            self._in_flight[url] -= 1
 
     async def complete(self, dep_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """One whole chat completion: (status, JSON body) as the replica answered."""
-        url = await self.pick(dep_id)
-        self._in_flight[url] = self._in_flight.get(url, 0) + 1
-        try:
-            async with self._client().post(f"{url}/v1/chat/completions", json=body) as response:
-                status, raw = response.status, await response.read()
-        except aiohttp.ClientConnectionError as exc:
-            self._cache.pop(dep_id, None)
-            raise InstanceNotRunning(f"The replica of {dep_id} did not answer ({exc!r}); retry.") from exc
-        finally:
-            self._in_flight[url] -= 1
+        async with self._leased(dep_id) as url:
+            try:
+                async with self._client().post(f"{url}/v1/chat/completions", json=body) as response:
+                    status, raw = response.status, await response.read()
+            except aiohttp.ClientConnectionError as exc:
+                self._cache.pop(dep_id, None)
+                raise InstanceNotRunning(f"The replica of {dep_id} did not answer ({exc!r}); retry.") from exc
         return status, _json_object(raw)
 
     async def stream(self, dep_id: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """The replica's server-sent events, line by line; closing this closes the upstream."""
-        url = await self.pick(dep_id)
-        self._in_flight[url] = self._in_flight.get(url, 0) + 1
-        try:
-            async with self._client().post(f"{url}/v1/chat/completions", json=body) as response:
-                async for line in response.content:
-                    if stripped := line.strip():
-                        yield stripped
-        finally:
-            self._in_flight[url] -= 1
+        async with (
+            self._leased(dep_id) as url,
+            self._client().post(f"{url}/v1/chat/completions", json=body) as response,
+        ):
+            async for line in response.content:
+                if stripped := line.strip():
+                    yield stripped
 
 
 def _json_text(value: Any) -> str:

@@ -30,11 +30,16 @@ def upper_bound(bucket: int) -> float:
     return FIRST_MS * GROWTH**bucket
 
 
+def observe(histogram: dict[int, int], value_ms: float) -> None:
+    """Count one more observation in ``histogram`` itself."""
+    key = bucket_of(value_ms)
+    histogram[key] = histogram.get(key, 0) + 1
+
+
 def add(histogram: Mapping[int, int], value_ms: float) -> dict[int, int]:
     """A copy of ``histogram`` with one more observation."""
     merged = dict(histogram)
-    key = bucket_of(value_ms)
-    merged[key] = merged.get(key, 0) + 1
+    observe(merged, value_ms)
     return merged
 
 

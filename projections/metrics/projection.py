@@ -53,15 +53,10 @@ class _Minute(msgspec.Struct, kw_only=True):
         self.errors += int(event.is_error)
         self.prompt_tokens += event.prompt_tokens
         self.completion_tokens += event.completion_tokens
-        _observe(self.latency, event.latency_ms)
+        # In place: the row is this batch's own copy, and a batch may add hundreds of values.
+        histogram.observe(self.latency, event.latency_ms)
         if event.ttft_ms is not None:
-            _observe(self.ttft, event.ttft_ms)
-
-
-def _observe(counts: dict[int, int], value_ms: float) -> None:
-    # In place: the row is this batch's own copy, and a batch may add hundreds of values.
-    bucket = histogram.bucket_of(value_ms)
-    counts[bucket] = counts.get(bucket, 0) + 1
+            histogram.observe(self.ttft, event.ttft_ms)
 
 
 Key = tuple[str, str, str]

@@ -16,6 +16,7 @@ import pytest
 
 from modelyard.adapters.eventlog.sources import NotificationLogSource
 from modelyard.adapters.views.db import SqliteViews
+from modelyard.domain.accounts.aggregate import CreditsAdded
 from modelyard.domain.application import Yard
 from modelyard.domain.billing.pricing import Tier, minute_price
 from modelyard.domain.catalog.models import Size
@@ -78,8 +79,6 @@ def test_a_top_up_ends_the_exhaustion_in_the_view_as_in_the_aggregate(
 
 
 def test_a_credit_for_an_account_never_opened_is_refused_loudly(tmp_path: Path) -> None:
-    from modelyard.domain.accounts.aggregate import CreditsAdded
-
     views = SqliteViews(tmp_path / "views.sqlite3")
     views.ensure(BalancesProjection.schema)
     stray = CreditsAdded(originator_id=UUID(int=7), originator_version=2, timestamp=T0, amount=1_000)
