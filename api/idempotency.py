@@ -18,7 +18,7 @@ import msgspec
 from litestar import Response
 
 from modelyard.adapters.views.db import ViewDatabase
-from modelyard.api.errors import ApiError
+from modelyard.api.errors import EdgeError
 
 SCHEMA = (
     """
@@ -36,8 +36,10 @@ SCHEMA = (
 PENDING = 0
 
 
-class IdempotencyConflict(ApiError):
-    code, status = "IDEMPOTENCY_CONFLICT", 409
+class IdempotencyConflict(EdgeError):
+    """The key was used with another request, or its first request is still running."""
+
+    code = "IDEMPOTENCY_CONFLICT"
 
 
 def run_once(

@@ -18,7 +18,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard.adapters.ratelimit.limiter import Decision, InProcessRateLimiter
 from modelyard.api.backend import Backend
-from modelyard.api.errors import error_response
+from modelyard.api.errors import RateLimitExceeded, error_response
 from modelyard.domain.keys.aggregate import hash_secret
 
 WINDOW_S = 60
@@ -54,10 +54,10 @@ class RateLimitMiddleware(ASGIMiddleware):
         headers = decision.headers()
         if not decision.allowed:
             response = error_response(
-                "RATE_LIMIT_EXCEEDED",
-                429,
-                f"Over {limit} requests/min for this key; retry after {headers['Retry-After']} s.",
-                headers,
+                RateLimitExceeded(
+                    f"Over {limit} requests/min for this key; retry after {headers['Retry-After']} s.",
+                    headers=headers,
+                )
             )
             await response.to_asgi_response(app=None, request=None)(scope, receive, send)  # type: ignore[arg-type]
             return

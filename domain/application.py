@@ -10,7 +10,6 @@ optimistic concurrency refuses a writer that raced another on the same aggregate
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
@@ -21,10 +20,8 @@ from eventsourcing.persistence import IntegrityError, Recording
 from eventsourcing.utils import get_topic
 
 from modelyard.domain.accounts import aggregate as accounts
-from modelyard.domain.billing.pricing import check_capacity, check_tier, minute_price
-from modelyard.domain.catalog.hardware import check_gpu_fit, check_region, parse_preset
-from modelyard.domain.catalog.models import Size, deployable_model
 from modelyard.domain.deployments import aggregate as deployments
+from modelyard.domain.deployments import commands
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.lifecycle import State
 from modelyard.domain.deployments.metering import meter_minute
@@ -35,7 +32,6 @@ from modelyard.domain.shared.errors import (
     ConcurrencyConflict,
     DomainError,
     InstanceNotFound,
-    InsufficientCredits,
     InvalidRequest,
     KeyNotFound,
     WebhookNotFound,
@@ -129,63 +125,68 @@ class Yard(Application[UUID]):
 
     # --- deployments -------------------------------------------------------------------
 
-    def request_deployment(self, *, at: datetime, **request: Any) -> UUID:
-        """Validate and record a new deployment; the balance must cover its first minute."""
-        event = self._requested(at=at, **request)
-        self.record(event)
-        return event.originator_id
-
-    def _requested(
+    def request_deployment(
         self,
         *,
         account_id: UUID,
         model: str,
-        capacity: object = 1,
+        capacity: int = 1,
         tier: str = "dedicated",
-        prefix: str = ids.INSTANCE,
         name: str = "",
         gpu_type: str | None = None,
         region: str | None = None,
         preset: str = "balanced",
         at: datetime,
-    ) -> ev.DeploymentRequested:
-        spec = deployable_model(model)
-        capacity = check_capacity(capacity)
-        parsed_tier = check_tier(tier, spec.size, capacity)
-        parsed_preset = parse_preset(preset)
-        if gpu_type is not None:
-            check_gpu_fit(spec, gpu_type, parsed_preset)
-        if region is not None:
-            check_region(region)
-        account = self.get_account(account_id)
-        needed = minute_price(tier=parsed_tier, size=spec.size, capacity=capacity)
-        if account.balance < needed or account.balance <= 0:
-            raise InsufficientCredits(
-                f"The balance covers {account.balance} micro-dollars; the first minute of {model} "
-                f"at capacity {capacity} costs {needed}. Add credits first."
-            )
-        return deployments.request_deployment(
-            at=at,
-            account_id=account_id,
-            prefix=prefix,
-            name=name or model,
+        prefix: str = ids.INSTANCE,
+    ) -> UUID:
+        """Record a new deployment if the domain allows it (catalog, hardware, first minute's credit)."""
+        event = commands.request_deployment(
+            self.get_account(account_id),
             model=model,
-            size=spec.size.value,
-            tier=parsed_tier.value,
             capacity=capacity,
+            tier=tier,
+            name=name,
             gpu_type=gpu_type,
             region=region,
-            preset=parsed_preset.value,
+            preset=preset,
+            at=at,
+            prefix=prefix,
         )
+        self.record(event)
+        return event.originator_id
 
     def provision(
-        self, *, key_hash: str, key_display: str, at: datetime, **request: Any
+        self,
+        *,
+        key_hash: str,
+        key_display: str,
+        account_id: UUID,
+        model: str,
+        capacity: int = 1,
+        tier: str = "dedicated",
+        name: str = "",
+        gpu_type: str | None = None,
+        region: str | None = None,
+        preset: str = "balanced",
+        at: datetime,
+        prefix: str = ids.INSTANCE,
     ) -> tuple[UUID, UUID]:
         """Request a deployment and issue its inference key in one transaction.
 
-        Returns (deployment id, key id); ``request`` takes ``request_deployment``'s fields.
+        Returns (deployment id, key id); the deployment's fields are ``request_deployment``'s.
         """
-        requested = self._requested(at=at, **request)
+        requested = commands.request_deployment(
+            self.get_account(account_id),
+            model=model,
+            capacity=capacity,
+            tier=tier,
+            name=name,
+            gpu_type=gpu_type,
+            region=region,
+            preset=preset,
+            at=at,
+            prefix=prefix,
+        )
         key = keys.issue_key(
             account_id=requested.account_id,
             kind=keys.KeyKind.INSTANCE,
@@ -197,78 +198,70 @@ class Yard(Application[UUID]):
         self.record(requested, key)
         return requested.originator_id, key.originator_id
 
-    def _step(self, deployment_id: UUID, cls: type[DomainEvent], at: datetime, **fields: Any) -> None:
-        deployment = self.get_deployment(deployment_id)
-        self.record(deployments.next_event(deployment, cls, at, **fields))
-
     def mark_replica_started(
         self, deployment_id: UUID, replica: str, *, at: datetime, base_url: str = ""
     ) -> None:
         """A replica came up healthy and answers at ``base_url``."""
-        self._step(deployment_id, ev.ReplicaStarted, at, replica=replica, base_url=base_url)
+        self.record(commands.start_replica(self.get_deployment(deployment_id), replica, base_url, at))
 
     def mark_replica_lost(self, deployment_id: UUID, replica: str, reason: str, *, at: datetime) -> None:
         """A replica died or stopped answering."""
-        self._step(deployment_id, ev.ReplicaLost, at, replica=replica, reason=reason)
+        self.record(commands.lose_replica(self.get_deployment(deployment_id), replica, reason, at))
 
     def activate(self, deployment_id: UUID, *, at: datetime) -> None:
         """Enough replicas serve: running (billing starts)."""
-        self._step(deployment_id, ev.DeploymentActivated, at)
+        self.record(commands.activate(self.get_deployment(deployment_id), at))
 
     def fail_provisioning(self, deployment_id: UUID, reason: str, *, at: datetime) -> None:
         """The deployment cannot be placed or started."""
-        self._step(deployment_id, ev.ProvisioningFailed, at, reason=reason)
+        self.record(commands.fail_provisioning(self.get_deployment(deployment_id), reason, at))
 
-    def request_scale(self, deployment_id: UUID, capacity: object, *, at: datetime) -> None:
+    def request_scale(self, deployment_id: UUID, capacity: int, *, at: datetime) -> None:
         """Ask for another capacity (1, 2, 4 or 8); shared deployments cannot scale."""
-        deployment = self.get_deployment(deployment_id)
-        checked = check_capacity(capacity)
-        check_tier(deployment.tier, Size(deployment.size), checked)
-        self.record(deployments.next_event(deployment, ev.ScaleRequested, at, capacity=checked))
+        self.record(commands.request_scale(self.get_deployment(deployment_id), capacity, at))
 
     def mark_scaled(self, deployment_id: UUID, capacity: int, *, at: datetime) -> None:
         """The replicas now number ``capacity``."""
-        self._step(deployment_id, ev.ScaledTo, at, capacity=capacity)
+        self.record(commands.finish_scale(self.get_deployment(deployment_id), capacity, at))
 
     def scale_to_zero(self, deployment_id: UUID, *, at: datetime) -> None:
         """Idle: release every replica (billing stops)."""
-        self._step(deployment_id, ev.ScaledToZero, at)
+        self.record(commands.scale_to_zero(self.get_deployment(deployment_id), at))
 
     def degrade(self, deployment_id: UUID, reason: str, *, at: datetime) -> None:
         """Serving with fewer replicas than asked for."""
-        self._step(deployment_id, ev.DeploymentDegraded, at, reason=reason)
+        self.record(commands.degrade(self.get_deployment(deployment_id), reason, at))
 
     def recover(self, deployment_id: UUID, *, at: datetime) -> None:
         """Back to full strength."""
-        self._step(deployment_id, ev.DeploymentRecovered, at)
+        self.record(commands.recover(self.get_deployment(deployment_id), at))
 
     def set_autoscaling(self, deployment_id: UUID, policy: ev.Autoscaling, *, at: datetime) -> None:
         """Replace the autoscaling policy."""
-        self._step(deployment_id, ev.AutoscalingSet, at, policy=policy)
+        self.record(commands.set_autoscaling(self.get_deployment(deployment_id), policy, at))
 
     def set_sla(self, deployment_id: UUID, targets: ev.SlaTargets, *, at: datetime) -> None:
         """Replace the SLA targets."""
-        self._step(deployment_id, ev.SlaTargetsSet, at, targets=targets)
+        self.record(commands.set_sla(self.get_deployment(deployment_id), targets, at))
 
     def record_sla_breach(
-        self, deployment_id: UUID, metric: str, value: float, target: float, *, at: datetime
+        self, deployment_id: UUID, metric: ev.SlaMetric, value: float, target: float, *, at: datetime
     ) -> None:
-        """A target was missed (finite figures only: events are JSON, which has no infinity)."""
-        if not (math.isfinite(value) and math.isfinite(target)):
-            raise InvalidRequest("An SLA breach needs finite figures.")
-        self._step(deployment_id, ev.SlaBreached, at, metric=metric, value=value, target=target)
+        """A target was missed."""
+        deployment = self.get_deployment(deployment_id)
+        self.record(commands.record_sla_breach(deployment, metric, value, target, at))
 
-    def record_sla_recovery(self, deployment_id: UUID, metric: str, *, at: datetime) -> None:
+    def record_sla_recovery(self, deployment_id: UUID, metric: ev.SlaMetric, *, at: datetime) -> None:
         """A missed target is met again."""
-        self._step(deployment_id, ev.SlaRecovered, at, metric=metric)
+        self.record(commands.record_sla_recovery(self.get_deployment(deployment_id), metric, at))
 
     def request_teardown(self, deployment_id: UUID, *, at: datetime) -> None:
         """Destroy: billing stops now; the replicas are stopped downstream."""
-        self._step(deployment_id, ev.TeardownRequested, at)
+        self.record(commands.request_teardown(self.get_deployment(deployment_id), at))
 
     def mark_destroyed(self, deployment_id: UUID, *, at: datetime) -> None:
         """Every replica is gone."""
-        self._step(deployment_id, ev.Destroyed, at)
+        self.record(commands.mark_destroyed(self.get_deployment(deployment_id), at))
 
     def meter(self, deployment_id: UUID, minute: datetime, *, at: datetime) -> int:
         """Meter one completed minute and charge it, atomically; returns the amount charged."""
@@ -287,10 +280,6 @@ class Yard(Application[UUID]):
         )
         self.record(metered, *charges)
         return metered.amount
-
-    def meter_minute(self, deployment_id: UUID, minute: datetime, *, at: datetime) -> int:
-        """The issue's name for ``meter``: one completed minute, metered and charged at once."""
-        return self.meter(deployment_id, minute, at=at)
 
     # --- keys --------------------------------------------------------------------------
 

@@ -17,11 +17,11 @@ from litestar.response import Response, Stream
 
 from modelyard.api.auth import Principal, bearer, inference
 from modelyard.api.backend import Backend
-from modelyard.api.errors import COMMON_ERRORS, InvalidRequest
+from modelyard.api.errors import COMMON_ERRORS
 from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.instances import secrets
 from modelyard.domain.shared import ids
-from modelyard.domain.shared.errors import InstanceNotFound, InstanceNotRunning
+from modelyard.domain.shared.errors import InstanceNotFound, InstanceNotRunning, InvalidRequest
 from modelyard.projections.metrics.records import usage_record
 
 SERVING = ("running", "scaling", "degraded")

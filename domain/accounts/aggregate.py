@@ -13,11 +13,15 @@ from modelyard.domain.shared.money import MAX_CREDIT_MICROS
 
 
 class AccountOpened(DomainEvent, frozen=True, kw_only=True):
+    """An account was opened on a plan, with a zero balance."""
+
     name: str
-    plan: str
+    plan: Plan
 
 
 class CreditsAdded(DomainEvent, frozen=True, kw_only=True):
+    """Prepaid credits were added to the balance, in micro-dollars."""
+
     amount: int
 
 
@@ -44,6 +48,8 @@ class MemberAdded(DomainEvent, frozen=True, kw_only=True):
 
 
 class MemberRemoved(DomainEvent, frozen=True, kw_only=True):
+    """A member account left this organisation."""
+
     member_id: UUID
 
 
@@ -81,7 +87,7 @@ def _(event: AccountOpened, _: None) -> Account:
         created_on=event.timestamp,
         modified_on=event.timestamp,
         name=event.name,
-        plan=Plan(event.plan),
+        plan=event.plan,
     )
 
 
@@ -121,10 +127,10 @@ def open_account(*, name: str, plan: str, at: datetime) -> AccountOpened:
     if not name.strip():
         raise InvalidRequest("An account needs a name.")
     try:
-        Plan(plan)
+        parsed = Plan(plan)
     except ValueError:
         raise InvalidRequest(f"Unknown plan {plan!r}; one of {', '.join(Plan)}.") from None
-    return AccountOpened(originator_id=uuid4(), originator_version=1, timestamp=at, name=name, plan=plan)
+    return AccountOpened(originator_id=uuid4(), originator_version=1, timestamp=at, name=name, plan=parsed)
 
 
 def add_credits(account: Account, amount: int, at: datetime) -> CreditsAdded:

@@ -1,21 +1,27 @@
-"""The deployment aggregate: its state, how events fold into it, and its commands."""
+"""The deployment aggregate: its state and how each of its events folds into it.
+
+One mutator per event, registered by type; each applies the lifecycle's transition
+(``lifecycle.LIFECYCLE``) and, where billability or capacity changes, closes and opens
+billing segments. The commands that decide which events happen are in ``commands``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from functools import singledispatch
-from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import msgspec
 
+from modelyard.domain.billing.pricing import Tier
+from modelyard.domain.catalog.hardware import Preset
+from modelyard.domain.catalog.models import Size
 from modelyard.domain.deployments import events as ev
-from modelyard.domain.deployments.lifecycle import BILLABLE, State, transition
+from modelyard.domain.deployments.lifecycle import BILLABLE, State, state_after
 from modelyard.domain.shared.events import Aggregate, DomainEvent, NotThisAggregate, projector, touched
 from modelyard.domain.shared.time import MINUTE, whole_second
 
-__all__ = ["Deployment", "Segment", "next_event", "project_deployment", "request_deployment", "whole_second"]
+__all__ = ["Deployment", "Segment", "project_deployment"]
 
 
 class Segment(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,19 +39,19 @@ class Deployment(Aggregate, frozen=True, kw_only=True):
     prefix: str
     name: str
     model: str
-    size: str
-    tier: str
+    size: Size
+    tier: Tier
     capacity: int
     gpu_type: str | None
     region: str | None
-    preset: str
+    preset: Preset
     state: State
     replicas: tuple[str, ...] = ()
     pending_capacity: int | None = None
     failure_reason: str | None = None
     autoscaling: ev.Autoscaling = ev.Autoscaling()
     sla: ev.SlaTargets = ev.SlaTargets()
-    breached: tuple[str, ...] = ()
+    breached: tuple[ev.SlaMetric, ...] = ()
     segments: tuple[Segment, ...] = ()
     last_metered: datetime | None = None
 
@@ -64,75 +70,124 @@ def _mutate(event: DomainEvent, deployment: Deployment | None) -> Deployment | N
 
 
 @_mutate.register
-def _(event: ev.DeploymentRequested, _: None) -> Deployment:
-    fields = msgspec.structs.asdict(event)
-    for name in ("originator_id", "originator_version", "timestamp"):
-        fields.pop(name)
+def _(event: ev.DeploymentRequested, _: Deployment | None) -> Deployment:
     return Deployment(
         id=event.originator_id,
         version=event.originator_version,
         created_on=event.timestamp,
         modified_on=event.timestamp,
+        account_id=event.account_id,
+        prefix=event.prefix,
+        name=event.name,
+        model=event.model,
+        size=event.size,
+        tier=event.tier,
+        capacity=event.capacity,
+        gpu_type=event.gpu_type,
+        region=event.region,
+        preset=event.preset,
         state=State.PROVISIONING,
-        **fields,
     )
 
 
-_STATE_AFTER: dict[type[DomainEvent], str] = {
-    ev.DeploymentActivated: "activate",
-    ev.ProvisioningFailed: "fail",
-    ev.ScaleRequested: "request_scale",
-    ev.ScaledTo: "finish_scale",
-    ev.ScaledToZero: "scale_to_zero",
-    ev.DeploymentDegraded: "degrade",
-    ev.DeploymentRecovered: "recover",
-    ev.TeardownRequested: "request_teardown",
-    ev.Destroyed: "destroy",
-    ev.ReplicaStarted: "start_replica",
-    ev.ReplicaLost: "lose_replica",
-    ev.AutoscalingSet: "configure",
-    ev.SlaTargetsSet: "configure",
-    ev.SlaBreached: "observe_sla",
-    ev.SlaRecovered: "observe_sla",
-}
-
-
-def _removed(replicas: tuple[str, ...], replica: str) -> tuple[str, ...]:
-    return tuple(r for r in replicas if r != replica)
-
-
-# What each event changes besides version, time and state; read as a table.
-_CHANGES: dict[type[DomainEvent], Callable[[Any, Deployment], dict[str, Any]]] = {
-    ev.ReplicaStarted: lambda e, d: {"replicas": (*d.replicas, e.replica)},
-    ev.ReplicaLost: lambda e, d: {"replicas": _removed(d.replicas, e.replica)},
-    ev.ProvisioningFailed: lambda e, d: {"failure_reason": e.reason, "replicas": ()},
-    ev.ScaleRequested: lambda e, d: {"pending_capacity": e.capacity},
-    ev.ScaledTo: lambda e, d: {"capacity": e.capacity, "pending_capacity": None},
-    ev.ScaledToZero: lambda e, d: {"replicas": ()},
-    ev.Destroyed: lambda e, d: {"replicas": ()},
-    ev.DeploymentDegraded: lambda e, d: {"failure_reason": e.reason},
-    ev.DeploymentRecovered: lambda e, d: {"failure_reason": None},
-    ev.AutoscalingSet: lambda e, d: {"autoscaling": e.policy},
-    ev.SlaTargetsSet: lambda e, d: {"sla": e.targets},
-    ev.SlaBreached: lambda e, d: {"breached": tuple(sorted({*d.breached, e.metric}))},
-    ev.SlaRecovered: lambda e, d: {"breached": _removed(d.breached, e.metric)},
-    ev.MinuteMetered: lambda e, d: {
-        "last_metered": e.minute,
-        "segments": _prune(d.segments, e.minute + MINUTE),
-    },
-}
-
-
-@_mutate.register(DomainEvent)
-def _(event: DomainEvent, deployment: Deployment | None) -> Deployment:
-    if deployment is None or not (type(event) in _STATE_AFTER or type(event) in _CHANGES):
+def _step(deployment: Deployment | None, event: DomainEvent, **changes: object) -> Deployment:
+    """The deployment after ``event``: its transition, ``changes``, and billing re-cut."""
+    if deployment is None:
         raise NotThisAggregate(f"{type(event).__name__} is not an event of a requested deployment")
-    change = _CHANGES.get(type(event))
-    changes = change(event, deployment) if change else {}
-    name = _STATE_AFTER.get(type(event))
-    state = transition(deployment.state, name) if name else deployment.state
+    state = state_after(deployment.state, type(event))
     after = touched(deployment, event, state=state, **changes)
     return _rebill(deployment, after, _billing_clock(deployment, event.timestamp))
+
+
+@_mutate.register
+def _(event: ev.ReplicaStarted, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event, replicas=(*_replicas(deployment), event.replica))
+
+
+@_mutate.register
+def _(event: ev.ReplicaLost, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event, replicas=_without(_replicas(deployment), event.replica))
+
+
+@_mutate.register
+def _(event: ev.DeploymentActivated, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event)
+
+
+@_mutate.register
+def _(event: ev.ProvisioningFailed, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event, failure_reason=event.reason, replicas=())
+
+
+@_mutate.register
+def _(event: ev.ScaleRequested, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event, pending_capacity=event.capacity)
+
+
+@_mutate.register
+def _(event: ev.ScaledTo, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event, capacity=event.capacity, pending_capacity=None)
+
+
+@_mutate.register
+def _(event: ev.ScaledToZero, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event, replicas=())
+
+
+@_mutate.register
+def _(event: ev.DeploymentDegraded, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event, failure_reason=event.reason)
+
+
+@_mutate.register
+def _(event: ev.DeploymentRecovered, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event, failure_reason=None)
+
+
+@_mutate.register
+def _(event: ev.AutoscalingSet, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event, autoscaling=event.policy)
+
+
+@_mutate.register
+def _(event: ev.SlaTargetsSet, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event, sla=event.targets)
+
+
+@_mutate.register
+def _(event: ev.SlaBreached, deployment: Deployment | None) -> Deployment:
+    breached = () if deployment is None else deployment.breached
+    return _step(deployment, event, breached=tuple(sorted({*breached, event.metric})))
+
+
+@_mutate.register
+def _(event: ev.SlaRecovered, deployment: Deployment | None) -> Deployment:
+    breached = () if deployment is None else deployment.breached
+    return _step(deployment, event, breached=tuple(m for m in breached if m != event.metric))
+
+
+@_mutate.register
+def _(event: ev.TeardownRequested, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event)
+
+
+@_mutate.register
+def _(event: ev.Destroyed, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event, replicas=())
+
+
+@_mutate.register
+def _(event: ev.MinuteMetered, deployment: Deployment | None) -> Deployment:
+    segments = () if deployment is None else _prune(deployment.segments, event.minute + MINUTE)
+    return _step(deployment, event, last_metered=event.minute, segments=segments)
+
+
+def _replicas(deployment: Deployment | None) -> tuple[str, ...]:
+    return () if deployment is None else deployment.replicas
+
+
+def _without(replicas: tuple[str, ...], replica: str) -> tuple[str, ...]:
+    return tuple(r for r in replicas if r != replica)
 
 
 def _billing_clock(deployment: Deployment, timestamp: datetime) -> datetime:
@@ -170,23 +225,3 @@ def _prune(segments: tuple[Segment, ...], metered_until: datetime) -> tuple[Segm
 
 
 project_deployment = projector(_mutate)
-
-
-# --- commands ---------------------------------------------------------------------------
-
-
-def request_deployment(*, at: datetime, **fields: Any) -> ev.DeploymentRequested:
-    """A new deployment, provisioning (the caller has validated the fields)."""
-    return ev.DeploymentRequested(originator_id=uuid4(), originator_version=1, timestamp=at, **fields)
-
-
-def next_event(deployment: Deployment, cls: type[DomainEvent], at: datetime, **fields: Any) -> DomainEvent:
-    """The event ``cls`` at the deployment's next version, if its transition is legal now.
-
-    Folding it once more checks the transition, so a command can never record an event
-    that the state machine would refuse to replay.
-    """
-    version = deployment.version + 1
-    event = cls(originator_id=deployment.id, originator_version=version, timestamp=at, **fields)
-    _mutate(event, deployment)
-    return event

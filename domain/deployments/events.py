@@ -1,13 +1,30 @@
-"""What happens to a deployment: past-tense facts."""
+"""What happens to a deployment: past-tense facts.
+
+Fields whose values come from a fixed set are typed with that set's enum. msgspec encodes
+a StrEnum as its value, so events stored when these fields were plain strings decode into
+the enums unchanged (``tests/unit/domain/test_stored_events.py`` holds such events).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from uuid import UUID
 
 import msgspec
 
+from modelyard.domain.billing.pricing import Tier
+from modelyard.domain.catalog.hardware import Preset
+from modelyard.domain.catalog.models import Size
 from modelyard.domain.shared.events import DomainEvent
+
+
+class SlaMetric(StrEnum):
+    """What an SLA target measures (FEATURES E3), one per field of ``SlaTargets``."""
+
+    TTFT_MS = "ttft_ms"
+    THROUGHPUT_TPS = "throughput_tps"
+    CONCURRENCY = "concurrency"
 
 
 class Autoscaling(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,87 +45,107 @@ class SlaTargets(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeploymentRequested(DomainEvent, frozen=True, kw_only=True):
+    """An account asked for a deployment of a catalog model; it starts provisioning.
+
+    ``prefix`` is the dialect that asked (``inst_`` or ``dep_``). Events have carried it
+    since the first version, so it stays; a deployment's id does not depend on it.
+    """
+
     account_id: UUID
     prefix: str
     name: str
     model: str
-    size: str
-    tier: str
+    size: Size
+    tier: Tier
     capacity: int
     gpu_type: str | None = None
     region: str | None = None
-    preset: str = "balanced"
+    preset: Preset = Preset.BALANCED
 
 
 class ReplicaStarted(DomainEvent, frozen=True, kw_only=True):
+    """A replica came up healthy and serves the deployment."""
+
     replica: str
     # Where the replica answers; the gateway routes requests there.
     base_url: str = ""
 
 
 class ReplicaLost(DomainEvent, frozen=True, kw_only=True):
-    """A replica died or stopped answering (the brief's ``ReplicaFailed``)."""
+    """A replica died, stopped answering, or was stopped on purpose (``reason`` says which)."""
 
     replica: str
     reason: str
 
 
-# The same fact under the name the issue uses; one class, so one stored topic.
-ReplicaFailed = ReplicaLost
-
-
 class DeploymentActivated(DomainEvent, frozen=True, kw_only=True):
-    pass
+    """Enough replicas serve: the deployment runs and billing starts."""
 
 
 class ProvisioningFailed(DomainEvent, frozen=True, kw_only=True):
+    """The deployment could not be placed or started; it ends ``failed``."""
+
     reason: str
 
 
 class ScaleRequested(DomainEvent, frozen=True, kw_only=True):
+    """Another capacity was asked for; billing keeps the old rate until ``ScaledTo``."""
+
     capacity: int
 
 
 class ScaledTo(DomainEvent, frozen=True, kw_only=True):
+    """The replicas now serve at ``capacity``; billing follows from here."""
+
     capacity: int
 
 
 class ScaledToZero(DomainEvent, frozen=True, kw_only=True):
-    pass
+    """Idle: every replica was released and billing stopped."""
 
 
 class DeploymentDegraded(DomainEvent, frozen=True, kw_only=True):
+    """Serving with fewer replicas than asked for, for ``reason``."""
+
     reason: str
 
 
 class DeploymentRecovered(DomainEvent, frozen=True, kw_only=True):
-    pass
+    """Back to full strength after degrading."""
 
 
 class AutoscalingSet(DomainEvent, frozen=True, kw_only=True):
+    """The autoscaling policy was replaced."""
+
     policy: Autoscaling
 
 
 class SlaTargetsSet(DomainEvent, frozen=True, kw_only=True):
+    """The SLA targets were replaced."""
+
     targets: SlaTargets
 
 
 class SlaBreached(DomainEvent, frozen=True, kw_only=True):
-    metric: str
+    """A measured figure missed its SLA target."""
+
+    metric: SlaMetric
     value: float
     target: float
 
 
 class SlaRecovered(DomainEvent, frozen=True, kw_only=True):
-    metric: str
+    """A missed SLA target is met again."""
+
+    metric: SlaMetric
 
 
 class TeardownRequested(DomainEvent, frozen=True, kw_only=True):
-    pass
+    """Destroy was asked for: billing stops now; replicas are stopped downstream."""
 
 
 class Destroyed(DomainEvent, frozen=True, kw_only=True):
-    pass
+    """Every replica is gone; the deployment is over."""
 
 
 class MeteredPart(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,10 +1,18 @@
-"""The lifecycle: one explicit state machine, with each state's name in both dialects."""
+"""The lifecycle: one explicit state machine, with each state's name in both dialects.
+
+``LIFECYCLE`` is the one table of it: for each deployment event, the states it may happen
+in and the state it leads to. The aggregate guards its commands and folds its events with
+it, and the deployments view takes its state columns from it; nothing else encodes it.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import NamedTuple
 
+from modelyard.domain.deployments import events as ev
 from modelyard.domain.shared.errors import IllegalTransition
+from modelyard.domain.shared.events import DomainEvent
 
 
 class State(StrEnum):
@@ -34,35 +42,65 @@ STATUS_NAMES: dict[State, tuple[str, str]] = {
 
 _LIVE = frozenset({State.RUNNING, State.SCALING, State.DEGRADED})
 _NOT_ENDED = frozenset(set(State) - {State.TEARDOWN, State.DESTROYED})
-
-# transition name -> (states it may happen in, state it leads to; None keeps the state)
-TRANSITIONS: dict[str, tuple[frozenset[State], State | None]] = {
-    "start_replica": (frozenset({State.PROVISIONING, *_LIVE, State.SCALED_TO_ZERO}), None),
-    "lose_replica": (frozenset({State.PROVISIONING, *_LIVE}), None),
-    "activate": (frozenset({State.PROVISIONING, State.SCALED_TO_ZERO}), State.RUNNING),
-    "fail": (frozenset({State.PROVISIONING, State.SCALED_TO_ZERO, *_LIVE}), State.FAILED),
-    "request_scale": (frozenset({State.RUNNING, State.DEGRADED}), State.SCALING),
-    "finish_scale": (frozenset({State.SCALING}), State.RUNNING),
-    "scale_to_zero": (frozenset({State.RUNNING}), State.SCALED_TO_ZERO),
-    "degrade": (frozenset({State.RUNNING, State.SCALING}), State.DEGRADED),
-    "recover": (frozenset({State.DEGRADED}), State.RUNNING),
-    "configure": (_NOT_ENDED - {State.FAILED}, None),
-    "observe_sla": (frozenset(_LIVE), None),
-    "request_teardown": (frozenset(_NOT_ENDED), State.TEARDOWN),
-    "destroy": (frozenset({State.TEARDOWN}), State.DESTROYED),
-}
+_CONFIGURABLE = _NOT_ENDED - {State.FAILED}
 
 # Runtime is billed while replicas serve: these states, and no others.
-BILLABLE = frozenset(_LIVE)
+BILLABLE = _LIVE
 
 
-def transition(state: State, name: str) -> State:
-    """The state after transition ``name`` from ``state``; an illegal one raises."""
-    allowed, target = TRANSITIONS[name]
-    if state not in allowed:
-        shown = name.replace("_", " ")
-        raise IllegalTransition(f"Cannot {shown} a deployment that is {state.value}.")
-    return state if target is None else target
+class Transition(NamedTuple):
+    """What an event does to the state: where it may happen, where it leads, how to say it."""
+
+    verb: str
+    allowed: frozenset[State]
+    # None keeps the state as it was.
+    target: State | None
+
+
+LIFECYCLE: dict[type[DomainEvent], Transition] = {
+    ev.ReplicaStarted: Transition(
+        "start a replica of", frozenset({State.PROVISIONING, *_LIVE, State.SCALED_TO_ZERO}), None
+    ),
+    ev.ReplicaLost: Transition("lose a replica of", frozenset({State.PROVISIONING, *_LIVE}), None),
+    ev.DeploymentActivated: Transition(
+        "activate", frozenset({State.PROVISIONING, State.SCALED_TO_ZERO}), State.RUNNING
+    ),
+    ev.ProvisioningFailed: Transition(
+        "fail", frozenset({State.PROVISIONING, State.SCALED_TO_ZERO, *_LIVE}), State.FAILED
+    ),
+    ev.ScaleRequested: Transition(
+        "request scale of", frozenset({State.RUNNING, State.DEGRADED}), State.SCALING
+    ),
+    ev.ScaledTo: Transition("finish scaling", frozenset({State.SCALING}), State.RUNNING),
+    ev.ScaledToZero: Transition("scale to zero", frozenset({State.RUNNING}), State.SCALED_TO_ZERO),
+    ev.DeploymentDegraded: Transition("degrade", frozenset({State.RUNNING, State.SCALING}), State.DEGRADED),
+    ev.DeploymentRecovered: Transition("recover", frozenset({State.DEGRADED}), State.RUNNING),
+    ev.AutoscalingSet: Transition("configure autoscaling of", _CONFIGURABLE, None),
+    ev.SlaTargetsSet: Transition("set SLA targets of", _CONFIGURABLE, None),
+    ev.SlaBreached: Transition("record an SLA breach of", _LIVE, None),
+    ev.SlaRecovered: Transition("record an SLA recovery of", _LIVE, None),
+    ev.TeardownRequested: Transition("tear down", _NOT_ENDED, State.TEARDOWN),
+    ev.Destroyed: Transition("destroy", frozenset({State.TEARDOWN}), State.DESTROYED),
+}
+
+
+def state_after(state: State, event_type: type[DomainEvent]) -> State:
+    """The state after an event of ``event_type`` from ``state``; an illegal one raises.
+
+    An event the table does not name (a metered minute) leaves the state as it was.
+    """
+    step = LIFECYCLE.get(event_type)
+    if step is None:
+        return state
+    if state not in step.allowed:
+        raise IllegalTransition(f"Cannot {step.verb} a deployment that is {state.value}.")
+    return state if step.target is None else step.target
+
+
+def target_of(event_type: type[DomainEvent]) -> State | None:
+    """The state an event of ``event_type`` always leads to, or None if it keeps the state."""
+    step = LIFECYCLE.get(event_type)
+    return None if step is None else step.target
 
 
 def status_v1(state: State) -> str:

@@ -8,12 +8,10 @@ at or before the last one it metered, and the meter always meters due minutes in
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
 
-from modelyard.domain.billing.pricing import CAPACITY_TENTHS, SECONDS_PER_HOUR, Tier, hourly_micros
-from modelyard.domain.catalog.models import Size
+from modelyard.domain.billing.pricing import CAPACITY_TENTHS, SECONDS_PER_HOUR, hourly_micros
 from modelyard.domain.deployments import events as ev
-from modelyard.domain.deployments.aggregate import Deployment, Segment, next_event
+from modelyard.domain.deployments.aggregate import Deployment, Segment
 from modelyard.domain.shared.errors import DuplicateMinute, InvalidRequest
 from modelyard.domain.shared.time import MINUTE, is_minute_start, require_utc, whole_second
 from modelyard.domain.shared.time import minute_floor as minute_of
@@ -35,7 +33,7 @@ def _parts(deployment: Deployment, minute: datetime) -> list[tuple[int, int]]:
 
 def amount_for(deployment: Deployment, parts: list[tuple[int, int]]) -> int:
     """The charge for the stretches of one minute, rounded down once (never over)."""
-    rate = hourly_micros(Tier(deployment.tier), Size(deployment.size))
+    rate = hourly_micros(deployment.tier, deployment.size)
     numerator = sum(rate * CAPACITY_TENTHS[capacity] * seconds for seconds, capacity in parts)
     return numerator // (SECONDS_PER_HOUR * 10)
 
@@ -56,10 +54,10 @@ def meter_minute(deployment: Deployment, minute: datetime, at: datetime) -> ev.M
     parts = _parts(deployment, minute)
     if not parts:
         return None
-    event = next_event(
-        deployment,
-        ev.MinuteMetered,
-        at,
+    return ev.MinuteMetered(
+        originator_id=deployment.id,
+        originator_version=deployment.version + 1,
+        timestamp=at,
         account_id=deployment.account_id,
         minute=minute,
         seconds=sum(seconds for seconds, _ in parts),
@@ -69,7 +67,6 @@ def meter_minute(deployment: Deployment, minute: datetime, at: datetime) -> ev.M
             for seconds, capacity in parts
         ),
     )
-    return cast(ev.MinuteMetered, event)
 
 
 def due_minutes(deployment: Deployment, at: datetime) -> list[datetime]:

@@ -20,24 +20,36 @@ class KeyKind(StrEnum):
     SCOPED = "scoped"
 
 
+class Role(StrEnum):
+    """What a grant lets a scoped key do on one deployment."""
+
+    INFERENCE = "inference"
+
+
 class KeyIssued(DomainEvent, frozen=True, kw_only=True):
+    """A key was issued; only its hash and a display form are recorded, never the secret."""
+
     account_id: UUID
-    kind: str
+    kind: KeyKind
     secret_hash: str
     display: str
     deployment_id: UUID | None = None
 
 
 class KeyRevoked(DomainEvent, frozen=True, kw_only=True):
-    pass
+    """The key no longer authenticates anything."""
 
 
 class AccessGranted(DomainEvent, frozen=True, kw_only=True):
+    """A scoped key may now reach one deployment in ``role``."""
+
     deployment_id: UUID
-    role: str
+    role: Role
 
 
 class AccessRevoked(DomainEvent, frozen=True, kw_only=True):
+    """A scoped key's grant on one deployment was withdrawn."""
+
     deployment_id: UUID
 
 
@@ -50,7 +62,7 @@ class ApiKey(Aggregate, frozen=True, kw_only=True):
     display: str
     deployment_id: UUID | None = None
     revoked: bool = False
-    grants: dict[UUID, str] = {}
+    grants: dict[UUID, Role] = {}
 
 
 def hash_secret(secret: str) -> str:
@@ -85,7 +97,7 @@ def _(event: KeyIssued, _: None) -> ApiKey:
         created_on=event.timestamp,
         modified_on=event.timestamp,
         account_id=event.account_id,
-        kind=KeyKind(event.kind),
+        kind=event.kind,
         secret_hash=event.secret_hash,
         display=event.display,
         deployment_id=event.deployment_id,
@@ -127,7 +139,7 @@ def issue_key(
         originator_version=1,
         timestamp=at,
         account_id=account_id,
-        kind=kind.value,
+        kind=kind,
         secret_hash=secret_hash,
         display=display,
         deployment_id=deployment_id,
@@ -145,14 +157,16 @@ def grant_access(key: ApiKey, deployment_id: UUID, role: str, at: datetime) -> A
     """Let a scoped key reach one deployment."""
     if key.kind is not KeyKind.SCOPED:
         raise InvalidRequest("Access is granted to scoped keys only.")
-    if role != "inference":
-        raise InvalidRequest(f"Unknown role {role!r}; the role is 'inference'.")
+    try:
+        parsed = Role(role)
+    except ValueError:
+        raise InvalidRequest(f"Unknown role {role!r}; the role is 'inference'.") from None
     return AccessGranted(
         originator_id=key.id,
         originator_version=key.version + 1,
         timestamp=at,
         deployment_id=deployment_id,
-        role=role,
+        role=parsed,
     )
 
 

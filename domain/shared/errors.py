@@ -1,82 +1,120 @@
-"""One root domain error and a subclass per documented code.
+"""One root error for every refusal the product names, and a subclass per domain code.
 
-Each carries the code clients branch on and the HTTP status the edge renders it with; the
-API maps them in one place (``api/errors.py``) and never invents its own for these cases.
+An error carries the stable ``code`` clients branch on and a human ``message``; nothing
+here knows about HTTP. The API maps codes to statuses in one table (``api/errors.py``),
+and its own refusals (keys, rate limits, idempotency) subclass the same root.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
 
-class DomainError(Exception):
-    """A command refused by the domain, with a clear message."""
 
-    code = "INVALID_REQUEST"
-    status = 400
+class ModelyardError(Exception):
+    """A refusal with a stable code and a clear message: the root of every named error."""
+
+    code: ClassVar[str] = "INVALID_REQUEST"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
+class DomainError(ModelyardError):
+    """A command refused by the domain."""
+
+
 class InvalidRequest(DomainError):
-    code, status = "INVALID_REQUEST", 400
+    """The request is malformed or names something that cannot be."""
+
+    code = "INVALID_REQUEST"
 
 
 class InvalidCapacity(DomainError):
-    code, status = "INVALID_CAPACITY", 400
+    """A capacity other than 1, 2, 4 or 8, or one the tier does not scale to."""
+
+    code = "INVALID_CAPACITY"
 
 
 class InvalidModel(DomainError):
-    code, status = "INVALID_MODEL", 400
+    """A provision request names a model that is not in the catalog."""
+
+    code = "INVALID_MODEL"
 
 
 class ModelNotFound(DomainError):
-    code, status = "MODEL_NOT_FOUND", 404
+    """A catalog read names a model that is not in the catalog."""
+
+    code = "MODEL_NOT_FOUND"
 
 
 class InvalidBillingMode(DomainError):
-    code, status = "INVALID_BILLING_MODE", 400
+    """A ``billing`` parameter: pay-as-you-go is the only mode."""
+
+    code = "INVALID_BILLING_MODE"
 
 
 class InvalidAmount(DomainError):
-    code, status = "INVALID_AMOUNT", 400
+    """A credit or charge that is not a whole, positive, bounded number of micro-dollars."""
+
+    code = "INVALID_AMOUNT"
 
 
 class InsufficientCredits(DomainError):
-    code, status = "INSUFFICIENT_CREDITS", 402
+    """The balance does not cover what the command would start to spend."""
+
+    code = "INSUFFICIENT_CREDITS"
 
 
 class AccountNotFound(DomainError):
-    code, status = "ACCOUNT_NOT_FOUND", 404
+    """No account with this id."""
+
+    code = "ACCOUNT_NOT_FOUND"
 
 
 class InstanceNotFound(DomainError):
-    code, status = "INSTANCE_NOT_FOUND", 404
+    """No deployment with this id (in either dialect)."""
+
+    code = "INSTANCE_NOT_FOUND"
 
 
 class KeyNotFound(DomainError):
-    code, status = "KEY_NOT_FOUND", 404
+    """No key with this id."""
+
+    code = "KEY_NOT_FOUND"
 
 
 class WebhookNotFound(DomainError):
-    code, status = "WEBHOOK_NOT_FOUND", 404
+    """No webhook subscription with this id."""
+
+    code = "WEBHOOK_NOT_FOUND"
 
 
 class InstanceNotRunning(DomainError):
-    code, status = "INSTANCE_NOT_RUNNING", 409
+    """The deployment has no replica serving right now."""
+
+    code = "INSTANCE_NOT_RUNNING"
 
 
 class IllegalTransition(DomainError):
-    code, status = "ILLEGAL_TRANSITION", 409
+    """The lifecycle does not allow this change from the deployment's state."""
+
+    code = "ILLEGAL_TRANSITION"
 
 
 class DuplicateMinute(DomainError):
-    code, status = "DUPLICATE_MINUTE", 409
+    """A minute already metered or charged."""
+
+    code = "DUPLICATE_MINUTE"
 
 
 class ConcurrencyConflict(DomainError):
-    code, status = "CONFLICT", 409
+    """Another writer changed the aggregate first; reload and retry."""
+
+    code = "CONFLICT"
 
 
 class ProvisioningFailed(DomainError):
-    code, status = "PROVISIONING_FAILED", 502
+    """The deployment could not be placed or started."""
+
+    code = "PROVISIONING_FAILED"

@@ -30,6 +30,8 @@ MIN_SECRET_LENGTH = 16
 
 
 class WebhookSubscribed(DomainEvent, frozen=True, kw_only=True):
+    """A URL subscribed to some of one deployment's events, with the secret to sign with."""
+
     account_id: UUID
     deployment_id: UUID
     url: str
@@ -38,7 +40,7 @@ class WebhookSubscribed(DomainEvent, frozen=True, kw_only=True):
 
 
 class WebhookRemoved(DomainEvent, frozen=True, kw_only=True):
-    pass
+    """The subscription ended: no more deliveries are owed to it."""
 
 
 class WebhookSubscription(Aggregate, frozen=True, kw_only=True):

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from modelyard.domain.deployments import events as ev
-from modelyard.domain.deployments.lifecycle import State, status_v1, status_v2
+from modelyard.domain.deployments.lifecycle import State, status_v1, status_v2, target_of
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.events import DomainEvent
 from modelyard.projections.base import OneByOne, Tx
@@ -73,23 +73,10 @@ def _state_columns(state: State) -> dict[str, Any]:
     return {"state": state.value, "status_v1": status_v1(state), "status_v2": status_v2(state)}
 
 
-_STATE_OF: dict[type[DomainEvent], State] = {
-    ev.DeploymentActivated: State.RUNNING,
-    ev.ProvisioningFailed: State.FAILED,
-    ev.ScaleRequested: State.SCALING,
-    ev.ScaledTo: State.RUNNING,
-    ev.ScaledToZero: State.SCALED_TO_ZERO,
-    ev.DeploymentDegraded: State.DEGRADED,
-    ev.DeploymentRecovered: State.RUNNING,
-    ev.TeardownRequested: State.TEARDOWN,
-    ev.Destroyed: State.DESTROYED,
-}
-
-
 def _columns(event: DomainEvent, replicas: int) -> dict[str, Any]:
     """The columns an event changes (the aggregate already checked it was legal)."""
     columns: dict[str, Any] = {}
-    state = _STATE_OF.get(type(event))
+    state = target_of(type(event))
     if state is not None:
         columns |= _state_columns(state)
     match event:

@@ -2,83 +2,100 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
+import msgspec
 import pytest
 
+from modelyard.domain.accounts.aggregate import Account
+from modelyard.domain.billing.pricing import Tier
+from modelyard.domain.catalog.hardware import Preset
+from modelyard.domain.catalog.models import Plan, Size
 from modelyard.domain.deployments import aggregate as agg
+from modelyard.domain.deployments import commands as cmd
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.lifecycle import (
     BILLABLE,
+    LIFECYCLE,
     STATUS_NAMES,
-    TRANSITIONS,
     State,
+    state_after,
     status_v1,
     status_v2,
-    transition,
 )
-from modelyard.domain.shared.errors import IllegalTransition
+from modelyard.domain.shared.errors import IllegalTransition, InvalidCapacity, InvalidRequest
+from modelyard.domain.shared.events import DomainEvent
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
-EVENT_OF: dict[str, tuple[type[ev.DomainEvent], dict[str, Any]]] = {
-    "activate": (ev.DeploymentActivated, {}),
-    "fail": (ev.ProvisioningFailed, {"reason": "no host"}),
-    "request_scale": (ev.ScaleRequested, {"capacity": 2}),
-    "finish_scale": (ev.ScaledTo, {"capacity": 2}),
-    "scale_to_zero": (ev.ScaledToZero, {}),
-    "degrade": (ev.DeploymentDegraded, {"reason": "r1 lost"}),
-    "recover": (ev.DeploymentRecovered, {}),
-    "request_teardown": (ev.TeardownRequested, {}),
-    "destroy": (ev.Destroyed, {}),
-    "start_replica": (ev.ReplicaStarted, {"replica": "r9"}),
-    "lose_replica": (ev.ReplicaLost, {"replica": "r9", "reason": "exit 1"}),
-    "configure": (ev.AutoscalingSet, {"policy": ev.Autoscaling(max_replicas=4)}),
-    "observe_sla": (ev.SlaBreached, {"metric": "ttft_ms", "value": 900.0, "target": 500.0}),
+Command = Callable[..., DomainEvent]
+# Each event of the lifecycle table, the command that records it, and that command's arguments.
+COMMAND_OF: dict[type[DomainEvent], tuple[Command, dict[str, Any]]] = {
+    ev.DeploymentActivated: (cmd.activate, {}),
+    ev.ProvisioningFailed: (cmd.fail_provisioning, {"reason": "no host"}),
+    ev.ScaleRequested: (cmd.request_scale, {"capacity": 2}),
+    ev.ScaledTo: (cmd.finish_scale, {"capacity": 2}),
+    ev.ScaledToZero: (cmd.scale_to_zero, {}),
+    ev.DeploymentDegraded: (cmd.degrade, {"reason": "r1 lost"}),
+    ev.DeploymentRecovered: (cmd.recover, {}),
+    ev.TeardownRequested: (cmd.request_teardown, {}),
+    ev.Destroyed: (cmd.mark_destroyed, {}),
+    ev.ReplicaStarted: (cmd.start_replica, {"replica": "r9", "base_url": "http://127.0.0.1:9"}),
+    ev.ReplicaLost: (cmd.lose_replica, {"replica": "r9", "reason": "exit 1"}),
+    ev.AutoscalingSet: (cmd.set_autoscaling, {"policy": ev.Autoscaling(max_replicas=4)}),
+    ev.SlaTargetsSet: (cmd.set_sla, {"targets": ev.SlaTargets(ttft_target_ms=500)}),
+    ev.SlaBreached: (
+        cmd.record_sla_breach,
+        {"metric": ev.SlaMetric.TTFT_MS, "value": 900.0, "target": 500.0},
+    ),
+    ev.SlaRecovered: (cmd.record_sla_recovery, {"metric": ev.SlaMetric.TTFT_MS}),
 }
 # A path of legal events that reaches each state from provisioning.
-PATH_TO: dict[State, list[str]] = {
+PATH_TO: dict[State, list[type[DomainEvent]]] = {
     State.PROVISIONING: [],
-    State.RUNNING: ["activate"],
-    State.SCALING: ["activate", "request_scale"],
-    State.DEGRADED: ["activate", "degrade"],
-    State.SCALED_TO_ZERO: ["activate", "scale_to_zero"],
-    State.TEARDOWN: ["request_teardown"],
-    State.DESTROYED: ["request_teardown", "destroy"],
-    State.FAILED: ["fail"],
+    State.RUNNING: [ev.DeploymentActivated],
+    State.SCALING: [ev.DeploymentActivated, ev.ScaleRequested],
+    State.DEGRADED: [ev.DeploymentActivated, ev.DeploymentDegraded],
+    State.SCALED_TO_ZERO: [ev.DeploymentActivated, ev.ScaledToZero],
+    State.TEARDOWN: [ev.TeardownRequested],
+    State.DESTROYED: [ev.TeardownRequested, ev.Destroyed],
+    State.FAILED: [ev.ProvisioningFailed],
 }
+
+
+def _account(balance: int = 10_000_000) -> Account:
+    return Account(
+        id=uuid4(), version=2, created_on=T0, modified_on=T0, name="a", plan=Plan.FREE, balance=balance
+    )
 
 
 def _new(capacity: int = 1) -> agg.Deployment:
-    requested = agg.request_deployment(
-        at=T0,
-        account_id=uuid4(),
-        prefix="dep_",
-        name="chat",
-        model="llama3.1-8b",
-        size="small",
-        tier="dedicated",
-        capacity=capacity,
+    requested = cmd.request_deployment(
+        _account(), prefix="dep_", name="chat", model="llama3.1-8b", capacity=capacity, at=T0
     )
     deployment = agg.project_deployment(None, [requested])
     assert deployment is not None
     return deployment
 
 
-def _do(deployment: agg.Deployment, name: str, at: datetime = T0, **fields: Any) -> agg.Deployment:
-    cls, defaults = EVENT_OF[name]
-    after = agg.project_deployment(
-        deployment, [agg.next_event(deployment, cls, at, **{**defaults, **fields})]
-    )
+def _do(
+    deployment: agg.Deployment, event_type: type[DomainEvent], at: datetime = T0, **fields: Any
+) -> agg.Deployment:
+    command, defaults = COMMAND_OF[event_type]
+    event = command(deployment, **{**defaults, **fields}, at=at)
+    assert type(event) is event_type
+    assert (event.originator_id, event.originator_version) == (deployment.id, deployment.version + 1)
+    after = agg.project_deployment(deployment, [event])
     assert after is not None
     return after
 
 
 def _in(state: State) -> agg.Deployment:
     deployment = _new()
-    for name in PATH_TO[state]:
-        deployment = _do(deployment, name)
+    for event_type in PATH_TO[state]:
+        deployment = _do(deployment, event_type)
     assert deployment.state is state
     return deployment
 
@@ -90,28 +107,50 @@ def test_a_requested_deployment_is_provisioning_with_its_fields() -> None:
         "dep_",
         "llama3.1-8b",
         4,
-        "balanced",
+        Preset.BALANCED,
     )
+    assert (deployment.size, deployment.tier) == (Size.SMALL, Tier.DEDICATED)
     assert not deployment.billable
     assert deployment.segments == ()
 
 
 @pytest.mark.parametrize("state", list(State))
-@pytest.mark.parametrize("name", sorted(EVENT_OF))
-def test_each_event_is_accepted_exactly_where_the_table_allows(state: State, name: str) -> None:
+@pytest.mark.parametrize("event_type", list(COMMAND_OF), ids=lambda t: t.__name__)
+def test_each_command_is_accepted_exactly_where_the_table_allows(
+    state: State, event_type: type[DomainEvent]
+) -> None:
     deployment = _in(state)
-    allowed, target = TRANSITIONS[name]
-    if state in allowed:
-        assert _do(deployment, name).state is (target or state)
+    step = LIFECYCLE[event_type]
+    if state in step.allowed:
+        assert _do(deployment, event_type).state is (step.target or state)
     else:
         with pytest.raises(IllegalTransition) as caught:
-            _do(deployment, name)
+            _do(deployment, event_type)
         assert state.value in caught.value.message
-        assert (caught.value.code, caught.value.status) == ("ILLEGAL_TRANSITION", 409)
+        assert caught.value.code == "ILLEGAL_TRANSITION"
+
+
+@pytest.mark.parametrize("state", list(State))
+@pytest.mark.parametrize("event_type", list(COMMAND_OF), ids=lambda t: t.__name__)
+def test_folding_refuses_what_the_commands_refuse(state: State, event_type: type[DomainEvent]) -> None:
+    """An event some other writer recorded still cannot break the machine on replay."""
+    command, defaults = COMMAND_OF[event_type]
+    elsewhere = _in(min(LIFECYCLE[event_type].allowed))
+    deployment = _in(state)
+    event = msgspec.structs.replace(
+        command(elsewhere, **defaults, at=T0),
+        originator_id=deployment.id,
+        originator_version=deployment.version + 1,
+    )
+    if state in LIFECYCLE[event_type].allowed:
+        assert agg.project_deployment(deployment, [event]) is not None
+    else:
+        with pytest.raises(IllegalTransition):
+            agg.project_deployment(deployment, [event])
 
 
 def test_the_table_covers_every_event_that_changes_state() -> None:
-    assert set(EVENT_OF) == set(TRANSITIONS)
+    assert set(COMMAND_OF) == set(LIFECYCLE)
 
 
 def test_every_state_has_a_name_in_both_dialects() -> None:
@@ -140,7 +179,7 @@ def test_every_state_has_a_name_in_both_dialects() -> None:
 
 def test_an_illegal_transition_names_both_what_and_from_where() -> None:
     with pytest.raises(IllegalTransition, match=r"Cannot destroy a deployment that is running"):
-        transition(State.RUNNING, "destroy")
+        state_after(State.RUNNING, ev.Destroyed)
 
 
 def test_billing_runs_exactly_while_replicas_serve() -> None:
@@ -150,28 +189,28 @@ def test_billing_runs_exactly_while_replicas_serve() -> None:
 
 
 def test_segments_follow_activation_capacity_and_idle() -> None:
-    deployment = _do(_new(), "activate", T0 + timedelta(seconds=10, microseconds=700_000))
-    deployment = _do(deployment, "request_scale", T0 + timedelta(seconds=40), capacity=4)
+    deployment = _do(_new(), ev.DeploymentActivated, T0 + timedelta(seconds=10, microseconds=700_000))
+    deployment = _do(deployment, ev.ScaleRequested, T0 + timedelta(seconds=40), capacity=4)
     # Still billed at the old capacity while scaling; the new rate starts with ScaledTo.
     assert [(s.start.second, s.end, s.capacity) for s in deployment.segments] == [(10, None, 1)]
-    deployment = _do(deployment, "finish_scale", T0 + timedelta(seconds=50), capacity=4)
-    deployment = _do(deployment, "scale_to_zero", T0 + timedelta(seconds=80))
+    deployment = _do(deployment, ev.ScaledTo, T0 + timedelta(seconds=50), capacity=4)
+    deployment = _do(deployment, ev.ScaledToZero, T0 + timedelta(seconds=80))
     assert [(s.start, s.end, s.capacity) for s in deployment.segments] == [
         (T0 + timedelta(seconds=10), T0 + timedelta(seconds=50), 1),
         (T0 + timedelta(seconds=50), T0 + timedelta(seconds=80), 4),
     ]
     assert deployment.replicas == ()
-    woken = _do(deployment, "activate", T0 + timedelta(seconds=200))
+    woken = _do(deployment, ev.DeploymentActivated, T0 + timedelta(seconds=200))
     assert woken.segments[-1] == agg.Segment(start=T0 + timedelta(seconds=200), end=None, capacity=4)
 
 
 def test_an_event_stamped_before_the_last_boundary_cannot_reorder_billing() -> None:
-    deployment = _do(_new(), "activate", T0 + timedelta(seconds=30))
+    deployment = _do(_new(), ev.DeploymentActivated, T0 + timedelta(seconds=30))
     # A writer whose clock runs behind: the segment still cannot end before it began.
-    stopped = _do(deployment, "request_teardown", T0 + timedelta(seconds=20))
+    stopped = _do(deployment, ev.TeardownRequested, T0 + timedelta(seconds=20))
     assert stopped.segments == ()
-    deployment = _do(deployment, "request_scale", T0 + timedelta(seconds=40), capacity=2)
-    scaled = _do(deployment, "finish_scale", T0 + timedelta(seconds=35), capacity=2)
+    deployment = _do(deployment, ev.ScaleRequested, T0 + timedelta(seconds=40), capacity=2)
+    scaled = _do(deployment, ev.ScaledTo, T0 + timedelta(seconds=35), capacity=2)
     assert [(s.start, s.end) for s in scaled.segments] == [
         (T0 + timedelta(seconds=30), T0 + timedelta(seconds=35)),
         (T0 + timedelta(seconds=35), None),
@@ -179,34 +218,48 @@ def test_an_event_stamped_before_the_last_boundary_cannot_reorder_billing() -> N
 
 
 def test_replicas_failure_reason_and_sla_breaches_are_kept() -> None:
-    deployment = _do(_new(), "start_replica", replica="r0")
-    deployment = _do(deployment, "start_replica", replica="r1")
-    deployment = _do(deployment, "lose_replica", replica="r0")
+    deployment = _do(_new(), ev.ReplicaStarted, replica="r0")
+    deployment = _do(deployment, ev.ReplicaStarted, replica="r1")
+    deployment = _do(deployment, ev.ReplicaLost, replica="r0")
     assert deployment.replicas == ("r1",)
-    deployment = _do(_do(deployment, "activate"), "degrade", reason="r0 lost")
+    deployment = _do(_do(deployment, ev.DeploymentActivated), ev.DeploymentDegraded, reason="r0 lost")
     assert deployment.failure_reason == "r0 lost"
-    deployment = _do(deployment, "observe_sla", metric="ttft_ms")
-    assert deployment.breached == ("ttft_ms",)
-    recovered = agg.next_event(deployment, ev.SlaRecovered, T0, metric="ttft_ms")
-    deployment = agg.project_deployment(deployment, [recovered])
-    assert deployment is not None
-    assert deployment.breached == ()
-    deployment = _do(deployment, "recover")
+    deployment = _do(deployment, ev.SlaBreached, metric=ev.SlaMetric.TTFT_MS)
+    deployment = _do(deployment, ev.SlaBreached, metric=ev.SlaMetric.CONCURRENCY)
+    assert deployment.breached == (ev.SlaMetric.CONCURRENCY, ev.SlaMetric.TTFT_MS)
+    deployment = _do(deployment, ev.SlaRecovered, metric=ev.SlaMetric.TTFT_MS)
+    assert deployment.breached == (ev.SlaMetric.CONCURRENCY,)
+    deployment = _do(deployment, ev.DeploymentRecovered)
     assert (deployment.state, deployment.failure_reason) == (State.RUNNING, None)
 
 
 def test_a_failed_provisioning_keeps_its_reason_and_drops_replicas() -> None:
-    failed = _do(_do(_new(), "start_replica", replica="r0"), "fail", reason="image pull failed")
+    failed = _do(
+        _do(_new(), ev.ReplicaStarted, replica="r0"), ev.ProvisioningFailed, reason="image pull failed"
+    )
     assert (failed.state, failed.failure_reason, failed.replicas) == (State.FAILED, "image pull failed", ())
 
 
-def test_replica_failed_is_the_same_fact_as_replica_lost() -> None:
-    assert ev.ReplicaFailed is ev.ReplicaLost
-
-
-def test_next_event_is_at_the_next_version_and_never_skips_the_machine() -> None:
+def test_a_command_never_skips_the_machine_or_a_version() -> None:
     deployment = _new()
-    event = agg.next_event(deployment, ev.DeploymentActivated, T0)
+    event = cmd.activate(deployment, T0)
     assert (event.originator_id, event.originator_version) == (deployment.id, deployment.version + 1)
     with pytest.raises(IllegalTransition):
-        agg.next_event(deployment, ev.Destroyed, T0)
+        cmd.mark_destroyed(deployment, T0)
+
+
+def test_an_sla_breach_needs_finite_figures() -> None:
+    running = _in(State.RUNNING)
+    with pytest.raises(InvalidRequest, match="finite"):
+        cmd.record_sla_breach(running, ev.SlaMetric.TTFT_MS, float("inf"), 500.0, T0)
+    with pytest.raises(InvalidRequest, match="finite"):
+        cmd.record_sla_breach(running, ev.SlaMetric.TTFT_MS, 900.0, float("nan"), T0)
+
+
+def test_scaling_checks_capacity_and_tier_before_the_machine() -> None:
+    with pytest.raises(InvalidCapacity):
+        cmd.request_scale(_in(State.RUNNING), 3, T0)
+    with pytest.raises(InvalidCapacity):
+        cmd.request_scale(_in(State.PROVISIONING), 3, T0)
+    with pytest.raises(InvalidCapacity):
+        cmd.finish_scale(_in(State.SCALING), 5, T0)
