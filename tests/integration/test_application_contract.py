@@ -121,7 +121,7 @@ def test_everything_written_reads_back_from_a_fresh_application(store_env: dict[
         account = _funded(writer)
         dep = writer.request_deployment(account_id=account, model="smollm2-135m", prefix="dep_", at=T0)
         writer.activate(dep, at=T0)
-        writer.meter_minute(dep, T0, at=T0 + timedelta(minutes=1))
+        writer.meter(dep, T0, at=T0 + timedelta(minutes=1))
         key = writer.issue_key(
             account_id=account, kind=KeyKind.MANAGEMENT, secret_hash=hash_secret("s"), display="…", at=T0
         )
@@ -151,7 +151,7 @@ def test_two_meters_racing_on_one_minute_charge_it_once(store_env: dict[str, str
         first.activate(dep, at=T0)
         at = T0 + timedelta(minutes=1)
         stale = second.get_deployment(dep), second.get_account(account)
-        assert first.meter_minute(dep, T0, at=at) == 2_500
+        assert first.meter(dep, T0, at=at) == 2_500
         before = second.recorder.max_notification_id()
         metered = meter_minute(stale[0], T0, at)
         assert metered is not None
@@ -162,7 +162,7 @@ def test_two_meters_racing_on_one_minute_charge_it_once(store_env: dict[str, str
         with pytest.raises(ConcurrencyConflict):
             second.record(metered, *charges)
         with pytest.raises(DuplicateMinute):
-            second.meter_minute(dep, T0, at=at)
+            second.meter(dep, T0, at=at)
         assert second.recorder.max_notification_id() == before
         events = [first.mapper.to_domain_event(n) for n in first.recorder.select_notifications(1, 1_000)]
         assert sum(isinstance(e, MinuteMetered) for e in events) == 1

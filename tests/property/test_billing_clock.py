@@ -7,6 +7,7 @@ never be charged, or would be charged twice).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -15,25 +16,29 @@ from uuid import uuid4
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modelyard.domain.billing.pricing import Tier
+from modelyard.domain.catalog.models import Size
 from modelyard.domain.deployments import aggregate as agg
+from modelyard.domain.deployments import commands as cmd
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.metering import due_minutes, meter_minute
 from modelyard.domain.shared.errors import IllegalTransition
 
 T0 = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
-EVENTS: list[tuple[type[ev.DomainEvent], dict[str, Any]]] = [
-    (ev.DeploymentActivated, {}),
-    (ev.ScaleRequested, {"capacity": 2}),
-    (ev.ScaledTo, {"capacity": 2}),
-    (ev.ScaleRequested, {"capacity": 8}),
-    (ev.ScaledTo, {"capacity": 8}),
-    (ev.ScaledToZero, {}),
-    (ev.DeploymentDegraded, {"reason": "r"}),
-    (ev.DeploymentRecovered, {}),
+# Commands and their arguments besides the deployment and the time.
+COMMANDS: list[tuple[Callable[..., ev.DomainEvent], dict[str, Any]]] = [
+    (cmd.activate, {}),
+    (cmd.request_scale, {"capacity": 2}),
+    (cmd.finish_scale, {"capacity": 2}),
+    (cmd.request_scale, {"capacity": 8}),
+    (cmd.finish_scale, {"capacity": 8}),
+    (cmd.scale_to_zero, {}),
+    (cmd.degrade, {"reason": "r"}),
+    (cmd.recover, {}),
 ]
-# (which event or -1 for a meter run, clock skew of that writer in ms, time passing in s)
+# (which command or -1 for a meter run, clock skew of that writer in ms, time passing in s)
 schedule = st.lists(
-    st.tuples(st.integers(-1, len(EVENTS) - 1), st.integers(-90_000, 2_000), st.integers(0, 120)),
+    st.tuples(st.integers(-1, len(COMMANDS) - 1), st.integers(-90_000, 2_000), st.integers(0, 120)),
     max_size=40,
 )
 
@@ -55,8 +60,18 @@ def _check(deployment: agg.Deployment) -> None:
 @settings(max_examples=200, deadline=None)
 @given(schedule)
 def test_segments_stay_ordered_whatever_the_clocks_say(plan: list[tuple[int, int, int]]) -> None:
-    fields = {"prefix": "inst_", "name": "n", "model": "m", "size": "small", "tier": "dedicated"}
-    requested = agg.request_deployment(at=T0, account_id=uuid4(), capacity=1, **fields)
+    requested = ev.DeploymentRequested(
+        originator_id=uuid4(),
+        originator_version=1,
+        timestamp=T0,
+        account_id=uuid4(),
+        prefix="inst_",
+        name="n",
+        model="m",
+        size=Size.SMALL,
+        tier=Tier.DEDICATED,
+        capacity=1,
+    )
     deployment = agg.project_deployment(None, [requested])
     assert deployment is not None
     now = T0
@@ -69,9 +84,9 @@ def test_segments_stay_ordered_whatever_the_clocks_say(plan: list[tuple[int, int
                     deployment = agg.project_deployment(deployment, [metered])
                     assert deployment is not None
         else:
-            cls, fields = EVENTS[which]
+            command, fields = COMMANDS[which]
             try:
-                event = agg.next_event(deployment, cls, now + timedelta(milliseconds=skew_ms), **fields)
+                event = command(deployment, **fields, at=now + timedelta(milliseconds=skew_ms))
             except IllegalTransition:
                 continue
             deployment = agg.project_deployment(deployment, [event])

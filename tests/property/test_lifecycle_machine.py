@@ -8,6 +8,7 @@ bound (one micro-dollar per metered minute), never more.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from uuid import uuid4
@@ -20,25 +21,29 @@ from modelyard.domain.billing.pricing import (
     CAPACITY_TENTHS,
     DEDICATED_HOURLY,
     ROUNDING_BOUND_MICROS_PER_MINUTE,
+    Tier,
 )
 from modelyard.domain.catalog.models import Size
 from modelyard.domain.deployments import aggregate as agg
+from modelyard.domain.deployments import commands as cmd
 from modelyard.domain.deployments import events as ev
-from modelyard.domain.deployments.lifecycle import BILLABLE, TRANSITIONS, status_v1, status_v2
+from modelyard.domain.deployments.lifecycle import BILLABLE, LIFECYCLE, status_v1, status_v2
 from modelyard.domain.deployments.metering import due_minutes, meter_minute
 from modelyard.domain.shared.errors import DuplicateMinute, IllegalTransition
+from modelyard.domain.shared.time import whole_second
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-COMMANDS: dict[str, tuple[type[ev.DomainEvent], dict[str, object]]] = {
-    "activate": (ev.DeploymentActivated, {}),
-    "fail": (ev.ProvisioningFailed, {"reason": "x"}),
-    "request_scale": (ev.ScaleRequested, {"capacity": 4}),
-    "finish_scale": (ev.ScaledTo, {"capacity": 4}),
-    "scale_to_zero": (ev.ScaledToZero, {}),
-    "degrade": (ev.DeploymentDegraded, {"reason": "replica lost"}),
-    "recover": (ev.DeploymentRecovered, {}),
-    "request_teardown": (ev.TeardownRequested, {}),
-    "destroy": (ev.Destroyed, {}),
+# Each command, the event it records, and its arguments besides the deployment and time.
+COMMANDS: dict[str, tuple[Callable[..., ev.DomainEvent], type[ev.DomainEvent], dict[str, object]]] = {
+    "activate": (cmd.activate, ev.DeploymentActivated, {}),
+    "fail_provisioning": (cmd.fail_provisioning, ev.ProvisioningFailed, {"reason": "x"}),
+    "request_scale": (cmd.request_scale, ev.ScaleRequested, {"capacity": 4}),
+    "finish_scale": (cmd.finish_scale, ev.ScaledTo, {"capacity": 4}),
+    "scale_to_zero": (cmd.scale_to_zero, ev.ScaledToZero, {}),
+    "degrade": (cmd.degrade, ev.DeploymentDegraded, {"reason": "replica lost"}),
+    "recover": (cmd.recover, ev.DeploymentRecovered, {}),
+    "request_teardown": (cmd.request_teardown, ev.TeardownRequested, {}),
+    "mark_destroyed": (cmd.mark_destroyed, ev.Destroyed, {}),
 }
 
 
@@ -49,14 +54,16 @@ class Lifecycle(RuleBasedStateMachine):
         self.deployment = agg.project_deployment(
             None,
             [
-                agg.request_deployment(
-                    at=T0,
+                ev.DeploymentRequested(
+                    originator_id=uuid4(),
+                    originator_version=1,
+                    timestamp=T0,
                     account_id=uuid4(),
                     prefix="inst_",
                     name="m",
                     model="m",
-                    size="small",
-                    tier="dedicated",
+                    size=Size.SMALL,
+                    tier=Tier.DEDICATED,
                     capacity=1,
                 )
             ],
@@ -72,7 +79,7 @@ class Lifecycle(RuleBasedStateMachine):
         assert before is not None
         self.deployment = agg.project_deployment(before, [event])
         assert self.deployment is not None
-        self._account(before, self.deployment, agg.whole_second(event.timestamp))
+        self._account(before, self.deployment, whole_second(event.timestamp))
 
     def _account(self, before: agg.Deployment, after: agg.Deployment, at: datetime) -> None:
         if before.billable and (not after.billable or before.capacity != after.capacity):
@@ -93,10 +100,10 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(name=st.sampled_from(sorted(COMMANDS)))
     def command(self, name: str) -> None:
         assert self.deployment is not None
-        cls, fields = COMMANDS[name]
-        legal = self.deployment.state in TRANSITIONS[name][0]
+        command, event_type, fields = COMMANDS[name]
+        legal = self.deployment.state in LIFECYCLE[event_type].allowed
         try:
-            event = agg.next_event(self.deployment, cls, self.now, **fields)
+            event = command(self.deployment, **fields, at=self.now)
         except IllegalTransition:
             assert not legal, f"{name} refused from {self.deployment.state}"
             return
@@ -135,7 +142,7 @@ class Lifecycle(RuleBasedStateMachine):
     def never_charged_more_than_ran(self) -> None:
         running = Fraction(0)
         if self.billable_since is not None and self.deployment is not None:
-            seconds = int((agg.whole_second(self.now) - self.billable_since).total_seconds())
+            seconds = int((whole_second(self.now) - self.billable_since).total_seconds())
             tenths = CAPACITY_TENTHS[self.deployment.capacity]
             running = Fraction(DEDICATED_HOURLY[Size.SMALL] * tenths * max(0, seconds), 36_000)
         assert sum(self.charged.values()) <= self.exact + running
@@ -143,8 +150,8 @@ class Lifecycle(RuleBasedStateMachine):
     def teardown(self) -> None:
         """End the deployment, meter everything: all billable seconds charged, within the bound."""
         assert self.deployment is not None
-        if self.deployment.state in TRANSITIONS["request_teardown"][0]:
-            self._apply(agg.next_event(self.deployment, ev.TeardownRequested, self.now))
+        if self.deployment.state in LIFECYCLE[ev.TeardownRequested].allowed:
+            self._apply(cmd.request_teardown(self.deployment, self.now))
         later = self.now + timedelta(minutes=2)
         for minute in due_minutes(self.deployment, later):
             metered = meter_minute(self.deployment, minute, later)

@@ -126,7 +126,7 @@ def _run(worker: Yard, dep: UUID, now: datetime, crash_after: int) -> None:
             return
         # The other worker got there first: its charge stands, ours is not written.
         with suppress(DuplicateMinute, ConcurrencyConflict):
-            worker.meter_minute(dep, minute, at=now)
+            worker.meter(dep, minute, at=now)
 
 
 def _race(first: Yard, second: Yard, dep: UUID, now: datetime) -> None:
@@ -155,7 +155,7 @@ def _race(first: Yard, second: Yard, dep: UUID, now: datetime) -> None:
     # The loser, meeting its stale list again, is refused minute by minute.
     for minute in stale_due[:1]:
         try:
-            second.meter_minute(dep, minute, at=now)
+            second.meter(dep, minute, at=now)
         except DuplicateMinute:
             continue
         raise AssertionError("a raced minute was charged twice")

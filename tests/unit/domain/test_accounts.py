@@ -65,7 +65,7 @@ def test_an_opened_account_has_a_plan_and_nothing_to_spend() -> None:
 def test_opening_needs_a_name_and_a_known_plan(name: str, plan: str, match: str) -> None:
     with pytest.raises(InvalidRequest, match=match) as caught:
         open_account(name=name, plan=plan, at=T0)
-    assert (caught.value.code, caught.value.status) == ("INVALID_REQUEST", 400)
+    assert caught.value.code == "INVALID_REQUEST"
 
 
 def test_credits_add_up_exactly() -> None:
@@ -82,7 +82,7 @@ def test_credits_add_up_exactly() -> None:
 def test_credits_must_be_a_positive_whole_number_of_micros_within_a_top_up(amount: object) -> None:
     with pytest.raises(InvalidAmount, match=r"positive whole number|at most") as caught:
         add_credits(_account(), amount, T0)  # type: ignore[arg-type]
-    assert (caught.value.code, caught.value.status) == ("INVALID_AMOUNT", 400)
+    assert caught.value.code == "INVALID_AMOUNT"
 
 
 def test_a_charge_names_the_deployment_minute_and_metering_event() -> None:
@@ -108,7 +108,7 @@ def test_the_same_minute_or_an_earlier_one_is_never_charged_twice() -> None:
     for minute in (T0, T0 + timedelta(minutes=1)):
         with pytest.raises(DuplicateMinute, match="already charged") as caught:
             charge_minute(account, deployment_id=DEP, minute=minute, amount=1, metered_version=9, at=T0)
-        assert (caught.value.code, caught.value.status) == ("DUPLICATE_MINUTE", 409)
+        assert caught.value.code == "DUPLICATE_MINUTE"
     # Another deployment's minute is its own.
     other = charge_minute(account, deployment_id=uuid4(), minute=T0, amount=1, metered_version=2, at=T0)
     assert len(other) == 1

@@ -148,8 +148,8 @@ def test_metering_charges_the_account_in_the_same_transaction(yard: Yard) -> Non
     dep = yard.request_deployment(account_id=account, model="smollm2-135m", at=T0)
     yard.activate(dep, at=T0)
     before = yard.recorder.max_notification_id() or 0
-    assert yard.meter_minute(dep, T0, at=T0 + M) == 2_500
-    assert yard.meter_minute(dep, T0 + M, at=T0 + 2 * M) == 2_500
+    assert yard.meter(dep, T0, at=T0 + M) == 2_500
+    assert yard.meter(dep, T0 + M, at=T0 + 2 * M) == 2_500
     written = [yard.mapper.to_domain_event(n) for n in yard.recorder.select_notifications(before + 1, 10)]
     assert [type(e).__name__ for e in written] == [
         "MinuteMetered",
@@ -167,13 +167,13 @@ def test_metering_charges_the_account_in_the_same_transaction(yard: Yard) -> Non
     )
     assert isinstance(written[4], CreditsExhausted)
     assert yard.get_account(account).balance == -2_000
-    _refused(yard, errors.DuplicateMinute, lambda: yard.meter_minute(dep, T0, at=T0 + 5 * M))
+    _refused(yard, errors.DuplicateMinute, lambda: yard.meter(dep, T0, at=T0 + 5 * M))
 
 
 def test_an_idle_minute_writes_nothing_and_costs_nothing(yard: Yard) -> None:
     dep = yard.request_deployment(account_id=_funded(yard), model="smollm2-135m", at=T0)
     before = yard.recorder.max_notification_id()
-    assert yard.meter_minute(dep, T0, at=T0 + M) == 0
+    assert yard.meter(dep, T0, at=T0 + M) == 0
     assert yard.recorder.max_notification_id() == before
 
 
