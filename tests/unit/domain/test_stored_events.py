@@ -81,11 +81,11 @@ STORED: tuple[tuple[str, bytes], ...] = (
     ),
     (
         "modelyard.domain.deployments.events:DeploymentDegraded",
-        b'{"originator_id":"2f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a12","originator_version":7,"timestamp":"2026-05-01T09:00:07.250000Z","reason":"1 of 4 replicas down"}',
+        b'{"originator_id":"2f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a12","originator_version":7,"timestamp":"2026-05-01T09:00:07.250000Z","reason":"1 of 4 replicas down"}',  # noqa: E501
     ),
     (
         "modelyard.domain.deployments.events:ReplicaLost",
-        b'{"originator_id":"2f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a12","originator_version":8,"timestamp":"2026-05-01T09:00:07.250000Z","replica":"r0","reason":"process exited"}',
+        b'{"originator_id":"2f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a12","originator_version":8,"timestamp":"2026-05-01T09:00:07.250000Z","replica":"r0","reason":"process exited"}',  # noqa: E501
     ),
     (
         "modelyard.domain.deployments.events:DeploymentRecovered",
@@ -113,7 +113,7 @@ STORED: tuple[tuple[str, bytes], ...] = (
     ),
     (
         "modelyard.domain.deployments.events:ProvisioningFailed",
-        b'{"originator_id":"2f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a12","originator_version":15,"timestamp":"2026-05-01T09:00:07.250000Z","reason":"no host fits"}',
+        b'{"originator_id":"2f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a12","originator_version":15,"timestamp":"2026-05-01T09:00:07.250000Z","reason":"no host fits"}',  # noqa: E501
     ),
     (
         "modelyard.domain.deployments.events:TeardownRequested",
@@ -182,10 +182,13 @@ def test_old_string_fields_decode_into_their_enums() -> None:
     requested = by_type[ev.DeploymentRequested]
     assert isinstance(requested, ev.DeploymentRequested)
     assert (requested.size, requested.tier, requested.preset) == (Size.SMALL, Tier.DEDICATED, Preset.COST)
-    assert type(requested.size) is Size and type(requested.tier) is Tier and type(requested.preset) is Preset
+    assert type(requested.size) is Size
+    assert type(requested.tier) is Tier
+    assert type(requested.preset) is Preset
     opened = by_type[accounts.AccountOpened]
     assert isinstance(opened, accounts.AccountOpened)
-    assert type(opened.plan) is Plan and opened.plan is Plan.PROFESSIONAL
+    assert type(opened.plan) is Plan
+    assert opened.plan is Plan.PROFESSIONAL
     issued = by_type[keys.KeyIssued]
     assert isinstance(issued, keys.KeyIssued)
     assert issued.kind is keys.KeyKind.SCOPED
@@ -212,7 +215,8 @@ def test_the_fixture_holds_every_event_kind_of_the_domain() -> None:
 def test_old_events_fold_into_the_aggregates() -> None:
     events = _decoded()
     account = accounts.project_account(None, [e for e in events if isinstance(e, accounts.AccountOpened)])
-    assert account is not None and account.plan is Plan.PROFESSIONAL
+    assert account is not None
+    assert account.plan is Plan.PROFESSIONAL
     deployment_events = [e for e in events if e.originator_id == DEPLOYMENT]
     # The fixture lists one of each kind, not a legal history; fold the legal prefix of it.
     legal = [e for e in deployment_events if e.originator_version <= 9]
