@@ -1,6 +1,6 @@
 """The meter: every completed minute of every deployment's runtime, charged once.
 
-An APScheduler job (one scheduler per cluster is enough; two are harmless) walks the
+A background loop (one meter per cluster is enough; two are harmless) walks the
 deployments that may owe minutes and meters each due minute in order. The aggregate
 refuses a minute already metered, so a duplicate worker, a restart or a crash between two
 minutes charges nothing twice; a meter that was down catches up, minute by minute.
@@ -12,13 +12,12 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from modelyard.adapters.views.db import ViewDatabase
-from modelyard.domain.application import Yard
 from modelyard.domain.deployments.metering import due_minutes
+from modelyard.domain.deployments.service import DeploymentsService, MeterMinute
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import ConcurrencyConflict, DuplicateMinute
+from modelyard.workers.loop import BackgroundLoop
 
 log = logging.getLogger(__name__)
 # Minutes complete once a minute; looking four times a minute bills within ~15 s of the end.
@@ -32,8 +31,10 @@ def _utcnow() -> datetime:
 class Meter:
     """Meters due minutes; ``run`` is the scheduled job, callable directly in tests."""
 
-    def __init__(self, yard: Yard, views: ViewDatabase, clock: Callable[[], datetime] = _utcnow) -> None:
-        self._yard = yard
+    def __init__(
+        self, deployments: DeploymentsService, views: ViewDatabase, clock: Callable[[], datetime] = _utcnow
+    ) -> None:
+        self._deployments = deployments
         self._views = views
         self._clock = clock
 
@@ -53,26 +54,22 @@ class Meter:
         charged = 0
         for public in self.candidates():
             deployment_id = ids.parse_deployment_id(public)
-            for minute in due_minutes(self._yard.get_deployment(deployment_id), now):
+            for minute in due_minutes(self._deployments.get(deployment_id), now):
                 try:
-                    self._yard.meter(deployment_id, minute, at=now)
+                    self._deployments.meter(MeterMinute(deployment_id=deployment_id, minute=minute, at=now))
                 except (DuplicateMinute, ConcurrencyConflict):
                     break  # another meter got there first; it will carry on from here
                 charged += 1
         return charged
 
 
-def start_meter(meter: Meter) -> BackgroundScheduler:
-    """Schedule the meter in a background thread."""
-    scheduler = BackgroundScheduler(timezone=UTC)
-    scheduler.add_job(
-        meter.run,
-        "interval",
-        seconds=INTERVAL_S,
-        id="meter",
-        max_instances=1,
-        coalesce=True,
-        next_run_time=datetime.now(UTC),
-    )
-    scheduler.start()
-    return scheduler
+class MeterWorker(BackgroundLoop):
+    """Runs the meter every ``INTERVAL_S`` in a background thread until stopped."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter = meter
+        super().__init__("meter", self._step)
+
+    def _step(self) -> float:
+        self.meter.run()
+        return INTERVAL_S

@@ -13,14 +13,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import NamedTuple
 from uuid import UUID
 
 from modelyard.adapters.engines.models import PlacementError, ReplicaSpec, gguf_paths, replica_spec
 from modelyard.adapters.placement.local import LocalPlacement, ReplicaHandle
 from modelyard.adapters.views.db import ViewDatabase
-from modelyard.domain.application import Yard
+from modelyard.domain.deployments.service import (
+    DeploymentsService,
+    OnDeployment,
+    ReplicaCommand,
+    WithCapacity,
+    WithReason,
+)
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import DomainError
 from modelyard.settings import Settings
@@ -41,12 +46,17 @@ class Reconciler:
     def __init__(
         self,
         settings: Settings,
-        yard: Yard,
+        deployments: DeploymentsService,
         views: ViewDatabase,
         placement: LocalPlacement,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self._settings, self._yard, self._views, self._placement = settings, yard, views, placement
+        self._settings, self._deployments, self._views, self._placement = (
+            settings,
+            deployments,
+            views,
+            placement,
+        )
         self._clock = clock
         self._gguf = gguf_paths(settings.gguf_models)
         self.replicas: dict[str, dict[str, ReplicaHandle]] = {}
@@ -64,25 +74,38 @@ class Reconciler:
             target = _Target(*row[:6])
             try:
                 if row[6] in exhausted and target.state != "teardown":
-                    self._yard.request_teardown(target.uuid, at=self._clock())
+                    self._deployments.request_teardown(self._on(target))
                     continue
                 self._step(target)
             except DomainError as exc:
                 # The state moved under us (another command); the next pass sees the new one.
                 log.info("reconcile %s (%s): %s", target.id, target.state, exc.message)
 
+    def _on(self, target: _Target) -> OnDeployment:
+        return OnDeployment(deployment_id=target.uuid, at=self._clock())
+
+    def _because(self, target: _Target, reason: str) -> WithReason:
+        return WithReason(deployment_id=target.uuid, reason=reason, at=self._clock())
+
+    def _lose(self, target: _Target, replica: str, reason: str) -> None:
+        self._deployments.lose_replica(
+            ReplicaCommand(deployment_id=target.uuid, replica=replica, reason=reason, at=self._clock())
+        )
+
     def _step(self, target: _Target) -> None:
         if target.state == "provisioning":
             self._provision(target)
         elif target.state == "scaling" and target.pending is not None:
             self._resize(target, int(target.pending))
-            self._yard.mark_scaled(target.uuid, int(target.pending), at=self._clock())
+            self._deployments.finish_scale(
+                WithCapacity(deployment_id=target.uuid, capacity=int(target.pending), at=self._clock())
+            )
         elif target.state in ("running", "degraded"):
             self._heal(target)
         elif target.state == "teardown":
             for handle in self.replicas.pop(target.id, {}).values():
                 self._placement.stop(handle)
-            self._yard.mark_destroyed(target.uuid, at=self._clock())
+            self._deployments.mark_destroyed(self._on(target))
 
     def _spec(self, target: _Target) -> ReplicaSpec:
         spec = replica_spec(target.model, engine=self._settings.engine, gguf=self._gguf, preset=target.preset)
@@ -102,9 +125,9 @@ class Reconciler:
         except PlacementError as exc:
             for handle in self.replicas.pop(target.id, {}).values():
                 self._placement.stop(handle)
-            self._yard.fail_provisioning(target.uuid, str(exc), at=self._clock())
+            self._deployments.fail_provisioning(self._because(target, str(exc)))
             return
-        self._yard.activate(target.uuid, at=self._clock())
+        self._deployments.activate(self._on(target))
 
     def _resize(self, target: _Target, size: int) -> None:
         current = self.replicas.setdefault(target.id, {})
@@ -113,10 +136,14 @@ class Reconciler:
             name = f"{target.id}-r{self._counter}"
             handle = self._placement.start(self._spec(target), name)
             current[name] = handle
-            self._yard.mark_replica_started(target.uuid, name, at=self._clock(), base_url=handle.base_url)
+            self._deployments.start_replica(
+                ReplicaCommand(
+                    deployment_id=target.uuid, replica=name, base_url=handle.base_url, at=self._clock()
+                )
+            )
         for name in list(current)[size:]:
             self._placement.stop(current.pop(name))
-            self._yard.mark_replica_lost(target.uuid, name, "scaled down", at=self._clock())
+            self._lose(target, name, "scaled down")
 
     def _heal(self, target: _Target) -> None:
         current = self.replicas.setdefault(target.id, {})
@@ -126,15 +153,15 @@ class Reconciler:
             return
         for name in dead:
             current.pop(name)
-            self._yard.mark_replica_lost(target.uuid, name, "process exited", at=self._clock())
+            self._lose(target, name, "process exited")
         if target.state == "running":
-            self._yard.degrade(target.uuid, f"{missing} of {target.capacity} replicas down", at=self._clock())
+            self._deployments.degrade(self._because(target, f"{missing} of {target.capacity} replicas down"))
         try:
             self._resize(target, int(target.capacity))
         except PlacementError as exc:
             log.warning("cannot replace replicas of %s: %s", target.id, exc)
             return
-        self._yard.recover(target.uuid, at=self._clock())
+        self._deployments.recover(self._on(target))
 
 
 class _Target(NamedTuple):
@@ -155,9 +182,8 @@ class _Target(NamedTuple):
 class ReconcilerWorker(BackgroundLoop):
     """Runs reconciliation passes in a background thread; stops replicas on the way out."""
 
-    def __init__(self, settings: Settings, yard: Yard, views: ViewDatabase) -> None:
-        self.placement = LocalPlacement(Path(settings.data_dir) / "replicas")
-        self.reconciler = Reconciler(settings, yard, views, self.placement)
+    def __init__(self, reconciler: Reconciler, placement: LocalPlacement) -> None:
+        self.reconciler, self.placement = reconciler, placement
         super().__init__("reconciler", self._step)
 
     def _step(self) -> float:

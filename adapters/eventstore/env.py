@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from modelyard.domain.application import Yard
+from modelyard.domain.shared.store import Store
 from modelyard.settings import Settings, StoreKind
 
 
@@ -43,17 +43,17 @@ def postgres_env_from_conninfo(conninfo: str) -> dict[str, str]:
     }
 
 
-def open_yard(settings: Settings) -> Yard:
-    """The write-side application on the configured store.
+def open_store(settings: Settings) -> Store:
+    """The event store of the configured mode.
 
     eventsourcing creates its tables on start; two processes doing so at once on
     PostgreSQL collide in the catalog, so they take turns under an advisory lock.
     """
     if settings.store is StoreKind.SQLITE:
-        return Yard(env=store_env(settings))
+        return Store(env=store_env(settings))
     with psycopg.connect(settings.postgres.conninfo, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(hashtext('modelyard-store-schema'))")
         try:
-            return Yard(env=store_env(settings))
+            return Store(env=store_env(settings))
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext('modelyard-store-schema'))")

@@ -13,6 +13,8 @@ from functools import singledispatch
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
+from modelyard.domain.deployments.aggregate import Deployment
+from modelyard.domain.deployments.lifecycle import State
 from modelyard.domain.shared.errors import InvalidRequest
 from modelyard.domain.shared.events import Aggregate, DomainEvent, NotThisAggregate, projector, touched
 
@@ -107,9 +109,11 @@ def check_events(events: object) -> tuple[str, ...]:
 
 
 def subscribe_webhook(
-    *, account_id: UUID, deployment_id: UUID, url: str, events: object, secret: str, at: datetime
+    deployment: Deployment, *, url: str, events: object, secret: str, at: datetime
 ) -> WebhookSubscribed:
-    """A new subscription of ``url`` to some of one deployment's events."""
+    """A new subscription of ``url`` to some of one deployment's events, while it is not ending."""
+    if deployment.state in {State.TEARDOWN, State.DESTROYED}:
+        raise InvalidRequest("This deployment is being destroyed; it sends no more events.")
     checked_url, checked_events = check_url(url), check_events(events)
     if len(secret) < MIN_SECRET_LENGTH:
         raise InvalidRequest(f"A webhook signing secret has at least {MIN_SECRET_LENGTH} characters.")
@@ -117,8 +121,8 @@ def subscribe_webhook(
         originator_id=uuid4(),
         originator_version=1,
         timestamp=at,
-        account_id=account_id,
-        deployment_id=deployment_id,
+        account_id=deployment.account_id,
+        deployment_id=deployment.id,
         url=checked_url,
         events=checked_events,
         secret=secret,

@@ -1,0 +1,145 @@
+"""The composition root: every kind of process is put together here, from ``Settings``.
+
+``serve`` (the API and every worker in one process, the embedded default), ``api`` (one
+API process of a cluster), ``worker`` (named workers) and the operator commands each ask
+this module for what they run, and nothing else in the product opens a database, a store
+or a client. ``opened_core`` opens what every process shares (the event store, the views,
+the state that replay never touches) and builds the application services over them;
+``build_workers`` and ``build_api`` hand each part exactly what it uses. Everything is
+closed in reverse order on the way out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from litestar import Litestar
+
+from modelyard.adapters.eventlog.partitions import TopicPartitions
+from modelyard.adapters.eventlog.sources import EventSource, KafkaSource, NotificationLogSource
+from modelyard.adapters.eventstore.env import open_store
+from modelyard.adapters.placement.local import LocalPlacement
+from modelyard.adapters.ratelimit.limiter import InProcessRateLimiter, PostgresRateLimiter, RateLimiter
+from modelyard.adapters.views.db import PostgresViews, ViewDatabase, open_views
+from modelyard.adapters.views.follow import ViewsFollower, log_partition
+from modelyard.api.app import Edge, create_app
+from modelyard.api.auth import KeyCache
+from modelyard.api.gateway.forwarder import Forwarder
+from modelyard.api.gateway.usage import UsageWriter
+from modelyard.domain.services import Services
+from modelyard.domain.shared.store import Store
+from modelyard.projections.balances.projection import BalancesProjection
+from modelyard.projections.base import Projection
+from modelyard.projections.deployments.projection import DeploymentsProjection
+from modelyard.projections.keys.projection import KeysProjection
+from modelyard.projections.metrics.projection import MetricsProjection
+from modelyard.settings import Settings
+from modelyard.workers.loop import BackgroundLoop
+from modelyard.workers.meter import Meter, MeterWorker
+from modelyard.workers.projection_runner import ProjectionRunner, log_position
+from modelyard.workers.reconciler import Reconciler, ReconcilerWorker
+from modelyard.workers.relay import RelayWorker
+from modelyard.workers.views import ViewsWorker
+
+WORKERS = ("relay", "views", "meter", "reconciler")
+# The Kafka consumer group every views worker of a cluster shares.
+VIEWS_GROUP = "modelyard-views"
+
+
+@dataclass(frozen=True)
+class Core:
+    """What every process shares: settings, the store, the views, and the services over them."""
+
+    settings: Settings
+    store: Store
+    views: ViewDatabase
+    services: Services
+
+
+def all_projections() -> list[Projection]:
+    """Every view the API and workers read."""
+    return [DeploymentsProjection(), BalancesProjection(), KeysProjection(), MetricsProjection()]
+
+
+@contextmanager
+def opened_core(settings: Settings) -> Iterator[Core]:
+    """Open the store and the views (creating their tables), closed on the way out."""
+    with ExitStack() as stack:
+        store = open_store(settings)
+        stack.callback(store.close)
+        views = open_views(settings)
+        stack.callback(views.close)
+        views.ensure([statement for p in all_projections() for statement in p.schema])
+        yield Core(settings=settings, store=store, views=views, services=Services.over(store))
+
+
+def views_source(core: Core) -> EventSource:
+    """Kafka in cluster mode, the store's own log (after the views' position) in the embedded default."""
+    settings = core.settings
+    if settings.uses_kafka:
+        return KafkaSource(settings.kafka_bootstrap, settings.kafka_topic, VIEWS_GROUP)
+    return NotificationLogSource(core.store.recorder, start_after=log_position(core.views, all_projections()))
+
+
+def views_runner(core: Core) -> ProjectionRunner:
+    """A runner of every projection over this process's source (opens the source)."""
+    return ProjectionRunner(core.views, views_source(core), all_projections())
+
+
+def build_workers(core: Core, names: Sequence[str]) -> list[BackgroundLoop]:
+    """The named workers, built without I/O: each opens what it needs when started."""
+    settings, services = core.settings, core.services
+    built: list[BackgroundLoop] = []
+    if "relay" in names and settings.uses_kafka:
+        relay = RelayWorker(core.store.recorder, core.views, settings.kafka_bootstrap, settings.kafka_topic)
+        built.append(relay)
+    if "views" in names:
+        built.append(ViewsWorker(lambda: views_runner(core)))
+    if "meter" in names:
+        built.append(MeterWorker(Meter(services.deployments, core.views)))
+    if "reconciler" in names:
+        placement = LocalPlacement(Path(settings.data_dir) / "replicas")
+        reconciler = Reconciler(settings, services.deployments, core.views, placement)
+        built.append(ReconcilerWorker(reconciler, placement))
+    return built
+
+
+@contextmanager
+def running(workers: Sequence[BackgroundLoop]) -> Iterator[None]:
+    """Start the workers in order and stop them in reverse on the way out."""
+    with ExitStack() as stack:
+        for worker in workers:
+            worker.start()
+            stack.callback(worker.stop)
+        yield
+
+
+def _limiter(views: ViewDatabase) -> RateLimiter:
+    # The embedded default serves every request from one process: a dict is the truth there.
+    return PostgresRateLimiter(views.pool) if isinstance(views, PostgresViews) else InProcessRateLimiter()
+
+
+def build_api(core: Core) -> Litestar:
+    """The API of this process over the core's services and views."""
+    settings = core.settings
+    partition_of = TopicPartitions(settings.kafka_bootstrap, settings.kafka_topic).of
+    follower = ViewsFollower(
+        core.views,
+        [p.name for p in all_projections()],
+        partition_of if settings.uses_kafka else log_partition,
+    )
+    edge = Edge(
+        base_url=settings.base_url,
+        rate_limit_rpm=settings.rate_limit_rpm,
+        services=core.services,
+        views=core.views,
+        follower=follower,
+        key_cache=KeyCache(core.views),
+        forwarder=Forwarder(core.views),
+        usage=UsageWriter(core.services.usage),
+        limiter=_limiter(core.views),
+    )
+    return create_app(edge)

@@ -1,0 +1,258 @@
+"""The deployments service: request, provision, run through the lifecycle, meter.
+
+Each method loads the deployment, asks the aggregate's command for its events, and
+records them; it returns the position of the last event recorded, which a reader waits
+for to see the effect (read-your-writes). Rules live in the aggregate's commands.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+from modelyard.domain.accounts import aggregate as accounts
+from modelyard.domain.deployments import aggregate as deployments
+from modelyard.domain.deployments import commands
+from modelyard.domain.deployments import events as ev
+from modelyard.domain.deployments.metering import meter_minute
+from modelyard.domain.keys import aggregate as keys
+from modelyard.domain.shared import ids
+from modelyard.domain.shared.errors import AccountNotFound, InstanceNotFound
+from modelyard.domain.shared.store import Created, Store
+
+
+class RequestDeployment(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask for a new deployment of ``model``; the balance must cover its first minute."""
+
+    account_id: UUID
+    model: str
+    capacity: int = 1
+    tier: str = "dedicated"
+    name: str = ""
+    gpu_type: str | None = None
+    region: str | None = None
+    preset: str = "balanced"
+    # Which dialect asked (``inst_`` or ``dep_``): recorded, never read by the domain.
+    prefix: str = ids.INSTANCE
+    at: datetime
+
+
+class Provision(msgspec.Struct, frozen=True, kw_only=True):
+    """Request a deployment and issue its inference key, in one transaction."""
+
+    deployment: RequestDeployment
+    key_hash: str
+    key_display: str
+
+
+class Provisioned(msgspec.Struct, frozen=True, kw_only=True):
+    """A provisioned deployment, its inference key, and the position of the last event."""
+
+    id: UUID
+    key_id: UUID
+    position: int
+
+
+class OnDeployment(msgspec.Struct, frozen=True, kw_only=True):
+    """A lifecycle command that needs only the deployment and the time."""
+
+    deployment_id: UUID
+    at: datetime
+
+
+class ReplicaCommand(OnDeployment, frozen=True, kw_only=True):
+    """A replica came up (at ``base_url``) or went away (for ``reason``)."""
+
+    replica: str
+    base_url: str = ""
+    reason: str = ""
+
+
+class WithReason(OnDeployment, frozen=True, kw_only=True):
+    """A failure or degradation, and why."""
+
+    reason: str
+
+
+class WithCapacity(OnDeployment, frozen=True, kw_only=True):
+    """Ask for, or report, a capacity (1, 2, 4 or 8)."""
+
+    capacity: int
+
+
+class SetAutoscaling(OnDeployment, frozen=True, kw_only=True):
+    """Replace the autoscaling policy."""
+
+    policy: ev.Autoscaling
+
+
+class SetSla(OnDeployment, frozen=True, kw_only=True):
+    """Replace the SLA targets."""
+
+    targets: ev.SlaTargets
+
+
+class SlaObservation(OnDeployment, frozen=True, kw_only=True):
+    """A target missed (with the figure and the target) or met again."""
+
+    metric: ev.SlaMetric
+    value: float = 0.0
+    target: float = 0.0
+
+
+class MeterMinute(OnDeployment, frozen=True, kw_only=True):
+    """Meter one completed UTC minute of runtime and charge it."""
+
+    minute: datetime
+
+
+class Metered(msgspec.Struct, frozen=True, kw_only=True):
+    """What metering one minute charged (0 when nothing was due) and its position."""
+
+    amount: int
+    position: int
+
+
+class DeploymentsService:
+    """Load, command, save: every write to deployments goes through here."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def get(self, deployment_id: UUID) -> deployments.Deployment:
+        """The deployment, or INSTANCE_NOT_FOUND."""
+        return self._store.load(
+            deployment_id, deployments.project_deployment, deployments.Deployment, InstanceNotFound
+        )
+
+    def _account(self, account_id: UUID) -> accounts.Account:
+        return self._store.load(account_id, accounts.project_account, accounts.Account, AccountNotFound)
+
+    def _requested(self, command: RequestDeployment) -> ev.DeploymentRequested:
+        return commands.request_deployment(
+            self._account(command.account_id),
+            model=command.model,
+            capacity=command.capacity,
+            tier=command.tier,
+            name=command.name,
+            gpu_type=command.gpu_type,
+            region=command.region,
+            preset=command.preset,
+            at=command.at,
+            prefix=command.prefix,
+        )
+
+    def request(self, command: RequestDeployment) -> Created:
+        """Record a new deployment (provisioning); returns its id."""
+        event = self._requested(command)
+        return Created(id=event.originator_id, position=self._store.record(event))
+
+    def provision(self, command: Provision) -> Provisioned:
+        """Request a deployment and issue its instance key together."""
+        requested = self._requested(command.deployment)
+        key = keys.issue_key(
+            account_id=requested.account_id,
+            kind=keys.KeyKind.INSTANCE,
+            secret_hash=command.key_hash,
+            display=command.key_display,
+            at=command.deployment.at,
+            deployment_id=requested.originator_id,
+        )
+        position = self._store.record(requested, key)
+        return Provisioned(id=requested.originator_id, key_id=key.originator_id, position=position)
+
+    def start_replica(self, command: ReplicaCommand) -> int:
+        """A replica came up healthy and answers at ``base_url``."""
+        deployment = self.get(command.deployment_id)
+        return self._store.record(
+            commands.start_replica(deployment, command.replica, command.base_url, command.at)
+        )
+
+    def lose_replica(self, command: ReplicaCommand) -> int:
+        """A replica died, stopped answering, or was scaled away."""
+        deployment = self.get(command.deployment_id)
+        return self._store.record(
+            commands.lose_replica(deployment, command.replica, command.reason, command.at)
+        )
+
+    def activate(self, command: OnDeployment) -> int:
+        """Enough replicas serve: running (billing starts)."""
+        return self._store.record(commands.activate(self.get(command.deployment_id), command.at))
+
+    def fail_provisioning(self, command: WithReason) -> int:
+        """The deployment cannot be placed or started."""
+        deployment = self.get(command.deployment_id)
+        return self._store.record(commands.fail_provisioning(deployment, command.reason, command.at))
+
+    def request_scale(self, command: WithCapacity) -> int:
+        """Ask for another capacity; shared deployments cannot scale."""
+        deployment = self.get(command.deployment_id)
+        return self._store.record(commands.request_scale(deployment, command.capacity, command.at))
+
+    def finish_scale(self, command: WithCapacity) -> int:
+        """The replicas now number ``capacity``."""
+        deployment = self.get(command.deployment_id)
+        return self._store.record(commands.finish_scale(deployment, command.capacity, command.at))
+
+    def scale_to_zero(self, command: OnDeployment) -> int:
+        """Idle: release every replica (billing stops)."""
+        return self._store.record(commands.scale_to_zero(self.get(command.deployment_id), command.at))
+
+    def degrade(self, command: WithReason) -> int:
+        """Serving with fewer replicas than asked for."""
+        deployment = self.get(command.deployment_id)
+        return self._store.record(commands.degrade(deployment, command.reason, command.at))
+
+    def recover(self, command: OnDeployment) -> int:
+        """Back to full strength."""
+        return self._store.record(commands.recover(self.get(command.deployment_id), command.at))
+
+    def set_autoscaling(self, command: SetAutoscaling) -> int:
+        """Replace the autoscaling policy."""
+        deployment = self.get(command.deployment_id)
+        return self._store.record(commands.set_autoscaling(deployment, command.policy, command.at))
+
+    def set_sla(self, command: SetSla) -> int:
+        """Replace the SLA targets."""
+        deployment = self.get(command.deployment_id)
+        return self._store.record(commands.set_sla(deployment, command.targets, command.at))
+
+    def record_sla_breach(self, command: SlaObservation) -> int:
+        """A target was missed."""
+        deployment = self.get(command.deployment_id)
+        event = commands.record_sla_breach(
+            deployment, command.metric, command.value, command.target, command.at
+        )
+        return self._store.record(event)
+
+    def record_sla_recovery(self, command: SlaObservation) -> int:
+        """A missed target is met again."""
+        deployment = self.get(command.deployment_id)
+        return self._store.record(commands.record_sla_recovery(deployment, command.metric, command.at))
+
+    def request_teardown(self, command: OnDeployment) -> int:
+        """Destroy: billing stops now; the replicas are stopped downstream."""
+        deployment = self.get(command.deployment_id)
+        return self._store.record(commands.request_teardown(deployment, command.at))
+
+    def mark_destroyed(self, command: OnDeployment) -> int:
+        """Every replica is gone."""
+        return self._store.record(commands.mark_destroyed(self.get(command.deployment_id), command.at))
+
+    def meter(self, command: MeterMinute) -> Metered:
+        """Meter one completed minute and charge it, atomically."""
+        deployment = self.get(command.deployment_id)
+        metered = meter_minute(deployment, command.minute, command.at)
+        if metered is None:
+            return Metered(amount=0, position=0)
+        charges = accounts.charge_minute(
+            self._account(deployment.account_id),
+            deployment_id=deployment.id,
+            minute=command.minute,
+            amount=metered.amount,
+            metered_version=metered.originator_version,
+            at=command.at,
+        )
+        return Metered(amount=metered.amount, position=self._store.record(metered, *charges))

@@ -1,0 +1,1 @@
+"""Usage: what each inference request used and how it went."""
