@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from uuid import UUID
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.domain.application import Yard
 from modelyard.domain.deployments.metering import due_minutes
-from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import ConcurrencyConflict, DuplicateMinute
+from modelyard.projections.deployments.queries import deployments_owing_minutes
 
 log = logging.getLogger(__name__)
 # Minutes complete once a minute; looking four times a minute bills within ~15 s of the end.
@@ -37,22 +38,16 @@ class Meter:
         self._views = views
         self._clock = clock
 
-    def candidates(self) -> list[str]:
+    def candidates(self) -> list[UUID]:
         """Deployments that may owe minutes: live ones, and ended ones not metered to their end."""
         with self._views.transaction() as tx:
-            rows = tx.execute(
-                "SELECT id FROM deployments WHERE state IN ('running', 'scaling', 'degraded')"
-                " OR (state IN ('scaled_to_zero', 'teardown', 'destroyed', 'failed')"
-                " AND (metered_through IS NULL OR metered_through < updated_at))"
-            )
-        return [str(row[0]) for row in rows]
+            return deployments_owing_minutes(tx)
 
     def run(self) -> int:
         """Meter every due minute now; returns how many minutes were charged."""
         now = self._clock()
         charged = 0
-        for public in self.candidates():
-            deployment_id = ids.parse_deployment_id(public)
+        for deployment_id in self.candidates():
             for minute in due_minutes(self._yard.get_deployment(deployment_id), now):
                 try:
                     self._yard.meter(deployment_id, minute, at=now)

@@ -14,15 +14,15 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
 from uuid import UUID
 
 from modelyard.adapters.engines.models import PlacementError, ReplicaSpec, gguf_paths, replica_spec
 from modelyard.adapters.placement.local import LocalPlacement, ReplicaHandle
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.domain.application import Yard
-from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import DomainError
+from modelyard.projections.balances.queries import exhausted_accounts
+from modelyard.projections.deployments.queries import WorkItem, deployments_needing_work
 from modelyard.settings import Settings
 from modelyard.workers.loop import BackgroundLoop
 
@@ -49,42 +49,38 @@ class Reconciler:
         self._settings, self._yard, self._views, self._placement = settings, yard, views, placement
         self._clock = clock
         self._gguf = gguf_paths(settings.gguf_models)
-        self.replicas: dict[str, dict[str, ReplicaHandle]] = {}
+        self.replicas: dict[UUID, dict[str, ReplicaHandle]] = {}
         self._counter = 0
 
     def run_once(self) -> None:
         """One pass over every deployment that needs something done."""
         with self._views.transaction() as tx:
-            rows = tx.execute(
-                "SELECT id, state, capacity, pending_capacity, model, preset, account_id FROM deployments"
-                " WHERE state IN ('provisioning', 'scaling', 'running', 'degraded', 'teardown')"
-            )
-            exhausted = {r[0] for r in tx.execute("SELECT account_id FROM balances WHERE exhausted = 1")}
-        for row in rows:
-            target = _Target(*row[:6])
+            targets = deployments_needing_work(tx)
+            exhausted = exhausted_accounts(tx)
+        for target in targets:
             try:
-                if row[6] in exhausted and target.state != "teardown":
-                    self._yard.request_teardown(target.uuid, at=self._clock())
+                if target.account_id in exhausted and target.state != "teardown":
+                    self._yard.request_teardown(target.id, at=self._clock())
                     continue
                 self._step(target)
             except DomainError as exc:
                 # The state moved under us (another command); the next pass sees the new one.
                 log.info("reconcile %s (%s): %s", target.id, target.state, exc.message)
 
-    def _step(self, target: _Target) -> None:
+    def _step(self, target: WorkItem) -> None:
         if target.state == "provisioning":
             self._provision(target)
-        elif target.state == "scaling" and target.pending is not None:
-            self._resize(target, int(target.pending))
-            self._yard.mark_scaled(target.uuid, int(target.pending), at=self._clock())
+        elif target.state == "scaling" and target.pending_capacity is not None:
+            self._resize(target, int(target.pending_capacity))
+            self._yard.mark_scaled(target.id, int(target.pending_capacity), at=self._clock())
         elif target.state in ("running", "degraded"):
             self._heal(target)
         elif target.state == "teardown":
             for handle in self.replicas.pop(target.id, {}).values():
                 self._placement.stop(handle)
-            self._yard.mark_destroyed(target.uuid, at=self._clock())
+            self._yard.mark_destroyed(target.id, at=self._clock())
 
-    def _spec(self, target: _Target) -> ReplicaSpec:
+    def _spec(self, target: WorkItem) -> ReplicaSpec:
         spec = replica_spec(target.model, engine=self._settings.engine, gguf=self._gguf, preset=target.preset)
         if spec.engine != "simulated":
             return spec
@@ -96,29 +92,29 @@ class Reconciler:
             tokens_per_s=self._settings.simulated_tokens_per_s,
         )
 
-    def _provision(self, target: _Target) -> None:
+    def _provision(self, target: WorkItem) -> None:
         try:
             self._resize(target, int(target.capacity))
         except PlacementError as exc:
             for handle in self.replicas.pop(target.id, {}).values():
                 self._placement.stop(handle)
-            self._yard.fail_provisioning(target.uuid, str(exc), at=self._clock())
+            self._yard.fail_provisioning(target.id, str(exc), at=self._clock())
             return
-        self._yard.activate(target.uuid, at=self._clock())
+        self._yard.activate(target.id, at=self._clock())
 
-    def _resize(self, target: _Target, size: int) -> None:
+    def _resize(self, target: WorkItem, size: int) -> None:
         current = self.replicas.setdefault(target.id, {})
         while len(current) < size:
             self._counter += 1
-            name = f"{target.id}-r{self._counter}"
+            name = f"{target.id.hex}-r{self._counter}"
             handle = self._placement.start(self._spec(target), name)
             current[name] = handle
-            self._yard.mark_replica_started(target.uuid, name, at=self._clock(), base_url=handle.base_url)
+            self._yard.mark_replica_started(target.id, name, at=self._clock(), base_url=handle.base_url)
         for name in list(current)[size:]:
             self._placement.stop(current.pop(name))
-            self._yard.mark_replica_lost(target.uuid, name, "scaled down", at=self._clock())
+            self._yard.mark_replica_lost(target.id, name, "scaled down", at=self._clock())
 
-    def _heal(self, target: _Target) -> None:
+    def _heal(self, target: WorkItem) -> None:
         current = self.replicas.setdefault(target.id, {})
         dead = [name for name, handle in current.items() if not self._placement.alive(handle)]
         missing = int(target.capacity) - (len(current) - len(dead))
@@ -126,30 +122,15 @@ class Reconciler:
             return
         for name in dead:
             current.pop(name)
-            self._yard.mark_replica_lost(target.uuid, name, "process exited", at=self._clock())
+            self._yard.mark_replica_lost(target.id, name, "process exited", at=self._clock())
         if target.state == "running":
-            self._yard.degrade(target.uuid, f"{missing} of {target.capacity} replicas down", at=self._clock())
+            self._yard.degrade(target.id, f"{missing} of {target.capacity} replicas down", at=self._clock())
         try:
             self._resize(target, int(target.capacity))
         except PlacementError as exc:
             log.warning("cannot replace replicas of %s: %s", target.id, exc)
             return
-        self._yard.recover(target.uuid, at=self._clock())
-
-
-class _Target(NamedTuple):
-    """A deployment row as the reconciler reads it."""
-
-    id: str
-    state: str
-    capacity: int
-    pending: int | None
-    model: str
-    preset: str
-
-    @property
-    def uuid(self) -> UUID:
-        return ids.parse_deployment_id(self.id)
+        self._yard.recover(target.id, at=self._clock())
 
 
 class ReconcilerWorker(BackgroundLoop):
