@@ -15,8 +15,8 @@ from litestar.types import Receive, Scope, Send
 from modelyard import __version__
 from modelyard.adapters.eventstore.env import open_yard
 from modelyard.adapters.ratelimit.limiter import InProcessRateLimiter, PostgresRateLimiter, RateLimiter
+from modelyard.adapters.state.db import open_state
 from modelyard.adapters.views.db import PostgresViews, open_views
-from modelyard.api import idempotency
 from modelyard.api.auth import KeyCache
 from modelyard.api.backend import Backend
 from modelyard.api.errors import handle_exception
@@ -24,7 +24,6 @@ from modelyard.api.gateway.controller import GatewayController
 from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import HealthController
-from modelyard.api.instances import secrets
 from modelyard.api.instances.controller import InstancesController
 from modelyard.api.mcp import build_mcp
 from modelyard.api.ratelimit import RateLimitMiddleware
@@ -32,12 +31,13 @@ from modelyard.settings import Settings
 
 
 def open_backend(settings: Settings) -> Backend:
-    """The store, views and limits of the configured mode (the API process opens its own)."""
+    """The store, views, state and limits of the configured mode (the API process opens its own)."""
     views = open_views(settings)
+    state = open_state(settings)
     limiter: RateLimiter = (
-        PostgresRateLimiter(views.pool) if isinstance(views, PostgresViews) else InProcessRateLimiter()
+        PostgresRateLimiter(state.pool) if isinstance(state, PostgresViews) else InProcessRateLimiter()
     )
-    return Backend(settings=settings, yard=open_yard(settings), views=views, limiter=limiter)
+    return Backend(settings=settings, yard=open_yard(settings), views=views, state=state, limiter=limiter)
 
 
 def create_app(settings: Settings, backend: Backend | None = None) -> Litestar:
@@ -52,7 +52,6 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         own = backend is None
         active = open_backend(settings) if backend is None else backend
-        active.views.ensure([*secrets.SCHEMA, *idempotency.SCHEMA])
         app.state.backend = active
         app.state.key_cache = KeyCache(active.views)
         app.state.forwarder = Forwarder(active.views)
@@ -67,6 +66,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Litestar:
             if own:
                 active.yard.close()
                 active.views.close()
+                active.state.close()
 
     return Litestar(
         route_handlers=[HealthController, InstancesController, GatewayController, mcp_endpoint],

@@ -19,6 +19,7 @@ from modelyard.adapters.views.db import ViewDatabase
 from modelyard.api.errors import ApiKeyRequired, Forbidden, InvalidApiKey
 from modelyard.domain.keys.aggregate import KeyKind, hash_secret
 from modelyard.domain.shared.errors import InstanceNotFound
+from modelyard.projections.keys.queries import principal_by_secret_hash
 
 # How long a key lookup is trusted: revocation takes effect at most this late.
 CACHE_TTL_S = 2.0
@@ -69,21 +70,15 @@ class KeyCache:
 
     def _load(self, digest: str) -> Principal | None:
         with self._views.read() as tx:
-            rows = tx.execute(
-                "SELECT key_id, account_id, kind, deployment_uuid FROM api_keys"
-                " WHERE secret_hash = %s AND revoked = 0",
-                [digest],
-            )
-            if not rows:
-                return None
-            key_id, account_id, kind, deployment = rows[0]
-            grants = tx.execute("SELECT deployment_uuid FROM key_grants WHERE key_id = %s", [key_id])
+            found = principal_by_secret_hash(tx, digest)
+        if found is None:
+            return None
         return Principal(
-            key_id=key_id,
-            account_id=account_id,
-            kind=KeyKind(kind),
-            deployment_uuid=deployment,
-            grants=frozenset(str(g[0]) for g in grants),
+            key_id=found.key_id,
+            account_id=found.account_id,
+            kind=KeyKind(found.kind),
+            deployment_uuid=found.deployment_id,
+            grants=found.grants,
         )
 
 

@@ -16,6 +16,7 @@ from modelyard.domain.keys.aggregate import KeyKind
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import DomainError
 from modelyard.domain.shared.money import format_usd, parse_usd
+from modelyard.projections.balances.queries import ledger_of_account
 from modelyard.settings import load_settings
 from modelyard.workers.audit import replay
 from modelyard.workers.projection_runner import ProjectionRunner
@@ -149,18 +150,14 @@ def ledger_command(account_id: str) -> None:
     views = open_views(settings)
     try:
         with views.transaction() as tx:
-            rows = tx.execute(
-                "SELECT position, at, kind, amount, balance_after, event_id, source_event, minute"
-                " FROM ledger WHERE account_id = %s ORDER BY position",
-                [account_id],
-            )
+            lines = ledger_of_account(tx, account_id)
     finally:
         views.close()
-    if not rows:
+    if not lines:
         raise click.ClickException(f"no ledger lines for {account_id}")
     click.echo("position  at  kind  amount_usd  balance_usd  event  [metered event, minute]")
-    for position, at, kind, amount, balance, event_id, source, minute in rows:
-        sign = "-" if kind == "charge" else "+"
-        extra = f"  [{source}, {minute}]" if source else ""
-        money = f"{sign}{format_usd(amount)}  {format_usd(balance)}"
-        click.echo(f"{position}  {at}  {kind}  {money}  {event_id}{extra}")
+    for line in lines:
+        sign = "-" if line.kind == "charge" else "+"
+        extra = f"  [{line.source_event}, {line.minute}]" if line.source_event else ""
+        money = f"{sign}{format_usd(line.amount)}  {format_usd(line.balance_after)}"
+        click.echo(f"{line.position}  {line.at}  {line.kind}  {money}  {line.event_id}{extra}")

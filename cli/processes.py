@@ -36,7 +36,7 @@ def running_workers(settings: Settings, names: tuple[str, ...], backend: Backend
     yard, views = backend.yard, backend.views
     with ExitStack() as stack:
         if "relay" in names and settings.uses_kafka:
-            relay = RelayWorker(settings, yard, views)
+            relay = RelayWorker(settings, yard, backend.state)
             relay.start()
             stack.callback(relay.stop)
         if "views" in names:
@@ -55,13 +55,14 @@ def running_workers(settings: Settings, names: tuple[str, ...], backend: Backend
 
 @contextmanager
 def opened_backend(settings: Settings) -> Iterator[Backend]:
-    """The store and views of this process, closed on the way out."""
+    """The store, views and state of this process, closed on the way out."""
     backend = open_backend(settings)
     try:
         yield backend
     finally:
         backend.yard.close()
         backend.views.close()
+        backend.state.close()
 
 
 def _serve_api(settings: Settings, backend: Backend | None = None) -> None:

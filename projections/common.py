@@ -19,5 +19,5 @@ def account_ref(account_id: UUID) -> str:
 
 
 def event_ref(originator_id: UUID, version: int) -> str:
-    """The id of one event: its aggregate and version."""
-    return f"{originator_id}:{version}"
+    """The id of one event: its aggregate (as every view stores a UUID, its hex) and version."""
+    return f"{originator_id.hex}:{version}"

@@ -18,12 +18,13 @@ from kafka.partitioner import murmur2
 from modelyard.adapters.eventlog.envelope import EventEnvelope
 from modelyard.adapters.eventlog.sources import EventSource, KafkaReplaySource, NotificationLogSource
 from modelyard.adapters.views.db import SqliteViews, ViewDatabase
+from modelyard.adapters.views.tracking import tracked
 from modelyard.domain.application import Yard
 from modelyard.projections.balances.projection import BalancesProjection
+from modelyard.projections.balances.queries import AUDITED, audited_rows
 from modelyard.settings import Settings
-from modelyard.workers.projection_runner import ProjectionRunner, tracked
+from modelyard.workers.projection_runner import ProjectionRunner
 
-AUDITED = ("balances", "ledger")
 # Events per replay transaction: the balances projection costs a few statements per batch,
 # so larger batches go faster; past a few thousand they only add memory.
 REPLAY_BATCH = 2000
@@ -66,7 +67,7 @@ class _UpTo:
 
 def _dump(views: ViewDatabase) -> dict[str, set[tuple[Any, ...]]]:
     with views.transaction() as tx:
-        return {table: set(tx.execute(f"SELECT * FROM {table}")) for table in AUDITED}  # noqa: S608
+        return audited_rows(tx)
 
 
 def replay(settings: Settings, yard: Yard, live: ViewDatabase, *, source: str = "store") -> ReplayReport:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from uuid import UUID
 
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.domain.deployments.metering import due_minutes
 from modelyard.domain.deployments.service import DeploymentsService, MeterMinute
-from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import ConcurrencyConflict, DuplicateMinute
+from modelyard.projections.deployments.queries import deployments_owing_minutes
 from modelyard.workers.loop import BackgroundLoop
 
 log = logging.getLogger(__name__)
@@ -38,22 +39,16 @@ class Meter:
         self._views = views
         self._clock = clock
 
-    def candidates(self) -> list[str]:
+    def candidates(self) -> list[UUID]:
         """Deployments that may owe minutes: live ones, and ended ones not metered to their end."""
         with self._views.transaction() as tx:
-            rows = tx.execute(
-                "SELECT id FROM deployments WHERE state IN ('running', 'scaling', 'degraded')"
-                " OR (state IN ('scaled_to_zero', 'teardown', 'destroyed', 'failed')"
-                " AND (metered_through IS NULL OR metered_through < updated_at))"
-            )
-        return [str(row[0]) for row in rows]
+            return deployments_owing_minutes(tx)
 
     def run(self) -> int:
         """Meter every due minute now; returns how many minutes were charged."""
         now = self._clock()
         charged = 0
-        for public in self.candidates():
-            deployment_id = ids.parse_deployment_id(public)
+        for deployment_id in self.candidates():
             for minute in due_minutes(self._deployments.get(deployment_id), now):
                 try:
                     self._deployments.meter(MeterMinute(deployment_id=deployment_id, minute=minute, at=now))

@@ -15,17 +15,12 @@ from collections.abc import Callable, Sequence
 from modelyard.adapters.eventlog.envelope import EventEnvelope
 from modelyard.adapters.eventlog.sources import EventSource
 from modelyard.adapters.views.db import ViewDatabase
-from modelyard.projections.base import Positioned, Projection, Tx
+from modelyard.adapters.views.tracking import advance, empty, tracked
+from modelyard.projections.base import Positioned, Projection
+
+__all__ = ["ProjectionRunner", "log_position", "tracked"]
 
 Decode = Callable[[EventEnvelope], object]
-
-
-def tracked(tx: Tx, projection: str) -> dict[int, int]:
-    """A projection's position per source partition."""
-    rows = tx.execute(
-        "SELECT partition, position FROM projection_tracking WHERE projection = %s", [projection]
-    )
-    return {int(partition): int(position) for partition, position in rows}
 
 
 def log_position(views: ViewDatabase, projections: Sequence[Projection]) -> int:
@@ -87,12 +82,7 @@ class ProjectionRunner:
                     continue
                 projection.apply_batch(tx, fresh)
                 applied += len(fresh)
-                tx.executemany(
-                    "INSERT INTO projection_tracking (projection, partition, position)"
-                    " VALUES (%s, %s, %s) ON CONFLICT (projection, partition)"
-                    " DO UPDATE SET position = EXCLUDED.position",
-                    [[projection.name, partition, position] for partition, position in moved.items()],
-                )
+                advance(tx, projection.name, moved)
         return applied
 
     def run_until_idle(self, *, timeout_s: float = 0.05, max_records: int = 500) -> int:
@@ -120,7 +110,5 @@ class ProjectionRunner:
         """Empty the projections' tables and tracking; the next runs replay from the start."""
         with self._views.transaction() as tx:
             for projection in self._projections:
-                for table in projection.tables:
-                    tx.execute(f"DELETE FROM {table}")  # noqa: S608 - table names are code, not input
-                tx.execute("DELETE FROM projection_tracking WHERE projection = %s", [projection.name])
+                empty(tx, projection.name, projection.tables)
         self.position = 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import NamedTuple
 from uuid import UUID
 
 from modelyard.adapters.engines.models import PlacementError, ReplicaSpec, gguf_paths, replica_spec
@@ -26,8 +25,9 @@ from modelyard.domain.deployments.service import (
     WithCapacity,
     WithReason,
 )
-from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import DomainError
+from modelyard.projections.balances.queries import exhausted_accounts
+from modelyard.projections.deployments.queries import WorkItem, deployments_needing_work
 from modelyard.settings import Settings
 from modelyard.workers.loop import BackgroundLoop
 
@@ -51,29 +51,21 @@ class Reconciler:
         placement: LocalPlacement,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self._settings, self._deployments, self._views, self._placement = (
-            settings,
-            deployments,
-            views,
-            placement,
-        )
+        self._settings, self._deployments, self._views = settings, deployments, views
+        self._placement = placement
         self._clock = clock
         self._gguf = gguf_paths(settings.gguf_models)
-        self.replicas: dict[str, dict[str, ReplicaHandle]] = {}
+        self.replicas: dict[UUID, dict[str, ReplicaHandle]] = {}
         self._counter = 0
 
     def run_once(self) -> None:
         """One pass over every deployment that needs something done."""
         with self._views.transaction() as tx:
-            rows = tx.execute(
-                "SELECT id, state, capacity, pending_capacity, model, preset, account_id FROM deployments"
-                " WHERE state IN ('provisioning', 'scaling', 'running', 'degraded', 'teardown')"
-            )
-            exhausted = {r[0] for r in tx.execute("SELECT account_id FROM balances WHERE exhausted = 1")}
-        for row in rows:
-            target = _Target(*row[:6])
+            targets = deployments_needing_work(tx)
+            exhausted = exhausted_accounts(tx)
+        for target in targets:
             try:
-                if row[6] in exhausted and target.state != "teardown":
+                if target.account_id in exhausted and target.state != "teardown":
                     self._deployments.request_teardown(self._on(target))
                     continue
                 self._step(target)
@@ -81,24 +73,24 @@ class Reconciler:
                 # The state moved under us (another command); the next pass sees the new one.
                 log.info("reconcile %s (%s): %s", target.id, target.state, exc.message)
 
-    def _on(self, target: _Target) -> OnDeployment:
-        return OnDeployment(deployment_id=target.uuid, at=self._clock())
+    def _on(self, target: WorkItem) -> OnDeployment:
+        return OnDeployment(deployment_id=target.id, at=self._clock())
 
-    def _because(self, target: _Target, reason: str) -> WithReason:
-        return WithReason(deployment_id=target.uuid, reason=reason, at=self._clock())
+    def _because(self, target: WorkItem, reason: str) -> WithReason:
+        return WithReason(deployment_id=target.id, reason=reason, at=self._clock())
 
-    def _lose(self, target: _Target, replica: str, reason: str) -> None:
+    def _lose(self, target: WorkItem, replica: str, reason: str) -> None:
         self._deployments.lose_replica(
-            ReplicaCommand(deployment_id=target.uuid, replica=replica, reason=reason, at=self._clock())
+            ReplicaCommand(deployment_id=target.id, replica=replica, reason=reason, at=self._clock())
         )
 
-    def _step(self, target: _Target) -> None:
+    def _step(self, target: WorkItem) -> None:
         if target.state == "provisioning":
             self._provision(target)
-        elif target.state == "scaling" and target.pending is not None:
-            self._resize(target, int(target.pending))
+        elif target.state == "scaling" and target.pending_capacity is not None:
+            self._resize(target, int(target.pending_capacity))
             self._deployments.finish_scale(
-                WithCapacity(deployment_id=target.uuid, capacity=int(target.pending), at=self._clock())
+                WithCapacity(deployment_id=target.id, capacity=int(target.pending_capacity), at=self._clock())
             )
         elif target.state in ("running", "degraded"):
             self._heal(target)
@@ -107,7 +99,7 @@ class Reconciler:
                 self._placement.stop(handle)
             self._deployments.mark_destroyed(self._on(target))
 
-    def _spec(self, target: _Target) -> ReplicaSpec:
+    def _spec(self, target: WorkItem) -> ReplicaSpec:
         spec = replica_spec(target.model, engine=self._settings.engine, gguf=self._gguf, preset=target.preset)
         if spec.engine != "simulated":
             return spec
@@ -119,7 +111,7 @@ class Reconciler:
             tokens_per_s=self._settings.simulated_tokens_per_s,
         )
 
-    def _provision(self, target: _Target) -> None:
+    def _provision(self, target: WorkItem) -> None:
         try:
             self._resize(target, int(target.capacity))
         except PlacementError as exc:
@@ -129,23 +121,23 @@ class Reconciler:
             return
         self._deployments.activate(self._on(target))
 
-    def _resize(self, target: _Target, size: int) -> None:
+    def _resize(self, target: WorkItem, size: int) -> None:
         current = self.replicas.setdefault(target.id, {})
         while len(current) < size:
             self._counter += 1
-            name = f"{target.id}-r{self._counter}"
+            name = f"{target.id.hex}-r{self._counter}"
             handle = self._placement.start(self._spec(target), name)
             current[name] = handle
             self._deployments.start_replica(
                 ReplicaCommand(
-                    deployment_id=target.uuid, replica=name, base_url=handle.base_url, at=self._clock()
+                    deployment_id=target.id, replica=name, base_url=handle.base_url, at=self._clock()
                 )
             )
         for name in list(current)[size:]:
             self._placement.stop(current.pop(name))
             self._lose(target, name, "scaled down")
 
-    def _heal(self, target: _Target) -> None:
+    def _heal(self, target: WorkItem) -> None:
         current = self.replicas.setdefault(target.id, {})
         dead = [name for name, handle in current.items() if not self._placement.alive(handle)]
         missing = int(target.capacity) - (len(current) - len(dead))
@@ -162,21 +154,6 @@ class Reconciler:
             log.warning("cannot replace replicas of %s: %s", target.id, exc)
             return
         self._deployments.recover(self._on(target))
-
-
-class _Target(NamedTuple):
-    """A deployment row as the reconciler reads it."""
-
-    id: str
-    state: str
-    capacity: int
-    pending: int | None
-    model: str
-    preset: str
-
-    @property
-    def uuid(self) -> UUID:
-        return ids.parse_deployment_id(self.id)
 
 
 class ReconcilerWorker(BackgroundLoop):

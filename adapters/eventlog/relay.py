@@ -3,7 +3,8 @@
 Each event goes out keyed by its aggregate id (one aggregate, one partition, its order
 kept) with the notification id in a header. The relay records how far it got only after
 Kafka acknowledged the batch, so a crash at any point re-sends at most the unacknowledged
-tail, and consumers drop what they already applied by notification id.
+tail, and consumers drop what they already applied by notification id. The position lives
+in the state store (``modelyard.adapters.state``), which no rebuild of the views touches.
 """
 
 from __future__ import annotations
@@ -13,14 +14,9 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from modelyard.adapters.state import positions as stored
 from modelyard.adapters.views.db import ViewDatabase
 
-POSITION_SCHEMA = """
-CREATE TABLE IF NOT EXISTS relay_position (
-    name TEXT PRIMARY KEY,
-    position BIGINT NOT NULL
-)
-"""
 # Enough partitions for a handful of consumers per group to share the work.
 PARTITIONS = 4
 
@@ -73,13 +69,12 @@ class Relay:
         self._topic = topic
         self._positions = positions
         self._name = name
-        positions.ensure([POSITION_SCHEMA])
+        positions.ensure(stored.SCHEMA)
 
     def position(self) -> int:
         """The last notification id Kafka acknowledged."""
         with self._positions.transaction() as tx:
-            rows = tx.execute("SELECT position FROM relay_position WHERE name = %s", [self._name])
-        return int(rows[0][0]) if rows else 0
+            return stored.position(tx, self._name)
 
     def relay_once(self, batch: int = 1000) -> int:
         """Send the next batch, wait for its acknowledgement, record it; returns how many."""
@@ -108,8 +103,4 @@ class Relay:
 
     def _record(self, position: int) -> None:
         with self._positions.transaction() as tx:
-            tx.execute(
-                "INSERT INTO relay_position (name, position) VALUES (%s, %s)"
-                " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
-                [self._name, position],
-            )
+            stored.record(tx, self._name, position)

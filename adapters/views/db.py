@@ -3,6 +3,8 @@
 Projections write portable SQL with ``%s`` placeholders; SQLite's adapter turns them into
 ``?``. Each database also holds ``projection_tracking``: per projection and source
 partition, the last notification id applied, written in the same transaction as the rows.
+The same machinery, opened with another ``schema``, holds the state store
+(``modelyard.adapters.state``): what a rebuild of the views must never touch.
 """
 
 from __future__ import annotations
@@ -80,14 +82,14 @@ class _SqliteTx:
 class SqliteViews:
     """Views in one SQLite file; one writer at a time, as SQLite wants."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, schema: Sequence[str] = (TRACKING,)) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._path = path
         self._lock = threading.RLock()
         self._readers = threading.local()
-        self.ensure([TRACKING])
+        self.ensure(schema)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -150,9 +152,9 @@ class _PostgresTx:
 class PostgresViews:
     """Views in PostgreSQL, shared by every API and worker process."""
 
-    def __init__(self, conninfo: str, *, max_size: int = 8) -> None:
+    def __init__(self, conninfo: str, *, max_size: int = 8, schema: Sequence[str] = (TRACKING,)) -> None:
         self.pool = ConnectionPool(conninfo, min_size=1, max_size=max_size, open=True)
-        self.ensure([TRACKING])
+        self.ensure(schema)
 
     @contextmanager
     def transaction(self, lock: str | None = None) -> Iterator[Tx]:

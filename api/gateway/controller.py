@@ -15,11 +15,11 @@ from litestar import Controller, Request, post
 from litestar.params import FromPath, RawBody
 from litestar.response import Response, Stream
 
+from modelyard.adapters.state import secrets
 from modelyard.api.auth import Principal, bearer, inference
 from modelyard.api.backend import Backend
 from modelyard.api.errors import COMMON_ERRORS
 from modelyard.api.gateway.forwarder import Forwarder
-from modelyard.api.instances import secrets
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import InstanceNotFound, InstanceNotRunning, InvalidRequest
 from modelyard.projections.metrics.records import usage_record
@@ -39,7 +39,7 @@ class NativeChat(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 class _Call(msgspec.Struct, kw_only=True):
     """One inference call on its way through the gateway."""
 
-    dep_id: str
+    dep_id: uuid.UUID
     model: str
     principal: Principal
     started: float
@@ -53,20 +53,23 @@ def _backend(request: Request[Any, Any, Any]) -> Backend:
 def _open(request: Request[Any, Any, Any], instance_id: str) -> _Call:
     """Authenticate, and check the instance exists and serves."""
     started = time.perf_counter()
-    principal = inference(request, ids.parse_deployment_id(instance_id).hex)
+    dep_id = ids.parse_deployment_id(instance_id)
+    principal = inference(request, dep_id.hex)
     forwarder: Forwarder = request.app.state.forwarder
-    found = forwarder.deployment(instance_id)
-    if found is None or found[0] == "destroyed":
+    found = forwarder.deployment(dep_id)
+    if found is None or found.state == "destroyed":
         raise InstanceNotFound(f"No instance {instance_id} (or it was destroyed).")
-    if found[0] not in SERVING:
-        raise InstanceNotRunning(f"{instance_id} is {found[0]}, not running: poll its status first.")
-    return _Call(dep_id=instance_id, model=found[1], principal=principal, started=started)
+    if found.state not in SERVING:
+        raise InstanceNotRunning(f"{instance_id} is {found.state}, not running: poll its status first.")
+    return _Call(dep_id=dep_id, model=found.model, principal=principal, started=started)
 
 
 async def _opened(request: Request[Any, Any, Any], instance_id: str) -> _Call:
     """``_open`` on the event loop when its lookups are cached, in a thread when not."""
     forwarder: Forwarder = request.app.state.forwarder
-    if forwarder.cached(instance_id) and request.app.state.key_cache.cached(bearer(request)):
+    if forwarder.cached(ids.parse_deployment_id(instance_id)) and request.app.state.key_cache.cached(
+        bearer(request)
+    ):
         return _open(request, instance_id)
     return await anyio.to_thread.run_sync(_open, request, instance_id)
 
@@ -79,7 +82,7 @@ def _record(
     event = usage_record(
         record_id=uuid.uuid4(),
         at=datetime.now(UTC),
-        deployment_id=call.dep_id,
+        deployment_id=call.dep_id.hex,
         model=call.model,
         account_id=call.principal.account_id,
         key_id=call.principal.key_id,
@@ -92,7 +95,7 @@ def _record(
     request.app.state.usage.submit(event)
     forwarder: Forwarder = request.app.state.forwarder
     if forwarder.first_use(call.dep_id):
-        with _backend(request).views.transaction() as tx:
+        with _backend(request).state.transaction() as tx:
             secrets.forget(tx, call.dep_id)
 
 
@@ -224,13 +227,8 @@ class GatewayController(Controller):
             from modelyard.api.errors import InvalidApiKey
 
             raise InvalidApiKey("This route takes an instance's auxk_ key.")
-        instance_id = ids.public_id(ids.INSTANCE, uuid.UUID(principal.deployment_uuid))
-        with _backend(request).views.read() as tx:
-            rows = tx.execute(
-                "SELECT id FROM deployments WHERE id IN (%s, %s)",
-                [instance_id, "dep_" + principal.deployment_uuid],
-            )
-        call = await _opened(request, rows[0][0] if rows else instance_id)
+        instance_id = ids.instance_ref(uuid.UUID(hex=principal.deployment_uuid))
+        call = await _opened(request, instance_id)
         return await _openai(request, call, _json_body(body))
 
 

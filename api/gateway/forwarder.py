@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from uuid import UUID
 
 import aiohttp
 import anyio
@@ -19,7 +20,9 @@ import msgspec
 
 from modelyard.adapters.placement.balancer import least_loaded
 from modelyard.adapters.views.db import ViewDatabase
+from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import InstanceNotRunning
+from modelyard.projections.deployments.queries import DeploymentState, deployment_state, serving_replicas
 
 # Replica addresses change only on start, loss and scale: re-reading them each second is plenty.
 REPLICAS_TTL_S = 1.0
@@ -36,33 +39,32 @@ class Forwarder:
     def __init__(self, views: ViewDatabase) -> None:
         self._views = views
         self._session: aiohttp.ClientSession | None = None
-        self._cache: dict[str, tuple[float, list[str]]] = {}
+        self._cache: dict[UUID, tuple[float, list[str]]] = {}
         self._in_flight: dict[str, int] = {}
         self._turn = 0
-        self._deployments: dict[str, tuple[float, tuple[str, str] | None]] = {}
-        self._used: set[str] = set()
+        self._deployments: dict[UUID, tuple[float, DeploymentState | None]] = {}
+        self._used: set[UUID] = set()
 
-    def deployment(self, dep_id: str) -> tuple[str, str] | None:
-        """(state, model) of a deployment, re-read at most every ``REPLICAS_TTL_S``."""
+    def deployment(self, dep_id: UUID) -> DeploymentState | None:
+        """State and model of a deployment, re-read at most every ``REPLICAS_TTL_S``."""
         cached = self._deployments.get(dep_id)
         if cached and time.monotonic() - cached[0] < REPLICAS_TTL_S:
             return cached[1]
         with self._views.read() as tx:
-            rows = tx.execute("SELECT state, model FROM deployments WHERE id = %s", [dep_id])
-        found = (str(rows[0][0]), str(rows[0][1])) if rows else None
+            found = deployment_state(tx, dep_id)
         self._deployments[dep_id] = (time.monotonic(), found)
         return found
 
-    def cached(self, dep_id: str) -> bool:
+    def cached(self, dep_id: UUID) -> bool:
         """Whether ``deployment`` would answer without the database."""
         entry = self._deployments.get(dep_id)
         return entry is not None and time.monotonic() - entry[0] < REPLICAS_TTL_S
 
-    def used(self, dep_id: str) -> bool:
+    def used(self, dep_id: UUID) -> bool:
         """Whether this process already served a request of the deployment."""
         return dep_id in self._used
 
-    def first_use(self, dep_id: str) -> bool:
+    def first_use(self, dep_id: UUID) -> bool:
         """Mark the deployment used; True the first time in this process."""
         if dep_id in self._used:
             return False
@@ -83,14 +85,11 @@ class Forwarder:
             )
         return self._session
 
-    def _read(self, dep_id: str) -> list[str]:
+    def _read(self, dep_id: UUID) -> list[str]:
         with self._views.read() as tx:
-            rows = tx.execute(
-                "SELECT base_url FROM replicas WHERE deployment_id = %s ORDER BY replica", [dep_id]
-            )
-        return [str(r[0]) for r in rows]
+            return serving_replicas(tx, dep_id)
 
-    async def _replicas(self, dep_id: str) -> list[str]:
+    async def _replicas(self, dep_id: UUID) -> list[str]:
         cached = self._cache.get(dep_id)
         if cached and time.monotonic() - cached[0] < REPLICAS_TTL_S:
             return cached[1]
@@ -99,11 +98,13 @@ class Forwarder:
         return urls
 
     @asynccontextmanager
-    async def _leased(self, dep_id: str) -> AsyncIterator[str]:
+    async def _leased(self, dep_id: UUID) -> AsyncIterator[str]:
         """The least-loaded replica (ties go round-robin), counted in flight for the block."""
         urls = await self._replicas(dep_id)
         if not urls:
-            raise InstanceNotRunning(f"{dep_id} has no replica serving right now; poll its status.")
+            raise InstanceNotRunning(
+                f"{ids.instance_ref(dep_id)} has no replica serving right now; poll its status."
+            )
         self._turn += 1
         url = least_loaded(urls, self._turn, lambda u: self._in_flight.get(u, 0))
         self._in_flight[url] = self._in_flight.get(url, 0) + 1
@@ -112,7 +113,7 @@ class Forwarder:
         finally:
             self._in_flight[url] -= 1
 
-    async def complete(self, dep_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    async def complete(self, dep_id: UUID, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """One whole chat completion: (status, JSON body) as the replica answered."""
         async with self._leased(dep_id) as url:
             try:
@@ -120,10 +121,12 @@ class Forwarder:
                     status, raw = response.status, await response.read()
             except aiohttp.ClientConnectionError as exc:
                 self._cache.pop(dep_id, None)
-                raise InstanceNotRunning(f"The replica of {dep_id} did not answer ({exc!r}); retry.") from exc
+                raise InstanceNotRunning(
+                    f"The replica of {ids.instance_ref(dep_id)} did not answer ({exc!r}); retry."
+                ) from exc
         return status, _json_object(raw)
 
-    async def stream(self, dep_id: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    async def stream(self, dep_id: UUID, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """The replica's server-sent events, line by line; closing this closes the upstream."""
         async with (
             self._leased(dep_id) as url,

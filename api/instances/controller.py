@@ -11,16 +11,20 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody
 
 from modelyard.adapters.keygen import INSTANCE_PREFIX, new_secret
+from modelyard.adapters.state import secrets
 from modelyard.api import idempotency
 from modelyard.api.auth import Principal, management_guard
 from modelyard.api.backend import Backend
 from modelyard.api.errors import COMMON_ERRORS
-from modelyard.api.instances import presenters, secrets
+from modelyard.api.instances import presenters
 from modelyard.api.instances.schemas import ProvisionRequest, ScaleRequest
 from modelyard.domain.catalog.models import CATALOG, ModelSpec
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import InstanceNotFound
 from modelyard.domain.shared.money import format_usd
+from modelyard.projections.balances.queries import Balance, balance_of, charges_by_deployment
+from modelyard.projections.deployments.queries import instance_for_account, instances_of_account
+from modelyard.projections.keys.queries import instance_key_hint
 
 Envelope = dict[str, Any]
 
@@ -39,26 +43,24 @@ def _backend(request: Request[Any, Any, Any]) -> Backend:
 
 
 def _show(backend: Backend, account_id: str, dep_id: str) -> Envelope:
+    deployment = ids.parse_deployment_id(dep_id)
     with backend.views.read() as tx:
-        rows = presenters.load_instances(tx, account_id, dep_id)
-        if not rows or rows[0][6] == "destroyed":
+        row = instance_for_account(tx, account_id, deployment)
+        if row is None or row.state == "destroyed":
             raise InstanceNotFound(f"No instance {dep_id} on this account (or it was destroyed).")
-        secret = secrets.peek(tx, dep_id)
-        hint = tx.execute(
-            "SELECT display FROM api_keys WHERE deployment_uuid = %s", [ids.parse_deployment_id(dep_id).hex]
-        )
-    instance = presenters.instance(rows[0], backend.settings.base_url, secret, hint[0][0] if hint else None)
+        hint = instance_key_hint(tx, deployment)
+    with backend.state.read() as tx:
+        secret = secrets.peek(tx, deployment)
+    instance = presenters.instance(row, backend.settings.base_url, secret, hint)
     return _ok({"instance": instance})
 
 
 def _owned(backend: Backend, account_id: str, dep_id: str) -> str:
     """The instance id if it belongs to the account and is not destroyed; else INSTANCE_NOT_FOUND."""
-    ids.parse_deployment_id(dep_id)
+    deployment = ids.parse_deployment_id(dep_id)
     with backend.views.read() as tx:
-        rows = tx.execute(
-            "SELECT state FROM deployments WHERE id = %s AND account_id = %s", [dep_id, account_id]
-        )
-    if not rows or rows[0][0] == "destroyed":
+        row = instance_for_account(tx, account_id, deployment)
+    if row is None or row.state == "destroyed":
         raise InstanceNotFound(f"No instance {dep_id} on this account (or it was destroyed).")
     return dep_id
 
@@ -71,7 +73,7 @@ def _once(
     command: Callable[[], Envelope],
 ) -> Response[Any]:
     return idempotency.run_once(
-        _backend(request).views,
+        _backend(request).state,
         account_id=principal.account_id,
         key=request.headers.get("idempotency-key"),
         request=payload,
@@ -123,10 +125,10 @@ class InstancesController(Controller):
             name=parsed.name,
             prefix=ids.INSTANCE,
         )
-        dep_id = ids.public_id(ids.INSTANCE, deployment)
-        with backend.views.transaction() as tx:
-            secrets.keep(tx, dep_id, secret)
-        backend.settle(dep_id, 1)
+        dep_id = ids.instance_ref(deployment)
+        with backend.state.transaction() as tx:
+            secrets.keep(tx, deployment, secret)
+        backend.settle(deployment, 1)
         return _show(backend, principal.account_id, dep_id)
 
     @get("/instances", operation_id="listInstances", sync_to_thread=True, responses=COMMON_ERRORS)
@@ -135,7 +137,7 @@ class InstancesController(Controller):
         principal: Principal = request.state.principal
         backend = _backend(request)
         with backend.views.read() as tx:
-            rows = [r for r in presenters.load_instances(tx, principal.account_id) if r[6] != "destroyed"]
+            rows = [r for r in instances_of_account(tx, principal.account_id) if r.state != "destroyed"]
         shown = [presenters.instance(r, backend.settings.base_url, None, None) for r in rows]
         return _ok({"instances": shown, "count": len(shown)})
 
@@ -177,9 +179,9 @@ class InstancesController(Controller):
         dep_id = _owned(backend, principal.account_id, instance_id)
         uuid = ids.parse_deployment_id(dep_id)
         backend.yard.request_teardown(uuid, at=_now())
-        backend.settle(dep_id, backend.yard.get_deployment(uuid).version)
-        with backend.views.transaction() as tx:
-            secrets.forget(tx, dep_id)
+        backend.settle(uuid, backend.yard.get_deployment(uuid).version)
+        with backend.state.transaction() as tx:
+            secrets.forget(tx, uuid)
         return _show(backend, principal.account_id, dep_id)
 
     @post(
@@ -207,7 +209,7 @@ class InstancesController(Controller):
         dep_id = _owned(backend, principal.account_id, instance_id)
         uuid = ids.parse_deployment_id(dep_id)
         backend.yard.request_scale(uuid, parsed.capacity, at=_now())
-        backend.settle(dep_id, backend.yard.get_deployment(uuid).version)
+        backend.settle(uuid, backend.yard.get_deployment(uuid).version)
         return _show(backend, principal.account_id, dep_id)
 
     @get("/models", operation_id="listModels", sync_to_thread=False, responses=COMMON_ERRORS)
@@ -220,11 +222,9 @@ class InstancesController(Controller):
         """The account's prepaid balance."""
         principal: Principal = request.state.principal
         with _backend(request).views.read() as tx:
-            rows = tx.execute(
-                "SELECT balance, credited, charged, plan FROM balances WHERE account_id = %s",
-                [principal.account_id],
-            )
-        balance, credited, charged, plan = rows[0] if rows else (0, 0, 0, "free")
+            found = balance_of(tx, principal.account_id)
+        row = found or Balance(plan="free", balance=0, credited=0, charged=0)
+        balance, credited, charged, plan = row.balance, row.credited, row.charged, row.plan
         return _ok(
             {
                 "account_id": principal.account_id,
@@ -241,15 +241,12 @@ class InstancesController(Controller):
         """Charges per instance: minutes metered and what they cost."""
         principal: Principal = request.state.principal
         with _backend(request).views.read() as tx:
-            rows = tx.execute(
-                "SELECT deployment_id, COUNT(*), SUM(amount) FROM ledger"
-                " WHERE account_id = %s AND kind = 'charge' GROUP BY deployment_id ORDER BY deployment_id",
-                [principal.account_id],
-            )
+            rows = charges_by_deployment(tx, principal.account_id)
         per = [
-            {"instance_uuid": r[0], "minutes": int(r[1]), "charged_usd": format_usd(int(r[2]))} for r in rows
+            {"instance_uuid": str(r.deployment_id), "minutes": r.minutes, "charged_usd": format_usd(r.amount)}
+            for r in rows
         ]
-        total = sum(int(r[2]) for r in rows)
+        total = sum(r.amount for r in rows)
         return _ok({"account_id": principal.account_id, "instances": per, "charged_usd": format_usd(total)})
 
 

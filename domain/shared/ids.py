@@ -47,8 +47,33 @@ def parse_id(text: str, *prefixes: str) -> UUID:
 
 
 def parse_deployment_id(text: str) -> UUID:
-    """Either dialect's deployment id (``inst_…`` or ``dep_…``)."""
+    """Either dialect's deployment id (``inst_…`` or ``dep_…``): one deployment, one UUID."""
     return parse_id(text, INSTANCE, DEPLOYMENT)
+
+
+def instance_ref(deployment_id: UUID) -> str:
+    """How the first dialect prints a deployment, whichever dialect created it."""
+    return INSTANCE + deployment_id.hex
+
+
+def deployment_ref(deployment_id: UUID) -> str:
+    """How the second dialect prints a deployment, whichever dialect created it."""
+    return DEPLOYMENT + deployment_id.hex
+
+
+def deployment_uuid(text: str) -> UUID:
+    """The deployment behind any spelling older records hold: ``inst_``/``dep_`` + hex, or a UUID.
+
+    Views store ``uuid.hex`` only; this lets a projection fold records written before that
+    (a usage record's ``deployment_id`` was the printed ``inst_…`` id) into the same form.
+    """
+    for prefix in (INSTANCE, DEPLOYMENT):
+        if text.startswith(prefix):
+            return parse_deployment_id(text)
+    try:
+        return UUID(text)
+    except ValueError:
+        raise InstanceNotFound(f"No deployment with id {text!r}.") from None
 
 
 def _noun(prefix: str) -> str:

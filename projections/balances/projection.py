@@ -140,7 +140,7 @@ def _fold(accounts: dict[str, _Balance], event: AccountEvent, position: int) -> 
     else:
         row.balance -= event.amount
         row.charged += event.amount
-        deployment = str(event.deployment_id)
+        deployment = event.deployment_id.hex
         minute = iso(event.minute)
         source = event_ref(event.deployment_id, event.metered_version)
     return [

@@ -1,4 +1,8 @@
-"""Fold deployment events into one row per deployment, plus its SLA breach history."""
+"""Fold deployment events into one row per deployment, plus its SLA breach history.
+
+Every row names its deployment by ``uuid.hex``; ``prefix`` records which dialect created it,
+and the dialects print the id (``inst_…``, ``dep_…``) from the hex.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ import msgspec
 
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.lifecycle import State, status_v1, status_v2, target_of
-from modelyard.domain.shared import ids
 from modelyard.domain.shared.events import DomainEvent
 from modelyard.projections.base import OneByOne, Tx
 from modelyard.projections.common import account_ref, iso
@@ -115,8 +118,10 @@ class DeploymentsProjection(OneByOne):
             return
         if not isinstance(event, DomainEvent) or type(event).__module__ != ev.__name__:
             return
-        dep_id = self._id(tx, event)
-        if dep_id is None:
+        # One stored form for every deployment, whichever dialect created it: its UUID's hex.
+        dep_id = event.originator_id.hex
+        found = tx.execute("SELECT replicas FROM deployments WHERE id = %s", [dep_id])
+        if not found:
             return
         if isinstance(event, ev.SlaBreached | ev.SlaRecovered):
             self._breach(tx, dep_id, event, position)
@@ -126,24 +131,16 @@ class DeploymentsProjection(OneByOne):
                 "UPDATE deployments SET metered_through = %s, charged = charged + %s WHERE id = %s",
                 [iso(event.minute), event.amount, dep_id],
             )
-        replicas = tx.execute("SELECT replicas FROM deployments WHERE id = %s", [dep_id])[0][0]
-        columns = _columns(event, int(replicas)) | {
+        columns = _columns(event, int(found[0][0])) | {
             "version": event.originator_version,
             "updated_at": iso(event.timestamp),
         }
         assignments = ", ".join(f"{name} = %s" for name in columns)
         tx.execute(f"UPDATE deployments SET {assignments} WHERE id = %s", [*columns.values(), dep_id])  # noqa: S608
 
-    def _id(self, tx: Tx, event: DomainEvent) -> str | None:
-        for prefix in (ids.INSTANCE, ids.DEPLOYMENT):
-            candidate = ids.public_id(prefix, event.originator_id)
-            if tx.execute("SELECT 1 FROM deployments WHERE id = %s", [candidate]):
-                return candidate
-        return None
-
     def _insert(self, tx: Tx, e: ev.DeploymentRequested) -> None:
         row = {
-            "id": ids.public_id(e.prefix, e.originator_id),
+            "id": e.originator_id.hex,
             "account_id": account_ref(e.account_id),
             "prefix": e.prefix,
             "name": e.name,

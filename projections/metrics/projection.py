@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from modelyard.domain.shared import ids
 from modelyard.projections.base import Positioned, Tx
 from modelyard.projections.metrics import histogram
 from modelyard.projections.metrics.records import UsageRecorded
@@ -67,6 +68,8 @@ class MetricsProjection:
 
     Under load a batch holds hundreds of records for a handful of minutes: each minute's
     row is read once, every record of the batch added to it in memory, and written once.
+    Rows name the deployment by ``uuid.hex`` whatever spelling the record carries (records
+    written before that hold the printed ``inst_…`` id).
     """
 
     name = "metrics"
@@ -80,10 +83,14 @@ class MetricsProjection:
     def apply_batch(self, tx: Tx, events: Sequence[Positioned]) -> None:
         """See :class:`~modelyard.projections.base.Projection`."""
         rows: dict[Key, _Minute] = {}
+        stored: dict[str, str] = {}
         for event, _ in events:
             if not isinstance(event, UsageRecorded):
                 continue
-            key = (event.deployment_id, event.model, minute_key(event.timestamp))
+            dep = stored.get(event.deployment_id)
+            if dep is None:
+                dep = stored[event.deployment_id] = ids.deployment_uuid(event.deployment_id).hex
+            key = (dep, event.model, minute_key(event.timestamp))
             row = rows.get(key)
             if row is None:
                 row = rows[key] = _read(tx, key) or _Minute(account_id=event.account_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 import msgspec
 
@@ -65,11 +66,27 @@ def usage_by_model(tx: Tx, account_id: str, since_minute: str) -> dict[str, Usag
     return {model: summarise(model_rows) for model, model_rows in sorted(by_model.items())}
 
 
-def usage_of_deployment(tx: Tx, deployment_id: str, since_minute: str) -> Usage:
+def usage_of_deployment(tx: Tx, deployment_id: UUID, since_minute: str) -> Usage:
     """One deployment's usage from ``since_minute`` (inclusive) on."""
     rows = tx.execute(
         "SELECT requests, errors, prompt_tokens, completion_tokens, latency_hist, ttft_hist"
         " FROM metrics_minute WHERE deployment_id = %s AND minute >= %s",
-        [deployment_id, since_minute],
+        [deployment_id.hex, since_minute],
     )
     return summarise(rows)
+
+
+def requests_of_deployment(tx: Tx, deployment_id: UUID) -> tuple[int, int, int]:
+    """(requests, completion tokens, errors) a deployment served, over all time."""
+    rows = tx.execute(
+        "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(errors), 0)"
+        " FROM metrics_minute WHERE deployment_id = %s",
+        [deployment_id.hex],
+    )
+    requests, completion, errors = rows[0]
+    return int(requests), int(completion), int(errors)
+
+
+def stored_ids(tx: Tx) -> set[str]:
+    """Every deployment id the metrics view holds, as stored (for consistency checks)."""
+    return {str(row[0]) for row in tx.execute("SELECT DISTINCT deployment_id FROM metrics_minute")}

@@ -18,6 +18,7 @@ from modelyard.domain.shared.events import DomainEvent
 class UsageRecorded(DomainEvent, frozen=True, kw_only=True):
     """What one inference request used and how it went."""
 
+    #: The deployment's ``uuid.hex``; records written before that hold its printed ``inst_…`` id.
     deployment_id: str
     model: str
     account_id: str

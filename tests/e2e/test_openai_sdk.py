@@ -11,6 +11,8 @@ import openai
 import pytest
 
 from modelyard.adapters.views.db import SqliteViews
+from modelyard.domain.shared import ids
+from modelyard.projections.metrics.queries import requests_of_deployment
 
 from .conftest import Yard
 from .test_five_steps import poll_until
@@ -143,7 +145,6 @@ def _replica_metrics(yard: Yard, instance_id: str, name: str = "vllm:num_request
     from modelyard.adapters.eventstore.env import store_env
     from modelyard.domain.application import Yard as Store
     from modelyard.domain.deployments import events as ev
-    from modelyard.domain.shared import ids
     from modelyard.settings import load_settings
 
     store = Store(env=store_env(load_settings(yard.env)))
@@ -170,14 +171,10 @@ def test_every_request_fills_the_metrics_view_once(simulated: Yard) -> None:
     try:
         while True:
             with views.transaction() as tx:
-                rows = tx.execute(
-                    "SELECT SUM(requests), SUM(completion_tokens), SUM(errors) FROM metrics_minute"
-                    " WHERE deployment_id = %s",
-                    [instance["id"]],
-                )
-            if rows[0][0] == 4 or time.monotonic() > deadline:
+                served = requests_of_deployment(tx, ids.parse_deployment_id(str(instance["id"])))
+            if served[0] == 4 or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
     finally:
         views.close()
-    assert rows[0] == (4, 2 + 3 + 1 + 2, 0)
+    assert served == (4, 2 + 3 + 1 + 2, 0)

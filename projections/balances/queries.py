@@ -1,0 +1,105 @@
+"""Read the balances view and its ledger: what an account holds, and what explains it."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from modelyard.projections.base import Tx
+
+#: The tables the finance replay compares row for row.
+AUDITED = ("balances", "ledger")
+
+
+class Balance(msgspec.Struct, frozen=True, kw_only=True):
+    """An account's prepaid balance and how it came to be, in micro-dollars."""
+
+    plan: str
+    balance: int
+    credited: int
+    charged: int
+
+
+class DeploymentCharges(msgspec.Struct, frozen=True, kw_only=True):
+    """What one deployment of an account was charged: minutes metered and their sum."""
+
+    deployment_id: UUID
+    minutes: int
+    amount: int
+
+
+class LedgerLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One credit or charge, with the event it came from (and, for a charge, the metered one)."""
+
+    position: int
+    at: str
+    kind: str
+    amount: int
+    balance_after: int
+    event_id: str
+    source_event: str | None
+    minute: str | None
+
+
+def balance_of(tx: Tx, account_id: str) -> Balance | None:
+    """The account's balance row, or None before its ``AccountOpened`` is in the view."""
+    rows = tx.execute(
+        "SELECT plan, balance, credited, charged FROM balances WHERE account_id = %s", [account_id]
+    )
+    if not rows:
+        return None
+    plan, balance, credited, charged = rows[0]
+    return Balance(plan=str(plan), balance=int(balance), credited=int(credited), charged=int(charged))
+
+
+def charges_by_deployment(tx: Tx, account_id: str) -> list[DeploymentCharges]:
+    """The account's charges summed per deployment, in deployment-id order."""
+    rows = tx.execute(
+        "SELECT deployment_id, COUNT(*), SUM(amount) FROM ledger"
+        " WHERE account_id = %s AND kind = 'charge' GROUP BY deployment_id ORDER BY deployment_id",
+        [account_id],
+    )
+    return [
+        DeploymentCharges(deployment_id=UUID(hex=str(dep)), minutes=int(count), amount=int(total))
+        for dep, count, total in rows
+    ]
+
+
+def ledger_of_account(tx: Tx, account_id: str) -> list[LedgerLine]:
+    """Every ledger line of the account, in the order the events were stored."""
+    rows = tx.execute(
+        "SELECT position, at, kind, amount, balance_after, event_id, source_event, minute"
+        " FROM ledger WHERE account_id = %s ORDER BY position",
+        [account_id],
+    )
+    return [
+        LedgerLine(
+            position=int(position),
+            at=str(at),
+            kind=str(kind),
+            amount=int(amount),
+            balance_after=int(balance),
+            event_id=str(event_id),
+            source_event=None if source is None else str(source),
+            minute=None if minute is None else str(minute),
+        )
+        for position, at, kind, amount, balance, event_id, source, minute in rows
+    ]
+
+
+def exhausted_accounts(tx: Tx) -> set[str]:
+    """Accounts whose credits ran out (their deployments are to be stopped)."""
+    return {str(row[0]) for row in tx.execute("SELECT account_id FROM balances WHERE exhausted = 1")}
+
+
+def audited_rows(tx: Tx) -> dict[str, set[tuple[Any, ...]]]:
+    """Every row of the balances and ledger tables, for the finance replay's comparison."""
+    return {table: set(tx.execute(f"SELECT * FROM {table}")) for table in AUDITED}  # noqa: S608 - names are code
+
+
+def charged_deployments(tx: Tx) -> set[str]:
+    """Every deployment id the ledger holds, as stored (for consistency checks)."""
+    rows = tx.execute("SELECT DISTINCT deployment_id FROM ledger WHERE deployment_id IS NOT NULL")
+    return {str(row[0]) for row in rows}

@@ -1,0 +1,161 @@
+"""Read the deployments view: what the API shows, the gateway routes to, and the workers act on.
+
+Every function takes an open :class:`~modelyard.projections.base.Tx` and a deployment's
+``UUID``; the view stores it as ``uuid.hex``, so one id is asked for in one spelling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from modelyard.projections.base import Tx
+
+#: States with replicas that answer requests.
+SERVING = ("running", "scaling", "degraded")
+#: States in which the reconciler has something to do each pass.
+NEEDING_WORK = ("provisioning", "scaling", "running", "degraded", "teardown")
+#: Ended states in which minutes may still be owed up to the end.
+ENDED = ("scaled_to_zero", "teardown", "destroyed", "failed")
+
+
+class Deployment(msgspec.Struct, frozen=True, kw_only=True):
+    """One deployments row, as the management routes show it."""
+
+    id: UUID
+    prefix: str
+    name: str
+    model: str
+    size: str
+    tier: str
+    capacity: int
+    state: str
+    status_v1: str
+    status_v2: str
+    failure_reason: str | None
+    charged: int
+    created_at: str
+    updated_at: str
+
+
+class DeploymentState(msgspec.Struct, frozen=True, kw_only=True):
+    """What the gateway needs to route a call: the state and the model served."""
+
+    state: str
+    model: str
+
+
+class WorkItem(msgspec.Struct, frozen=True, kw_only=True):
+    """A deployment the reconciler must look at, with what it needs to act."""
+
+    id: UUID
+    state: str
+    capacity: int
+    pending_capacity: int | None
+    model: str
+    preset: str
+    account_id: str
+
+
+_DEPLOYMENT = (
+    "SELECT id, prefix, name, model, size, tier, capacity, state, status_v1, status_v2, failure_reason,"
+    " charged, created_at, updated_at FROM deployments"
+)
+
+
+def _deployment(row: tuple[Any, ...]) -> Deployment:
+    dep, prefix, name, model, size, tier, capacity, state, v1, v2, reason, charged, created, updated = row
+    return Deployment(
+        id=UUID(hex=str(dep)),
+        prefix=str(prefix),
+        name=str(name),
+        model=str(model),
+        size=str(size),
+        tier=str(tier),
+        capacity=int(capacity),
+        state=str(state),
+        status_v1=str(v1),
+        status_v2=str(v2),
+        failure_reason=None if reason is None else str(reason),
+        charged=int(charged),
+        created_at=str(created),
+        updated_at=str(updated),
+    )
+
+
+def instances_of_account(tx: Tx, account_id: str) -> list[Deployment]:
+    """The account's deployments, oldest first, destroyed ones included."""
+    rows = tx.execute(f"{_DEPLOYMENT} WHERE account_id = %s ORDER BY created_at", [account_id])
+    return [_deployment(row) for row in rows]
+
+
+def instance_for_account(tx: Tx, account_id: str, deployment_id: UUID) -> Deployment | None:
+    """One deployment if it belongs to the account (destroyed or not), else None."""
+    rows = tx.execute(f"{_DEPLOYMENT} WHERE account_id = %s AND id = %s", [account_id, deployment_id.hex])
+    return _deployment(rows[0]) if rows else None
+
+
+def deployment_state(tx: Tx, deployment_id: UUID) -> DeploymentState | None:
+    """The state and model of a deployment (any account's), or None if there is none."""
+    rows = tx.execute("SELECT state, model FROM deployments WHERE id = %s", [deployment_id.hex])
+    return DeploymentState(state=str(rows[0][0]), model=str(rows[0][1])) if rows else None
+
+
+def deployment_version(tx: Tx, deployment_id: UUID) -> int | None:
+    """The last event version the view applied for a deployment (read-your-writes waits on it)."""
+    rows = tx.execute("SELECT version FROM deployments WHERE id = %s", [deployment_id.hex])
+    return int(rows[0][0]) if rows else None
+
+
+def serving_replicas(tx: Tx, deployment_id: UUID) -> list[str]:
+    """The base URLs of a deployment's started replicas, in replica-name order."""
+    rows = tx.execute(
+        "SELECT base_url FROM replicas WHERE deployment_id = %s ORDER BY replica", [deployment_id.hex]
+    )
+    return [str(row[0]) for row in rows]
+
+
+def _marks(values: tuple[str, ...]) -> str:
+    return ", ".join("%s" for _ in values)
+
+
+_NEEDING_WORK = (
+    "SELECT id, state, capacity, pending_capacity, model, preset, account_id FROM deployments"  # noqa: S608 - placeholders only
+    f" WHERE state IN ({_marks(NEEDING_WORK)})"
+)
+_OWING_MINUTES = (
+    f"SELECT id FROM deployments WHERE state IN ({_marks(SERVING)})"  # noqa: S608 - placeholders only
+    f" OR (state IN ({_marks(ENDED)}) AND (metered_through IS NULL OR metered_through < updated_at))"
+)
+
+
+def deployments_needing_work(tx: Tx) -> list[WorkItem]:
+    """The reconciler's pass: every deployment whose replicas may not match its state."""
+    return [
+        WorkItem(
+            id=UUID(hex=str(dep)),
+            state=str(state),
+            capacity=int(capacity),
+            pending_capacity=None if pending is None else int(pending),
+            model=str(model),
+            preset=str(preset),
+            account_id=str(account),
+        )
+        for dep, state, capacity, pending, model, preset, account in tx.execute(_NEEDING_WORK, NEEDING_WORK)
+    ]
+
+
+def deployments_owing_minutes(tx: Tx) -> list[UUID]:
+    """The meter's candidates: live deployments, and ended ones not metered to their end."""
+    return [UUID(hex=str(row[0])) for row in tx.execute(_OWING_MINUTES, [*SERVING, *ENDED])]
+
+
+def stored_ids(tx: Tx) -> dict[str, set[str]]:
+    """Every deployment id each table of this view holds, as stored (for consistency checks)."""
+    return {
+        "deployments": {str(r[0]) for r in tx.execute("SELECT id FROM deployments")},
+        "replicas": {str(r[0]) for r in tx.execute("SELECT deployment_id FROM replicas")},
+        "sla_breaches": {str(r[0]) for r in tx.execute("SELECT deployment_id FROM sla_breaches")},
+    }

@@ -1,0 +1,125 @@
+"""One deployment, one stored form: every view holds its id as ``uuid.hex``, whatever printed it.
+
+Two deployments, one requested through each dialect (``inst_`` and ``dep_``), run, breach an
+SLA, get metered and charged, have their own keys and a scoped key's grants, and serve usage
+records written in both spellings (the printed ``inst_…`` id older records hold, the hex newer
+ones hold). After the views fold it all, each table names each deployment one way only, and
+the queries find them by ``UUID`` whichever prefix a client used.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import pytest
+
+from modelyard.adapters.eventlog.sources import NotificationLogSource
+from modelyard.adapters.state import secrets
+from modelyard.adapters.state.db import SCHEMA as STATE_SCHEMA
+from modelyard.adapters.views.db import SqliteViews
+from modelyard.domain.application import Yard
+from modelyard.domain.keys.aggregate import KeyKind
+from modelyard.domain.shared import ids
+from modelyard.projections.balances import queries as balances
+from modelyard.projections.deployments import queries as deployments
+from modelyard.projections.keys import queries as keys
+from modelyard.projections.metrics import queries as metrics
+from modelyard.projections.metrics.records import usage_record
+from modelyard.workers.projection_runner import ProjectionRunner
+from modelyard.workers.views import all_projections
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+HEX = re.compile(r"[0-9a-f]{32}")
+
+
+@pytest.fixture
+def yard(tmp_path: Path) -> Iterator[Yard]:
+    store = Yard(
+        env={
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(tmp_path / "events.sqlite3"),
+            "CREATE_TABLE": "y",
+        }
+    )
+    yield store
+    store.close()
+
+
+def _history(yard: Yard) -> tuple[str, list[UUID]]:
+    account = yard.open_account(name="both dialects", at=T0)
+    yard.add_credits(account, 50_000_000, at=T0)
+    scoped = yard.issue_key(
+        account_id=account, kind=KeyKind.SCOPED, secret_hash="h-scoped", display="s", at=T0
+    )
+    made = []
+    for n, prefix in enumerate((ids.INSTANCE, ids.DEPLOYMENT)):
+        dep, _ = yard.provision(
+            key_hash=f"h-{n}",
+            key_display=f"k{n}",
+            at=T0,
+            account_id=account,
+            model="smollm2-135m",
+            prefix=prefix,
+        )
+        yard.mark_replica_started(dep, f"{dep.hex}-r1", at=T0 + timedelta(seconds=5), base_url=f"http://r{n}")
+        yard.activate(dep, at=T0 + timedelta(seconds=6))
+        yard.record_sla_breach(dep, "ttft_ms", 900.0, 500.0, at=T0 + timedelta(seconds=30))
+        yard.meter(dep, T0, at=T0 + timedelta(minutes=2))
+        yard.grant_access(scoped, dep, "inference", at=T0 + timedelta(minutes=2))
+        for spelling in (ids.instance_ref(dep), ids.deployment_ref(dep), dep.hex):
+            yard.record(
+                usage_record(
+                    record_id=uuid4(),
+                    at=T0 + timedelta(seconds=40),
+                    deployment_id=spelling,
+                    model="smollm2-135m",
+                    account_id=ids.public_id(ids.ACCOUNT, account),
+                    completion_tokens=3,
+                )
+            )
+        made.append(dep)
+    return ids.public_id(ids.ACCOUNT, account), made
+
+
+def test_every_view_stores_a_deployment_as_its_hex(yard: Yard, tmp_path: Path) -> None:
+    account, made = _history(yard)
+    views = SqliteViews(tmp_path / "views.sqlite3")
+    state = SqliteViews(tmp_path / "state.sqlite3", schema=STATE_SCHEMA)
+    ProjectionRunner(views, NotificationLogSource(yard.recorder), all_projections()).run_until_idle()
+    with state.transaction() as tx:
+        for dep in made:
+            secrets.keep(tx, dep, f"auxk_{dep.hex[:6]}")
+        kept = secrets.stored_ids(tx)
+    expected = {dep.hex for dep in made}
+    with views.read() as tx:
+        stored = {
+            **deployments.stored_ids(tx),
+            **keys.stored_ids(tx),
+            "ledger": balances.charged_deployments(tx),
+            "metrics_minute": metrics.stored_ids(tx),
+        }
+        stored["instance_secrets"] = kept
+        for table, found in stored.items():
+            assert found == expected, table
+            assert all(HEX.fullmatch(dep) for dep in found), table
+        # Either printed form finds the one row, through every query that takes a deployment.
+        for dep in made:
+            for printed in (ids.instance_ref(dep), ids.deployment_ref(dep)):
+                parsed = ids.parse_deployment_id(printed)
+                row = deployments.instance_for_account(tx, account, parsed)
+                assert row is not None
+                assert row.id == dep
+                assert deployments.serving_replicas(tx, parsed) == [f"http://r{made.index(dep)}"]
+                assert keys.instance_key_hint(tx, parsed) == f"k{made.index(dep)}"
+            # Three records in three spellings, one row: 3 requests, 9 completion tokens.
+            assert metrics.requests_of_deployment(tx, dep) == (3, 9, 0)
+        charged = balances.charges_by_deployment(tx, account)
+        assert sorted(c.deployment_id for c in charged) == sorted(made)
+        assert {r.prefix for r in deployments.instances_of_account(tx, account)} == {"inst_", "dep_"}
+    views.close()
+    state.close()
