@@ -1,77 +1,97 @@
-"""The composition root of the HTTP edge: ``create_app`` builds the Litestar app."""
+"""The HTTP edge: ``create_app`` builds the Litestar app from what the composition root hands it.
+
+The app opens nothing itself. Its handlers declare what they use (``Provide``): the first
+dialect's use cases (``instances``), the inference gateway (``gateway``), the caller
+(``principal``, authenticated by a guard before the body is read) and the request's
+``Idempotency-Key``. The lifespan only runs what belongs to the serving loop: the usage
+writer's flushes, the MCP session manager, the upstream connection pool.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
-from litestar import Litestar
+from litestar import Litestar, Request, Router
+from litestar.di import Provide
 from litestar.handlers import asgi
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import Receive, Scope, Send
 
 from modelyard import __version__
-from modelyard.adapters.eventstore.env import open_yard
-from modelyard.adapters.ratelimit.limiter import InProcessRateLimiter, PostgresRateLimiter, RateLimiter
-from modelyard.adapters.state.db import open_state
-from modelyard.adapters.views.db import PostgresViews, open_views
-from modelyard.api.auth import KeyCache
-from modelyard.api.backend import Backend
+from modelyard.adapters.ratelimit.limiter import RateLimiter
+from modelyard.api.auth import KeyCache, ManagementGuard, Principal
 from modelyard.api.errors import handle_exception
+from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.controller import GatewayController
-from modelyard.api.gateway.forwarder import Forwarder
-from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import HealthController
+from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.controller import InstancesController
 from modelyard.api.mcp import build_mcp
 from modelyard.api.ratelimit import RateLimitMiddleware
-from modelyard.settings import Settings
 
 
-def open_backend(settings: Settings) -> Backend:
-    """The store, views, state and limits of the configured mode (the API process opens its own)."""
-    views = open_views(settings)
-    state = open_state(settings)
-    limiter: RateLimiter = (
-        PostgresRateLimiter(state.pool) if isinstance(state, PostgresViews) else InProcessRateLimiter()
-    )
-    return Backend(settings=settings, yard=open_yard(settings), views=views, state=state, limiter=limiter)
+@dataclass(frozen=True)
+class Edge:
+    """Everything the API's handlers and lifespan use, built by the composition root."""
+
+    instances: Instances
+    gateway: Gateway
+    key_cache: KeyCache
+    limiter: RateLimiter
+    rate_limit_rpm: int
 
 
-def create_app(settings: Settings, backend: Backend | None = None) -> Litestar:
-    """Build the API; with no ``backend`` it opens one when it starts and closes it after."""
-    mcp_server, mcp_app = build_mcp(settings.base_url)
+def _principal(request: Request[Any, Any, Any]) -> Principal:
+    """The caller the management guard authenticated."""
+    principal: Principal = request.state.principal
+    return principal
+
+
+def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
+    """The ``Idempotency-Key`` header, if the client sent one."""
+    return request.headers.get("idempotency-key")
+
+
+def _constant(value: object) -> Provide:
+    return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+
+def create_app(edge: Edge) -> Litestar:
+    """The API over ``edge``; serving it starts the usage writer and the MCP sessions."""
+    mcp_server, mcp_app = build_mcp(edge.instances, edge.key_cache)
 
     @asgi("/mcp", is_mount=True, copy_scope=True)
     async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         await mcp_app(scope, receive, send)  # type: ignore[arg-type]  # Starlette's looser ASGI types
 
     @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        own = backend is None
-        active = open_backend(settings) if backend is None else backend
-        app.state.backend = active
-        app.state.key_cache = KeyCache(active.views)
-        app.state.forwarder = Forwarder(active.views)
-        app.state.usage = UsageWriter(active)
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
         try:
             async with mcp_server.session_manager.run(), anyio.create_task_group() as tasks:
-                tasks.start_soon(app.state.usage.run)
+                tasks.start_soon(edge.gateway.usage.run)
                 yield
-                app.state.usage.stop()
+                edge.gateway.usage.stop()
         finally:
-            await app.state.forwarder.close()
-            if own:
-                active.yard.close()
-                active.views.close()
-                active.state.close()
+            await edge.gateway.forwarder.close()
 
+    management = Router(
+        path="/", route_handlers=[InstancesController], guards=[ManagementGuard(edge.key_cache)]
+    )
     return Litestar(
-        route_handlers=[HealthController, InstancesController, GatewayController, mcp_endpoint],
+        route_handlers=[HealthController, management, GatewayController, mcp_endpoint],
+        dependencies={
+            "instances": _constant(edge.instances),
+            "gateway": _constant(edge.gateway),
+            "principal": Provide(_principal, sync_to_thread=False),
+            "idempotency_key": Provide(_idempotency_key, sync_to_thread=False),
+        },
         exception_handlers={Exception: handle_exception},
-        middleware=[RateLimitMiddleware()],
+        middleware=[RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm)],
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="modelyard",

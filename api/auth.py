@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+import anyio
 import msgspec
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -82,39 +83,57 @@ class KeyCache:
         )
 
 
-def management_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Litestar guard: the request must carry a management key, checked before the body is read."""
-    connection.state.principal = management(connection)
+class ManagementGuard:
+    """Litestar guard: the request must carry a management key, checked before the body is read.
+
+    The principal it authenticates is left on the request's own state for the handler's
+    ``principal`` dependency. A key not yet cached is looked up off the event loop.
+    """
+
+    def __init__(self, keys: KeyCache) -> None:
+        self._keys = keys
+
+    def __deepcopy__(self, memo: dict[int, object]) -> ManagementGuard:
+        # Litestar deep-copies a router when it is registered; its copy must share this
+        # process's key cache (and its database connection), not try to clone it.
+        return self
+
+    async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        """Authenticate the caller, or refuse with API_KEY_REQUIRED / INVALID_API_KEY."""
+        authorization = connection.headers.get("authorization", "")
+        if self._keys.cached(bearer_secret(authorization)):
+            principal = management_principal(self._keys, authorization)
+        else:
+            principal = await anyio.to_thread.run_sync(management_principal, self._keys, authorization)
+        connection.state.principal = principal
 
 
-def bearer(request: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """The secret of ``Authorization: Bearer …``; absent -> API_KEY_REQUIRED."""
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
+def bearer_secret(authorization: str) -> str:
+    """The secret of an ``Authorization: Bearer …`` header; absent -> API_KEY_REQUIRED."""
+    scheme, _, secret = authorization.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise ApiKeyRequired("Send your key as 'Authorization: Bearer <key>'.")
     return secret.strip()
 
 
-def _principal(request: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    cache: KeyCache = request.app.state.key_cache
-    principal = cache.lookup(bearer(request))
+def _principal(keys: KeyCache, authorization: str) -> Principal:
+    principal = keys.lookup(bearer_secret(authorization))
     if principal is None:
         raise InvalidApiKey("The key is unknown, revoked, or from another environment.")
     return principal
 
 
-def management(request: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+def management_principal(keys: KeyCache, authorization: str) -> Principal:
     """The caller, who must hold a management key."""
-    principal = _principal(request)
+    principal = _principal(keys, authorization)
     if principal.kind is not KeyKind.MANAGEMENT:
         raise InvalidApiKey("This is an inference key; management routes take the account's auxen_live_ key.")
     return principal
 
 
-def inference(request: ASGIConnection[Any, Any, Any, Any], deployment_uuid: str) -> Principal:
+def inference_principal(keys: KeyCache, authorization: str, deployment_uuid: str) -> Principal:
     """The caller, who must hold a key that may infer on this deployment."""
-    principal = _principal(request)
+    principal = _principal(keys, authorization)
     if principal.kind is KeyKind.MANAGEMENT:
         raise InvalidApiKey("A management key does not infer; use the instance's auxk_ key.")
     if principal.kind is KeyKind.INSTANCE and not principal.may_infer_on(deployment_uuid):

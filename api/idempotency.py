@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from litestar import Response
+from litestar import MediaType, Response
 
 from modelyard.adapters.state import idempotency as store
 from modelyard.adapters.views.db import ViewDatabase
@@ -29,6 +29,19 @@ class IdempotencyConflict(EdgeError):
     code = "IDEMPOTENCY_CONFLICT"
 
 
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """A command's answer: its status and JSON body, and whether it is a stored first answer."""
+
+    status: int
+    body: bytes
+    replayed: bool = False
+
+
+def fingerprint(*parts: object) -> bytes:
+    """The bytes that identify a request under a key: the command's name and its arguments."""
+    return msgspec.json.encode(parts)
+
+
 def run_once(
     state: ViewDatabase,
     *,
@@ -36,11 +49,11 @@ def run_once(
     key: str | None,
     request: bytes,
     status: int,
-    command: Callable[[], dict[str, Any]],
-) -> Response[Any]:
+    command: Callable[[], msgspec.Struct],
+) -> Outcome:
     """Run ``command`` at most once per (account, key); answer as the first run did."""
     if not key:
-        return Response(command(), status_code=status)
+        return Outcome(status=status, body=msgspec.json.encode(command()))
     if len(key) > 255:
         raise IdempotencyConflict("An Idempotency-Key has at most 255 characters.")
     digest = hashlib.sha256(request).hexdigest()
@@ -48,17 +61,17 @@ def run_once(
         if not store.reserve(tx, account_id, key, digest, datetime.now(UTC).isoformat()):
             return _replay(store.recorded(tx, account_id, key), digest)
     try:
-        body = command()
+        body = msgspec.json.encode(command())
     except BaseException:
         with state.transaction() as tx:
             store.release(tx, account_id, key)
         raise
     with state.transaction() as tx:
-        store.complete(tx, account_id, key, status, msgspec.json.encode(body).decode())
-    return Response(body, status_code=status)
+        store.complete(tx, account_id, key, status, body.decode())
+    return Outcome(status=status, body=body)
 
 
-def _replay(first: store.Recorded | None, digest: str) -> Response[Any]:
+def _replay(first: store.Recorded | None, digest: str) -> Outcome:
     if first is not None and first.request_hash != digest:
         raise IdempotencyConflict("This Idempotency-Key was used with a different request.")
     # None: the claim that refused ours was released (its command failed) in between.
@@ -67,6 +80,10 @@ def _replay(first: store.Recorded | None, digest: str) -> Response[Any]:
             "The first request with this Idempotency-Key is still running; retry in a moment.",
             headers={"Retry-After": "1"},
         )
-    return Response(
-        msgspec.json.decode(first.body), status_code=first.status, headers={"Idempotent-Replayed": "true"}
-    )
+    return Outcome(status=first.status, body=first.body.encode(), replayed=True)
+
+
+def response(outcome: Outcome) -> Response[Any]:
+    """The HTTP answer of an outcome; a replayed one says so in ``Idempotent-Replayed``."""
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+    return Response(outcome.body, status_code=outcome.status, media_type=MediaType.JSON, headers=headers)

@@ -1,19 +1,28 @@
 """The MCP server at ``/mcp`` (streamable HTTP): the eight management capabilities as tools.
 
-Each tool calls this API's own routes on loopback with the caller's ``Authorization``
-header, so an agent using MCP gets exactly what the REST API gives: the same checks, the
-same error codes, the same idempotency. Tool descriptions are written for an LLM agent.
+Each tool authenticates the caller's ``Authorization`` header with the same key cache the
+REST routes use and calls the same in-process use cases (``Instances``), so an agent using
+MCP gets exactly what the REST API gives: the same checks, the same error codes, the same
+idempotency, without a loopback HTTP call. Tool descriptions are written for an LLM agent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import httpx
+import anyio
+import msgspec
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+
+from modelyard.api import idempotency
+from modelyard.api.auth import KeyCache, Principal, management_principal
+from modelyard.api.instances.actions import Instances
+from modelyard.api.instances.schemas import ProvisionRequest, ScaleRequest
+from modelyard.domain.shared.errors import ModelyardError
 
 INSTRUCTIONS = (
     "modelyard provisions private model deployments billed per minute from prepaid credits. "
@@ -25,34 +34,40 @@ INSTRUCTIONS = (
 
 
 class Tools:
-    """The tools, bound to the API's own base URL."""
+    """Runs a use case for the caller of a tool, turning a refusal into a tool error."""
 
-    def __init__(self, base_url: str) -> None:
-        self._base_url = base_url
+    def __init__(self, instances: Instances, keys: KeyCache) -> None:
+        self.instances, self._keys = instances, keys
 
-    async def call(self, ctx: Context, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        """Call the REST route with the caller's key; an error envelope becomes a tool error."""
-        headers = {"Authorization": (ctx.headers or {}).get("authorization", "")}
-        headers |= kwargs.pop("headers", {})
-        async with httpx.AsyncClient(base_url=self._base_url, timeout=60) as client:
-            response = await client.request(method, path, headers=headers, **kwargs)
-        body = response.json()
-        if not body.get("success"):
-            error = body.get("error", {})
-            raise ToolError(f"{error.get('code')}: {error.get('message')}")
+    async def call(self, ctx: Context, action: Callable[[Principal], object]) -> dict[str, Any]:
+        """Authenticate the caller's management key, run ``action`` off the event loop, answer its data."""
+        authorization = (ctx.headers or {}).get("authorization", "")
+
+        def run() -> object:
+            return action(management_principal(self._keys, authorization))
+
+        try:
+            answer = await anyio.to_thread.run_sync(run)
+        except ModelyardError as exc:
+            raise ToolError(f"{exc.code}: {exc.message}") from exc
+        body = (
+            msgspec.json.decode(answer.body)
+            if isinstance(answer, idempotency.Outcome)
+            else msgspec.to_builtins(answer)
+        )
         data: dict[str, Any] = body["data"]
         return data
 
 
-def build_mcp(base_url: str) -> tuple[MCPServer[Any], Starlette]:
+def build_mcp(instances: Instances, keys: KeyCache) -> tuple[MCPServer[Any], Starlette]:
     """The MCP server and its streamable-HTTP ASGI app (served at the mount point itself)."""
     server: MCPServer[Any] = MCPServer(name="modelyard", instructions=INSTRUCTIONS)
-    tools = Tools(base_url)
+    tools = Tools(instances, keys)
 
     @server.tool()
     async def list_models(ctx: Context) -> dict[str, Any]:
         """List the models that can be provisioned, with context window, plan and price per hour."""
-        return await tools.call(ctx, "GET", "/v1/models")
+        return await tools.call(ctx, lambda _: instances.models())
 
     @server.tool()
     async def provision(
@@ -62,42 +77,40 @@ def build_mcp(base_url: str) -> tuple[MCPServer[Any], Starlette]:
         'shared'). Returns immediately with status 'provisioning': poll get_instance until
         'running'. When retrying a provision after an error or timeout, pass the SAME
         idempotency_key as the first attempt so no second instance is created."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        body = {"model": model, "capacity": capacity, "tier": tier}
-        return await tools.call(ctx, "POST", "/v1/provision", json=body, headers=headers)
+        request = ProvisionRequest(model=model, capacity=capacity, tier=tier)
+        return await tools.call(ctx, lambda who: instances.provision(who, request, idempotency_key or None))
 
     @server.tool()
     async def get_instance(ctx: Context, instance_id: str) -> dict[str, Any]:
         """Get one instance. Once status is 'running' it has 'endpoint', 'openai_base_url' and
         'api_key' (the auxk_ inference key, shown until it is first used: save it)."""
-        return await tools.call(ctx, "GET", f"/v1/instances/{instance_id}")
+        return await tools.call(ctx, lambda who: instances.show(who, instance_id))
 
     @server.tool()
     async def list_instances(ctx: Context) -> dict[str, Any]:
         """List this account's instances that are not destroyed, with status and cost so far."""
-        return await tools.call(ctx, "GET", "/v1/instances")
+        return await tools.call(ctx, instances.list)
 
     @server.tool()
     async def scale(ctx: Context, instance_id: str, capacity: int) -> dict[str, Any]:
         """Change an instance's capacity to 1, 2, 4 or 8 replicas (cost x1.0, x1.8, x3.3, x6.0)."""
-        return await tools.call(
-            ctx, "POST", f"/v1/instances/{instance_id}/scale", json={"capacity": capacity}
-        )
+        request = ScaleRequest(capacity=capacity)
+        return await tools.call(ctx, lambda who: instances.scale(who, instance_id, request, None))
 
     @server.tool()
     async def destroy(ctx: Context, instance_id: str) -> dict[str, Any]:
         """Destroy an instance. Billing stops at once; the instance then disappears."""
-        return await tools.call(ctx, "DELETE", f"/v1/instances/{instance_id}")
+        return await tools.call(ctx, lambda who: instances.destroy(who, instance_id, None))
 
     @server.tool()
     async def balance(ctx: Context) -> dict[str, Any]:
         """The account's prepaid USD balance, what was credited and what was charged."""
-        return await tools.call(ctx, "GET", "/v1/balance")
+        return await tools.call(ctx, instances.balance)
 
     @server.tool()
     async def usage(ctx: Context) -> dict[str, Any]:
         """Charges so far: minutes metered and USD per instance, and the total."""
-        return await tools.call(ctx, "GET", "/v1/usage")
+        return await tools.call(ctx, instances.usage)
 
     security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
     app = server.streamable_http_app(

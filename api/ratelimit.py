@@ -1,6 +1,6 @@
 """Per-key request limits on every route, with the ``X-RateLimit-*`` headers on every answer.
 
-The count lives in the limiter the backend was built with: PostgreSQL in cluster mode, so
+The count lives in the limiter the composition root hands it: PostgreSQL in cluster mode, so
 the limit holds across every API process, or in-process in the embedded default. A key
 is counted by its hash (an unauthenticated caller by its address); over the limit the
 answer is 429 RATE_LIMIT_EXCEEDED with ``Retry-After``.
@@ -16,8 +16,7 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelyard.adapters.ratelimit.limiter import Decision, InProcessRateLimiter
-from modelyard.api.backend import Backend
+from modelyard.adapters.ratelimit.limiter import Decision, InProcessRateLimiter, RateLimiter
 from modelyard.api.errors import RateLimitExceeded, error_response
 from modelyard.domain.keys.aggregate import hash_secret
 
@@ -40,16 +39,18 @@ class RateLimitMiddleware(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
     exclude_path_pattern = ("^/health$", "^/docs")
 
+    def __init__(self, limiter: RateLimiter, limit: int) -> None:
+        self._limiter, self._limit = limiter, limit
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         """Refuse over the limit; otherwise add the headers to whatever the route answers."""
-        backend: Backend = scope["litestar_app"].state.backend
-        limit = backend.settings.rate_limit_rpm
+        limiter, limit = self._limiter, self._limit
 
         def hit() -> Decision:
-            return backend.limiter.hit(_caller(scope), limit=limit, window_s=WINDOW_S, now=time.time())
+            return limiter.hit(_caller(scope), limit=limit, window_s=WINDOW_S, now=time.time())
 
         # The in-process counter is a dict under a lock: no reason to leave the event loop.
-        in_process = isinstance(backend.limiter, InProcessRateLimiter)
+        in_process = isinstance(limiter, InProcessRateLimiter)
         decision = hit() if in_process else await anyio.to_thread.run_sync(hit)
         headers = decision.headers()
         if not decision.allowed:

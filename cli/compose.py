@@ -23,19 +23,18 @@ from modelyard.adapters.eventlog.sources import EventSource, KafkaSource, Notifi
 from modelyard.adapters.eventstore.env import open_store
 from modelyard.adapters.placement.local import LocalPlacement
 from modelyard.adapters.ratelimit.limiter import InProcessRateLimiter, PostgresRateLimiter, RateLimiter
+from modelyard.adapters.state.db import open_state
 from modelyard.adapters.views.db import PostgresViews, ViewDatabase, open_views
 from modelyard.adapters.views.follow import ViewsFollower, log_partition
 from modelyard.api.app import Edge, create_app
 from modelyard.api.auth import KeyCache
+from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.usage import UsageWriter
+from modelyard.api.instances.actions import Instances
 from modelyard.domain.services import Services
 from modelyard.domain.shared.store import Store
-from modelyard.projections.balances.projection import BalancesProjection
-from modelyard.projections.base import Projection
-from modelyard.projections.deployments.projection import DeploymentsProjection
-from modelyard.projections.keys.projection import KeysProjection
-from modelyard.projections.metrics.projection import MetricsProjection
+from modelyard.projections.registry import all_projections
 from modelyard.settings import Settings
 from modelyard.workers.loop import BackgroundLoop
 from modelyard.workers.meter import Meter, MeterWorker
@@ -56,12 +55,9 @@ class Core:
     settings: Settings
     store: Store
     views: ViewDatabase
+    # What replay never touches: idempotency records, shown-once secrets, the relay's position.
+    state: ViewDatabase
     services: Services
-
-
-def all_projections() -> list[Projection]:
-    """Every view the API and workers read."""
-    return [DeploymentsProjection(), BalancesProjection(), KeysProjection(), MetricsProjection()]
 
 
 @contextmanager
@@ -73,7 +69,9 @@ def opened_core(settings: Settings) -> Iterator[Core]:
         views = open_views(settings)
         stack.callback(views.close)
         views.ensure([statement for p in all_projections() for statement in p.schema])
-        yield Core(settings=settings, store=store, views=views, services=Services.over(store))
+        state = open_state(settings)
+        stack.callback(state.close)
+        yield Core(settings=settings, store=store, views=views, state=state, services=Services.over(store))
 
 
 def views_source(core: Core) -> EventSource:
@@ -94,7 +92,7 @@ def build_workers(core: Core, names: Sequence[str]) -> list[BackgroundLoop]:
     settings, services = core.settings, core.services
     built: list[BackgroundLoop] = []
     if "relay" in names and settings.uses_kafka:
-        relay = RelayWorker(core.store.recorder, core.views, settings.kafka_bootstrap, settings.kafka_topic)
+        relay = RelayWorker(core.store.recorder, core.state, settings.kafka_bootstrap, settings.kafka_topic)
         built.append(relay)
     if "views" in names:
         built.append(ViewsWorker(lambda: views_runner(core)))
@@ -117,29 +115,50 @@ def running(workers: Sequence[BackgroundLoop]) -> Iterator[None]:
         yield
 
 
-def _limiter(views: ViewDatabase) -> RateLimiter:
+def _limiter(state: ViewDatabase) -> RateLimiter:
     # The embedded default serves every request from one process: a dict is the truth there.
-    return PostgresRateLimiter(views.pool) if isinstance(views, PostgresViews) else InProcessRateLimiter()
+    return PostgresRateLimiter(state.pool) if isinstance(state, PostgresViews) else InProcessRateLimiter()
 
 
 def build_api(core: Core) -> Litestar:
-    """The API of this process over the core's services and views."""
+    """The API of this process over the core's services, views and state."""
     settings = core.settings
-    partition_of = TopicPartitions(settings.kafka_bootstrap, settings.kafka_topic).of
+    partitions = TopicPartitions(settings.kafka_bootstrap, settings.kafka_topic)
     follower = ViewsFollower(
         core.views,
         [p.name for p in all_projections()],
-        partition_of if settings.uses_kafka else log_partition,
+        partitions.of if settings.uses_kafka else log_partition,
     )
+    keys = KeyCache(core.views)
+    gateway = Gateway(keys, Forwarder(core.views), UsageWriter(core.services.usage), core.state)
+    instances = Instances(core.services, core.views, core.state, follower, settings.base_url)
     edge = Edge(
-        base_url=settings.base_url,
+        instances=instances,
+        gateway=gateway,
+        key_cache=keys,
+        limiter=_limiter(core.state),
         rate_limit_rpm=settings.rate_limit_rpm,
-        services=core.services,
-        views=core.views,
-        follower=follower,
-        key_cache=KeyCache(core.views),
-        forwarder=Forwarder(core.views),
-        usage=UsageWriter(core.services.usage),
-        limiter=_limiter(core.views),
     )
     return create_app(edge)
+
+
+def catch_up(core: Core) -> None:
+    """The embedded default has no worker beside the CLI: bring the views up to date here."""
+    if core.settings.uses_kafka:
+        return
+    runner = views_runner(core)
+    try:
+        runner.run_until_idle()
+    finally:
+        runner.close()
+
+
+@contextmanager
+def operating(settings: Settings) -> Iterator[Core]:
+    """The core of an operator command, its views caught up before and after it acts."""
+    with opened_core(settings) as core:
+        catch_up(core)
+        try:
+            yield core
+        finally:
+            catch_up(core)

@@ -8,47 +8,36 @@ from datetime import UTC, datetime
 
 import click
 
-from modelyard.adapters.eventstore.env import open_yard
 from modelyard.adapters.keygen import MANAGEMENT_PREFIX, new_secret
-from modelyard.adapters.views.db import open_views
-from modelyard.domain.application import Yard
+from modelyard.cli.compose import Core, operating
+from modelyard.domain.accounts.service import AddCredits, OpenAccount
 from modelyard.domain.keys.aggregate import KeyKind
+from modelyard.domain.keys.service import IssueKey, RevokeKey
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import DomainError
 from modelyard.domain.shared.money import format_usd, parse_usd
 from modelyard.projections.balances.queries import ledger_of_account
-from modelyard.settings import load_settings
+from modelyard.settings import Settings, SettingsError, load_settings
 from modelyard.workers.audit import replay
-from modelyard.workers.projection_runner import ProjectionRunner
-from modelyard.workers.views import all_projections, views_source
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 @contextmanager
-def _yard() -> Iterator[Yard]:
-    settings = load_settings()
-    yard = open_yard(settings)
+def _operating() -> Iterator[Core]:
+    """The composed core for one command; a refusal becomes the command's error line."""
     try:
-        _catch_up(yard)
-        yield yard
+        with operating(_settings()) as core:
+            yield core
     except DomainError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from exc
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    finally:
-        _catch_up(yard)
-        yard.close()
-
-
-def _catch_up(yard: Yard) -> None:
-    """Embedded mode has no worker running beside the CLI: bring the views up to date here."""
-    settings = load_settings()
-    if settings.uses_kafka:
-        return
-    views = open_views(settings)
-    try:
-        ProjectionRunner(views, views_source(settings, yard, views), all_projections()).run_until_idle()
-    finally:
-        views.close()
 
 
 def _now() -> datetime:
@@ -66,16 +55,18 @@ def accounts() -> None:
 @click.option("--plan", default="free", show_default=True, help="free, basic, professional, enterprise.")
 def create_account(name: str, usd: str | None, plan: str) -> None:
     """Open an account; prints its id and a management key, shown this once."""
-    with _yard() as yard:
+    with _operating() as core:
+        services = core.services
         micros = parse_usd(usd) if usd is not None else None
         now = _now()
-        account = yard.open_account(name=name, plan=plan, at=now)
+        account = services.accounts.open_account(OpenAccount(name=name, plan=plan, at=now)).id
         if micros is not None:
-            yard.add_credits(account, micros, at=now)
+            services.accounts.add_credits(AddCredits(account_id=account, amount=micros, at=now))
         secret, digest, display = new_secret(MANAGEMENT_PREFIX)
-        key_id = yard.issue_key(
+        key = IssueKey(
             account_id=account, kind=KeyKind.MANAGEMENT, secret_hash=digest, display=display, at=now
         )
+        key_id = services.keys.issue(key).id
     click.echo(f"account_id: {ids.public_id(ids.ACCOUNT, account)}")
     click.echo(f"key_id: {ids.public_id(ids.KEY, key_id)}")
     click.echo(f"api_key: {secret}")
@@ -92,10 +83,10 @@ def credits() -> None:
 @click.argument("usd")
 def add_credits(account_id: str, usd: str) -> None:
     """Add USD credits to an account."""
-    with _yard() as yard:
+    with _operating() as core:
         account = ids.parse_id(account_id, ids.ACCOUNT)
-        yard.add_credits(account, parse_usd(usd), at=_now())
-        balance = yard.get_account(account).balance
+        core.services.accounts.add_credits(AddCredits(account_id=account, amount=parse_usd(usd), at=_now()))
+        balance = core.services.accounts.get(account).balance
     click.echo(f"{account_id} balance: {format_usd(balance)} USD")
 
 
@@ -108,8 +99,8 @@ def keys() -> None:
 @click.argument("key_id")
 def revoke_key(key_id: str) -> None:
     """Revoke a key; every API process refuses it within seconds."""
-    with _yard() as yard:
-        yard.revoke_key(ids.parse_id(key_id, ids.KEY), at=_now())
+    with _operating() as core:
+        core.services.keys.revoke(RevokeKey(key_id=ids.parse_id(key_id, ids.KEY), at=_now()))
     click.echo(f"{key_id} revoked")
 
 
@@ -122,13 +113,8 @@ def audit() -> None:
 @click.option("--source", type=click.Choice(["store", "kafka"]), default="store", show_default=True)
 def replay_command(source: str) -> None:
     """Rebuild balances and ledger from the first event and compare with the live views."""
-    settings = load_settings()
-    with _yard() as yard:
-        views = open_views(settings)
-        try:
-            report = replay(settings, yard, views, source=source)
-        finally:
-            views.close()
+    with _operating() as core:
+        report = replay(core.settings, core.store, core.views, source=source)
     if report.identical:
         click.echo(
             f"identical: {report.events} events from {report.source} rebuilt "
@@ -144,15 +130,8 @@ def replay_command(source: str) -> None:
 @click.argument("account_id")
 def ledger_command(account_id: str) -> None:
     """List an account's credits and charges with the events they came from."""
-    settings = load_settings()
-    with _yard():
-        pass  # opening the store brings the embedded views up to date
-    views = open_views(settings)
-    try:
-        with views.transaction() as tx:
-            lines = ledger_of_account(tx, account_id)
-    finally:
-        views.close()
+    with _operating() as core, core.views.read() as tx:
+        lines = ledger_of_account(tx, account_id)
     if not lines:
         raise click.ClickException(f"no ledger lines for {account_id}")
     click.echo("position  at  kind  amount_usd  balance_usd  event  [metered event, minute]")

@@ -1,26 +1,22 @@
-"""Long-running processes: ``serve`` (everything in one), ``api`` and ``worker`` (cluster)."""
+"""Long-running processes: ``serve`` (everything in one), ``api`` and ``worker`` (cluster).
+
+Each command reads the settings and asks the composition root (``cli/compose.py``) for
+what it runs; nothing is opened or built here.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 
 import click
 import msgspec
 import uvicorn
+from litestar import Litestar
 
-from modelyard.api.app import create_app, open_backend
-from modelyard.api.backend import Backend
+from modelyard.cli.compose import WORKERS, build_api, build_workers, opened_core, running
 from modelyard.settings import Settings, SettingsError, load_settings
-from modelyard.workers.meter import Meter, start_meter
-from modelyard.workers.reconciler import ReconcilerWorker
-from modelyard.workers.relay import RelayWorker
-from modelyard.workers.views import ViewsWorker
-
-WORKERS = ("relay", "views", "meter", "reconciler")
 
 
 def _settings() -> Settings:
@@ -30,52 +26,11 @@ def _settings() -> Settings:
         raise click.UsageError(str(exc)) from exc
 
 
-@contextmanager
-def running_workers(settings: Settings, names: tuple[str, ...], backend: Backend) -> Iterator[None]:
-    """Start the named workers in this process and stop them on the way out."""
-    yard, views = backend.yard, backend.views
-    with ExitStack() as stack:
-        if "relay" in names and settings.uses_kafka:
-            relay = RelayWorker(settings, yard, backend.state)
-            relay.start()
-            stack.callback(relay.stop)
-        if "views" in names:
-            projections = ViewsWorker(settings, yard, views)
-            projections.start()
-            stack.callback(projections.stop)
-        if "meter" in names:
-            scheduler = start_meter(Meter(yard, views))
-            stack.callback(scheduler.shutdown)
-        if "reconciler" in names:
-            reconciler = ReconcilerWorker(settings, yard, views)
-            reconciler.start()
-            stack.callback(reconciler.stop)
-        yield
-
-
-@contextmanager
-def opened_backend(settings: Settings) -> Iterator[Backend]:
-    """The store, views and state of this process, closed on the way out."""
-    backend = open_backend(settings)
-    try:
-        yield backend
-    finally:
-        backend.yard.close()
-        backend.views.close()
-        backend.state.close()
-
-
-def _serve_api(settings: Settings, backend: Backend | None = None) -> None:
+def _serve_api(app: Litestar, settings: Settings) -> None:
     # A line per answer (uvicorn's access log) or per replica health probe (httpx) costs more
     # than the gateway's own work at hundreds of requests a second; errors are still logged.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    uvicorn.run(
-        create_app(settings, backend),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=False,
-    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
 
 
 def _listen(settings: Settings, host: str | None, port: int | None) -> Settings:
@@ -92,8 +47,8 @@ def _listen(settings: Settings, host: str | None, port: int | None) -> Settings:
 def serve(host: str | None, port: int | None) -> None:
     """Run the whole product in one process on the embedded default."""
     settings = _listen(_settings(), host, port)
-    with opened_backend(settings) as backend, running_workers(settings, WORKERS, backend):
-        _serve_api(settings, backend)
+    with opened_core(settings) as core, running(build_workers(core, WORKERS)):
+        _serve_api(build_api(core), settings)
 
 
 @click.command()
@@ -101,18 +56,19 @@ def serve(host: str | None, port: int | None) -> None:
 @click.option("--port", default=None, type=int, help="Port to listen on (MODELYARD_PORT).")
 def api(host: str | None, port: int | None) -> None:
     """Run an API process (cluster mode: several may run behind a balancer)."""
-    _serve_api(_listen(_settings(), host, port))
+    settings = _listen(_settings(), host, port)
+    with opened_core(settings) as core:
+        _serve_api(build_api(core), settings)
 
 
 @click.command()
 @click.argument("names", nargs=-1, type=click.Choice([*WORKERS, "all"]))
 def worker(names: tuple[str, ...]) -> None:
-    """Run workers (relay, views, meter, or all) until interrupted."""
+    """Run workers (relay, views, meter, reconciler, or all) until interrupted."""
     chosen = WORKERS if not names or "all" in names else names
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    settings = _settings()
-    with opened_backend(settings) as backend, running_workers(settings, chosen, backend):
+    with opened_core(_settings()) as core, running(build_workers(core, chosen)):
         click.echo(f"workers running: {', '.join(chosen)}", err=True)
         stop.wait()

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from kafka.partitioner import murmur2
 
 from modelyard.adapters.eventlog.envelope import EventEnvelope
+from modelyard.adapters.eventlog.partitions import TopicPartitions
 from modelyard.adapters.eventlog.sources import EventSource, KafkaReplaySource, NotificationLogSource
 from modelyard.adapters.views.db import SqliteViews, ViewDatabase
 from modelyard.adapters.views.tracking import tracked
-from modelyard.domain.application import Yard
+from modelyard.domain.shared.store import Store
 from modelyard.projections.balances.projection import BalancesProjection
 from modelyard.projections.balances.queries import AUDITED, audited_rows
 from modelyard.settings import Settings
@@ -70,11 +70,11 @@ def _dump(views: ViewDatabase) -> dict[str, set[tuple[Any, ...]]]:
         return audited_rows(tx)
 
 
-def replay(settings: Settings, yard: Yard, live: ViewDatabase, *, source: str = "store") -> ReplayReport:
+def replay(settings: Settings, store: Store, live: ViewDatabase, *, source: str = "store") -> ReplayReport:
     """Rebuild balances and ledger into a scratch database and compare them with ``live``."""
     with live.transaction() as tx:
         positions = tracked(tx, BalancesProjection.name)
-    inner, partition_of = _source(settings, yard, source)
+    inner, partition_of = _source(settings, store, source)
     with tempfile.TemporaryDirectory(prefix="modelyard-audit-") as scratch_dir:
         scratch = SqliteViews(Path(scratch_dir) / "scratch.sqlite3")
         filtered = _UpTo(inner, positions, partition_of)
@@ -94,7 +94,7 @@ def replay(settings: Settings, yard: Yard, live: ViewDatabase, *, source: str = 
     )
 
 
-def _source(settings: Settings, yard: Yard, source: str) -> tuple[EventSource, Any]:
+def _source(settings: Settings, store: Store, source: str) -> tuple[EventSource, Any]:
     kafka_tracked = settings.uses_kafka
     if source == "kafka":
         if not settings.uses_kafka:
@@ -104,13 +104,11 @@ def _source(settings: Settings, yard: Yard, source: str) -> tuple[EventSource, A
     if source != "store":
         raise ValueError(f"unknown source {source!r}; store or kafka")
     if not kafka_tracked:
-        return NotificationLogSource(yard.recorder), lambda e: 0
-    probe = KafkaReplaySource(settings.kafka_bootstrap, settings.kafka_topic)
-    count = len(probe.partitions)
-    probe.close()
+        return NotificationLogSource(store.recorder), lambda e: 0
+    partitions = TopicPartitions(settings.kafka_bootstrap, settings.kafka_topic)
 
     def partition_of(envelope: EventEnvelope) -> int:
-        # kafka-python's default partitioner: murmur2 of the key, as the relay's producer used.
-        return int(murmur2(str(envelope.originator_id).encode()) & 0x7FFFFFFF) % count
+        # The partition the relay's producer put the aggregate's events in.
+        return partitions.of(envelope.originator_id)
 
-    return NotificationLogSource(yard.recorder), partition_of
+    return NotificationLogSource(store.recorder), partition_of

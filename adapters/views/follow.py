@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from uuid import UUID
 
 from modelyard.adapters.views.db import ViewDatabase
+from modelyard.adapters.views.tracking import tracked
 
 # Views follow the store within milliseconds; a command's answer waits at most this long
 # for its effect to be readable, so an agent's next GET sees what it just did.
@@ -40,15 +41,8 @@ class ViewsFollower:
     def applied(self, aggregate_id: UUID, position: int) -> bool:
         """Whether every projection has applied the events up to ``position`` of this aggregate."""
         partition = self._partition_of(aggregate_id)
-        placeholders = ", ".join("%s" for _ in self._projections)
         with self._views.read() as tx:
-            rows = tx.execute(
-                "SELECT projection, position FROM projection_tracking"  # noqa: S608 - placeholders only
-                f" WHERE partition = %s AND projection IN ({placeholders})",
-                [partition, *self._projections],
-            )
-        reached = {str(name): int(at) for name, at in rows}
-        return all(reached.get(name, 0) >= position for name in self._projections)
+            return all(tracked(tx, name).get(partition, 0) >= position for name in self._projections)
 
     def settle(self, aggregate_id: UUID, position: int, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
         """Block until ``applied`` (True) or the timeout passes (False: the answer may lag)."""

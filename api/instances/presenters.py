@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from modelyard.api.instances.schemas import Instance
+from modelyard.api.instances.schemas import CatalogModel, Instance, ModelPrices
 from modelyard.domain.billing.pricing import CAPACITY_TENTHS, Tier, hourly_micros
-from modelyard.domain.catalog.models import Size
+from modelyard.domain.catalog.models import ModelSpec, Size
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.money import format_usd
 from modelyard.projections.deployments.queries import SERVING, Deployment
@@ -36,4 +36,22 @@ def instance(row: Deployment, base_url: str, secret: str | None, hint: str | Non
         charged_usd=format_usd(row.charged),
         created_at=row.created_at,
         updated_at=row.updated_at,
+    )
+
+
+def model(spec: ModelSpec) -> CatalogModel:
+    """A catalog entry with its prices per hour at 1x (shared only for small models)."""
+    size = spec.size.value
+    shared = format_usd(price_per_hour("shared", size, 1)) if size == "small" else None
+    return CatalogModel(
+        id=spec.id,
+        name=spec.name,
+        size=size,
+        kind=spec.kind.value,
+        plan=spec.plan.value,
+        context_window=spec.context_window,
+        cpu=spec.cpu,
+        price_per_hour_usd=ModelPrices(
+            dedicated=format_usd(price_per_hour("dedicated", size, 1)), shared=shared
+        ),
     )

@@ -51,3 +51,104 @@ class Instance(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     charged_usd: str
     created_at: str
     updated_at: str
+
+
+class InstanceData(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``data`` of an answer about one instance."""
+
+    instance: Instance
+
+
+class InstanceAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """``{"success": true, "data": {"instance": …}}``."""
+
+    success: bool = True
+    data: InstanceData
+
+
+class InstanceList(msgspec.Struct, frozen=True, kw_only=True):
+    """The account's instances that are not destroyed."""
+
+    instances: list[Instance]
+    count: int
+
+
+class InstanceListAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """``{"success": true, "data": {"instances": […], "count": n}}``."""
+
+    success: bool = True
+    data: InstanceList
+
+
+class ModelPrices(msgspec.Struct, frozen=True, kw_only=True):
+    """USD per hour at 1x; ``shared`` only for small models."""
+
+    dedicated: str
+    shared: str | None
+
+
+class CatalogModel(msgspec.Struct, frozen=True, kw_only=True):
+    """One model of the catalog as ``GET /v1/models`` lists it."""
+
+    id: str
+    name: str
+    size: str
+    kind: str
+    plan: str
+    context_window: int
+    cpu: bool
+    price_per_hour_usd: ModelPrices
+
+
+class ModelList(msgspec.Struct, frozen=True, kw_only=True):
+    """The catalog's active models."""
+
+    models: list[CatalogModel]
+
+
+class ModelListAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """``{"success": true, "data": {"models": […]}}``."""
+
+    success: bool = True
+    data: ModelList
+
+
+class BalanceData(msgspec.Struct, frozen=True, kw_only=True):
+    """The account's prepaid balance, what was credited and what was charged."""
+
+    account_id: str
+    plan: str
+    balance_usd: str
+    balance_micros: int
+    credited_usd: str
+    charged_usd: str
+
+
+class BalanceAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """``{"success": true, "data": {balance…}}``."""
+
+    success: bool = True
+    data: BalanceData
+
+
+class UsageRow(msgspec.Struct, frozen=True, kw_only=True):
+    """Minutes metered on one instance and what they cost."""
+
+    instance_uuid: str
+    minutes: int
+    charged_usd: str
+
+
+class UsageData(msgspec.Struct, frozen=True, kw_only=True):
+    """Charges per instance and in total."""
+
+    account_id: str
+    instances: list[UsageRow]
+    charged_usd: str
+
+
+class UsageAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """``{"success": true, "data": {usage…}}``."""
+
+    success: bool = True
+    data: UsageData

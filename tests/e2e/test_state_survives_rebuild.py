@@ -17,12 +17,12 @@ import httpx
 import pytest
 
 from modelyard.adapters.eventlog.sources import NotificationLogSource
-from modelyard.adapters.eventstore.env import open_yard
+from modelyard.adapters.eventstore.env import open_store
 from modelyard.adapters.views.db import SqliteViews, open_views
 from modelyard.projections.deployments.queries import instances_of_account
+from modelyard.projections.registry import all_projections
 from modelyard.settings import load_settings
 from modelyard.workers.projection_runner import ProjectionRunner
-from modelyard.workers.views import all_projections
 
 from .conftest import Yard, free_port
 from .test_five_steps import poll_until
@@ -50,7 +50,7 @@ def yard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Yard]:
 def _rebuild_every_view(yard: Yard) -> None:
     """Empty every projection and drop the views' tables, then replay the whole history."""
     settings = load_settings(yard.env)
-    store = open_yard(settings)
+    store = open_store(settings)
     views = open_views(settings)
     try:
         ProjectionRunner(views, NotificationLogSource(store.recorder), all_projections()).rebuild()

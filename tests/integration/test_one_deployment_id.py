@@ -29,8 +29,8 @@ from modelyard.projections.deployments import queries as deployments
 from modelyard.projections.keys import queries as keys
 from modelyard.projections.metrics import queries as metrics
 from modelyard.projections.metrics.records import usage_record
+from modelyard.projections.registry import all_projections
 from modelyard.workers.projection_runner import ProjectionRunner
-from modelyard.workers.views import all_projections
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)

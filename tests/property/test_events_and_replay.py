@@ -23,8 +23,8 @@ from modelyard.domain.shared.mapper import MsgspecMapper, NullTranscoder
 from modelyard.domain.webhooks import aggregate as webhooks
 from modelyard.projections.common import account_ref
 from modelyard.projections.metrics.records import UsageRecorded
+from modelyard.projections.registry import all_projections
 from modelyard.workers.projection_runner import ProjectionRunner
-from modelyard.workers.views import all_projections
 
 
 def _event_classes() -> list[type[DomainEvent]]:

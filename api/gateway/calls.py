@@ -1,0 +1,155 @@
+"""An inference call through the gateway: authenticate, route, relay, record usage.
+
+``Gateway`` holds what every inference route uses (the key cache, the forwarder, the
+usage writer, the state store's shown-once secrets) and is handed to the routes by
+dependency injection. Lookups that are cached run on the event loop; the first of a key
+or a deployment goes to a thread, so the loop never waits on the database.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import msgspec
+
+from modelyard.adapters.state import secrets
+from modelyard.adapters.views.db import ViewDatabase
+from modelyard.api.auth import KeyCache, Principal, bearer_secret, inference_principal
+from modelyard.api.errors import InvalidApiKey
+from modelyard.api.gateway.forwarder import Forwarder
+from modelyard.api.gateway.requests import NativeChat, upstream_error
+from modelyard.api.gateway.usage import UsageWriter
+from modelyard.domain.shared import ids
+from modelyard.domain.shared.errors import InstanceNotFound, InstanceNotRunning
+from modelyard.domain.usage.service import RecordUsage
+
+SERVING = ("running", "scaling", "degraded")
+
+
+class Call(msgspec.Struct, kw_only=True):
+    """One inference call on its way through the gateway."""
+
+    deployment_id: uuid.UUID
+    model: str
+    principal: Principal
+    started: float
+
+
+class Gateway:
+    """The inference routes' shared parts and steps."""
+
+    def __init__(self, keys: KeyCache, forwarder: Forwarder, usage: UsageWriter, state: ViewDatabase) -> None:
+        self.keys, self.forwarder, self.usage, self._state = keys, forwarder, usage, state
+
+    def _open(self, authorization: str, instance_id: str, started: float) -> Call:
+        """Authenticate, and check the instance exists and serves."""
+        deployment = ids.parse_deployment_id(instance_id)
+        principal = inference_principal(self.keys, authorization, deployment.hex)
+        found = self.forwarder.deployment(deployment)
+        if found is None or found.state == "destroyed":
+            raise InstanceNotFound(f"No instance {instance_id} (or it was destroyed).")
+        if found.state not in SERVING:
+            raise InstanceNotRunning(f"{instance_id} is {found.state}, not running: poll its status first.")
+        return Call(deployment_id=deployment, model=found.model, principal=principal, started=started)
+
+    async def open(self, authorization: str, instance_id: str) -> Call:
+        """``_open`` on the event loop when its lookups are cached, in a thread when not."""
+        started = time.perf_counter()
+        deployment = ids.parse_deployment_id(instance_id)
+        if self.forwarder.cached(deployment) and self.keys.cached(bearer_secret(authorization)):
+            return self._open(authorization, instance_id, started)
+        return await anyio.to_thread.run_sync(self._open, authorization, instance_id, started)
+
+    async def open_by_key(self, authorization: str) -> Call:
+        """The call on the instance an ``auxk_`` key belongs to."""
+        secret = bearer_secret(authorization)
+        principal = await anyio.to_thread.run_sync(self.keys.lookup, secret)
+        if principal is None or principal.deployment_uuid is None:
+            raise InvalidApiKey("This route takes an instance's auxk_ key.")
+        return await self.open(authorization, ids.instance_ref(uuid.UUID(hex=principal.deployment_uuid)))
+
+    def _record(self, call: Call, usage: dict[str, Any], status: int, *, streamed: bool) -> None:
+        """Queue the usage record; on an instance key's first use, retire its one-time showing."""
+        self.usage.submit(
+            RecordUsage(
+                record_id=uuid.uuid4(),
+                at=datetime.now(UTC),
+                deployment_id=call.deployment_id.hex,
+                model=call.model,
+                account_id=call.principal.account_id,
+                key_id=call.principal.key_id,
+                prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                completion_tokens=int(usage.get("completion_tokens", 0)),
+                latency_ms=(time.perf_counter() - call.started) * 1000,
+                status=status,
+                streamed=streamed,
+            )
+        )
+        if self.forwarder.first_use(call.deployment_id):
+            with self._state.transaction() as tx:
+                secrets.forget(tx, call.deployment_id)
+
+    async def _finish(self, call: Call, usage: dict[str, Any], *, streamed: bool = False) -> None:
+        if self.forwarder.used(call.deployment_id):
+            self._record(call, usage, 200, streamed=streamed)  # no I/O: only queues the record
+        else:
+            await anyio.to_thread.run_sync(lambda: self._record(call, usage, 200, streamed=streamed))
+
+    async def native(self, call: Call, chat: NativeChat) -> Any:
+        """The first document's own chat shape, answered whole."""
+        messages = ([{"role": "system", "content": chat.system}] if chat.system else []) + [
+            {"role": "user", "content": chat.message}
+        ]
+        upstream = {
+            "model": call.model,
+            "messages": messages,
+            "max_tokens": chat.max_tokens,
+            "temperature": chat.temperature,
+        }
+        status, answer = await self.forwarder.complete(
+            call.deployment_id, {k: v for k, v in upstream.items() if v is not None}
+        )
+        if status != 200:
+            return upstream_error(status, answer)
+        usage = answer.get("usage") or {}
+        await self._finish(call, usage)
+        data = {
+            "message": answer["choices"][0]["message"].get("content") or "",
+            "model": call.model,
+            "usage": usage,
+            "response_time_ms": round((time.perf_counter() - call.started) * 1000),
+        }
+        return {"success": True, "data": data}
+
+    async def complete(self, call: Call, body: dict[str, Any]) -> Any:
+        """An OpenAI chat completion, whole; the request's ``model`` is echoed, not used."""
+        status, answer = await self.forwarder.complete(call.deployment_id, {**body, "model": call.model})
+        if status != 200:
+            return upstream_error(status, answer)
+        await self._finish(call, answer.get("usage") or {})
+        return {**answer, "model": body.get("model") or call.model}
+
+    async def stream(self, call: Call, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        """An OpenAI chat completion as server-sent events, usage recorded at the end."""
+        echoed = body.get("model") or call.model
+        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        upstream = {**body, "model": call.model, "stream_options": {"include_usage": True}}
+        usage: dict[str, Any] = {}
+        async for line in self.forwarder.stream(call.deployment_id, upstream):
+            if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+                if not wants_usage:
+                    continue
+            chunk["model"] = echoed
+            yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+        yield b"data: [DONE]\n\n"
+        await self._finish(call, usage, streamed=True)

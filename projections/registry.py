@@ -1,0 +1,14 @@
+"""Every projection the product keeps: the views the API and the workers read."""
+
+from __future__ import annotations
+
+from modelyard.projections.balances.projection import BalancesProjection
+from modelyard.projections.base import Projection
+from modelyard.projections.deployments.projection import DeploymentsProjection
+from modelyard.projections.keys.projection import KeysProjection
+from modelyard.projections.metrics.projection import MetricsProjection
+
+
+def all_projections() -> list[Projection]:
+    """A fresh instance of every projection, in the order a runner applies them."""
+    return [DeploymentsProjection(), BalancesProjection(), KeysProjection(), MetricsProjection()]
