@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelyard.adapters.views.db import SqliteViews
+from modelyard.domain.usage.events import UsageRecorded
+from modelyard.domain.usage.service import RecordUsage, usage_recorded
 from modelyard.projections.metrics import histogram
 from modelyard.projections.metrics.projection import MetricsProjection, minute_key
-from modelyard.projections.metrics.records import UsageRecorded, usage_record
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -35,17 +36,19 @@ records = st.lists(
 
 def _record(index: int, fields: tuple[Any, ...]) -> UsageRecorded:
     dep, second, prompt, completion, latency, ttft, status = fields
-    return usage_record(
-        record_id=UUID(int=index + 1),
-        at=T0 + timedelta(seconds=second),
-        deployment_id=dep,
-        model="smollm2-135m",
-        account_id="acct_x",
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        latency_ms=latency,
-        ttft_ms=ttft,
-        status=status,
+    return usage_recorded(
+        RecordUsage(
+            record_id=UUID(int=index + 1),
+            at=T0 + timedelta(seconds=second),
+            deployment_id=dep,
+            model="smollm2-135m",
+            account_id="acct_x",
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            latency_ms=latency,
+            ttft_ms=ttft,
+            status=status,
+        )
     )
 
 
