@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from modelyard.adapters.eventstore.env import store_env
-from modelyard.domain.application import Yard as Store
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.shared import ids
+from modelyard.domain.shared.store import Store
 from modelyard.settings import load_settings
 
 from .conftest import Yard
