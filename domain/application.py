@@ -312,8 +312,8 @@ class Yard(Application[UUID]):
 
     def grant_access(self, key_id: UUID, deployment_id: UUID, role: str, *, at: datetime) -> None:
         """Let a scoped key reach a deployment."""
-        self.get_deployment(deployment_id)
-        self.record(keys.grant_access(self.get_key(key_id), deployment_id, role, at))
+        deployment = self.get_deployment(deployment_id)
+        self.record(keys.grant_access(self.get_key(key_id), deployment, role, at))
 
     def revoke_access(self, key_id: UUID, deployment_id: UUID, *, at: datetime) -> None:
         """Withdraw a scoped key's grant."""

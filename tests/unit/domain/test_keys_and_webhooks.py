@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -13,17 +13,17 @@ from modelyard.domain.deployments import commands
 from modelyard.domain.deployments.aggregate import Deployment, project_deployment
 from modelyard.domain.deployments.lifecycle import State
 from modelyard.domain.keys import aggregate as keys
-from modelyard.domain.shared.errors import InvalidRequest
+from modelyard.domain.shared.errors import InstanceNotFound, InvalidRequest
 from modelyard.domain.webhooks import aggregate as webhooks
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 SECRET = "auxen_live_ab12cd34ef56gh78ij90"
 
 
-def _key(kind: keys.KeyKind = keys.KeyKind.SCOPED) -> keys.ApiKey:
+def _key(kind: keys.KeyKind = keys.KeyKind.SCOPED, account_id: UUID | None = None) -> keys.ApiKey:
     deployment_id = uuid4() if kind is keys.KeyKind.INSTANCE else None
     issued = keys.issue_key(
-        account_id=uuid4(),
+        account_id=account_id or uuid4(),
         kind=kind,
         secret_hash=keys.hash_secret(SECRET),
         display=keys.display_of(SECRET),
@@ -70,15 +70,22 @@ def test_a_key_is_revoked_once() -> None:
 
 
 def test_a_scoped_key_reaches_only_what_was_granted() -> None:
-    key, deployment = _key(), uuid4()
+    deployment = _deployment()
+    key = _key(account_id=deployment.account_id)
     granted = keys.project_key(key, [keys.grant_access(key, deployment, "inference", T0)])
     assert granted is not None
-    assert granted.grants == {deployment: "inference"}
-    withdrawn = keys.project_key(granted, [keys.revoke_access(granted, deployment, T0)])
+    assert granted.grants == {deployment.id: "inference"}
+    withdrawn = keys.project_key(granted, [keys.revoke_access(granted, deployment.id, T0)])
     assert withdrawn is not None
     assert withdrawn.grants == {}
     with pytest.raises(InvalidRequest, match="no access"):
-        keys.revoke_access(withdrawn, deployment, T0)
+        keys.revoke_access(withdrawn, deployment.id, T0)
+
+
+def test_a_key_is_never_granted_another_account_s_deployment() -> None:
+    deployment = _deployment()
+    with pytest.raises(InstanceNotFound, match=str(deployment.id)):
+        keys.grant_access(_key(), deployment, "inference", T0)
 
 
 @pytest.mark.parametrize(
@@ -90,8 +97,9 @@ def test_a_scoped_key_reaches_only_what_was_granted() -> None:
     ],
 )
 def test_grants_are_for_scoped_keys_and_the_inference_role(kind: keys.KeyKind, role: str, match: str) -> None:
+    deployment = _deployment()
     with pytest.raises(InvalidRequest, match=match):
-        keys.grant_access(_key(kind), uuid4(), role, T0)
+        keys.grant_access(_key(kind, deployment.account_id), deployment, role, T0)
 
 
 def _deployment() -> Deployment:

@@ -413,6 +413,15 @@ def test_keys_and_grants(services: Services, store: Store) -> None:
             GrantAccess(key_id=key, deployment_id=uuid4(), role="inference", at=T0)
         ),
     )
+    # Another account's deployment is not found for this key, and nothing is written.
+    other = _deploy(services, _funded(services))
+    _refused(
+        store,
+        errors.InstanceNotFound,
+        lambda: services.keys.grant_access(
+            GrantAccess(key_id=key, deployment_id=other, role="inference", at=T0)
+        ),
+    )
     services.keys.grant_access(GrantAccess(key_id=key, deployment_id=dep, role="inference", at=T0))
     assert services.keys.get(key).grants == {dep: "inference"}
     services.keys.revoke_access(RevokeAccess(key_id=key, deployment_id=dep, at=T0))
