@@ -3,7 +3,7 @@
     .venv/bin/modelyard services up        # PostgreSQL and Kafka on loopback
     .venv/bin/python bench/core_bench.py   # prints the table
 
-1. append: events saved through the Yard application (one command, one transaction each)
+1. append: events saved through the accounts service (one command, one transaction each)
    vs raw psycopg inserts of the same stored rows, one transaction each;
 2. relay: the relay publishing the store's events to Kafka vs a raw kafka-python producer
    sending the same messages;
@@ -29,7 +29,8 @@ from modelyard.adapters.eventstore.env import postgres_env_from_conninfo
 from modelyard.adapters.services.kafka import LocalKafka
 from modelyard.adapters.services.postgres import LocalPostgres
 from modelyard.adapters.views.db import PostgresViews, SqliteViews
-from modelyard.domain.application import Yard
+from modelyard.domain.accounts.service import AccountsService, AddCredits, OpenAccount
+from modelyard.domain.shared.store import Store
 from modelyard.projections.balances.projection import BalancesProjection
 from modelyard.workers.audit import REPLAY_BATCH
 from modelyard.workers.projection_runner import ProjectionRunner
@@ -45,17 +46,18 @@ def _database(pg: LocalPostgres) -> str:
     return pg.conninfo.replace("dbname=modelyard", f"dbname={name}")
 
 
-def bench_append(dsn: str, n: int) -> tuple[float, float, Yard]:
-    yard = Yard(env=postgres_env_from_conninfo(dsn))
-    accounts = [yard.open_account(name="warm", at=T0)]
+def bench_append(dsn: str, n: int) -> tuple[float, float, Store]:
+    store = Store(env=postgres_env_from_conninfo(dsn))
+    service = AccountsService(store)
+    accounts = [service.open_account(OpenAccount(name="warm", at=T0)).id]
     start = time.perf_counter()
     for i in range(n):
         if i % 10 == 0:
-            accounts.append(yard.open_account(name=f"a{i}", at=T0))
+            accounts.append(service.open_account(OpenAccount(name=f"a{i}", at=T0)).id)
         else:
-            yard.add_credits(accounts[-1], 1000 + i, at=T0)
+            service.add_credits(AddCredits(account_id=accounts[-1], amount=1000 + i, at=T0))
     app_rate = n / (time.perf_counter() - start)
-    rows = yard.recorder.select_notifications(start=1, limit=n)
+    rows = store.recorder.select_notifications(start=1, limit=n)
     with psycopg.connect(dsn) as conn:
         conn.execute(
             "CREATE TABLE raw_events (id bigserial PRIMARY KEY, originator_id uuid, originator_version int,"
@@ -71,21 +73,21 @@ def bench_append(dsn: str, n: int) -> tuple[float, float, Yard]:
             )
             conn.commit()
         raw_rate = len(rows) / (time.perf_counter() - start)
-    return app_rate, raw_rate, yard
+    return app_rate, raw_rate, store
 
 
-def bench_relay(yard: Yard, dsn: str, bootstrap: str) -> tuple[float, float, int]:
+def bench_relay(store: Store, dsn: str, bootstrap: str) -> tuple[float, float, int]:
     topic = f"bench.{uuid.uuid4().hex[:8]}"
     ensure_topic(bootstrap, topic)
     producer = make_producer(bootstrap)
     views = PostgresViews(dsn, max_size=2)
-    relay = Relay(yard.recorder, producer, topic, views)
-    total = yard.recorder.max_notification_id() or 0
+    relay = Relay(store.recorder, producer, topic, views)
+    total = store.recorder.max_notification_id() or 0
     start = time.perf_counter()
     while relay.relay_once(batch=2000):
         pass
     relay_rate = total / (time.perf_counter() - start)
-    rows = yard.recorder.select_notifications(start=1, limit=total)
+    rows = store.recorder.select_notifications(start=1, limit=total)
     raw = KafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5, batch_size=256 * 1024
     )
@@ -107,23 +109,23 @@ def bench_relay(yard: Yard, dsn: str, bootstrap: str) -> tuple[float, float, int
     return relay_rate, raw_rate, total
 
 
-def bench_replay(yard: Yard, dsn: str) -> tuple[float, float]:
-    total = yard.recorder.max_notification_id() or 0
+def bench_replay(store: Store, dsn: str) -> tuple[float, float]:
+    total = store.recorder.max_notification_id() or 0
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA replay")
     pg_views = PostgresViews(f"{dsn} options=-csearch_path=replay", max_size=2)
-    pg_rate = _replay_rate(pg_views, yard, total)
+    pg_rate = _replay_rate(pg_views, store, total)
     pg_views.close()
     with tempfile.TemporaryDirectory() as folder:
         scratch = SqliteViews(Path(folder) / "scratch.sqlite3")
-        sqlite_rate = _replay_rate(scratch, yard, total)
+        sqlite_rate = _replay_rate(scratch, store, total)
         scratch.close()
     return pg_rate, sqlite_rate
 
 
-def _replay_rate(views: PostgresViews | SqliteViews, yard: Yard, total: int) -> float:
+def _replay_rate(views: PostgresViews | SqliteViews, store: Store, total: int) -> float:
     """Events/s from the first poll until the last event is in the views (no idle wait)."""
-    runner = ProjectionRunner(views, NotificationLogSource(yard.recorder), [BalancesProjection()])
+    runner = ProjectionRunner(views, NotificationLogSource(store.recorder), [BalancesProjection()])
     start = time.perf_counter()
     while runner.position < total:
         runner.run_once(max_records=REPLAY_BATCH, timeout_s=0)
@@ -140,22 +142,22 @@ def main() -> None:
     pg.up()
     kafka.up()
     dsn = _database(pg)
-    app_rate, raw_rate, yard = bench_append(dsn, args.events)
+    app_rate, raw_rate, store = bench_append(dsn, args.events)
     print(
-        f"append   {app_rate:10.0f} events/s via Yard   {raw_rate:10.0f} rows/s raw psycopg   "
+        f"append   {app_rate:10.0f} events/s via service {raw_rate:10.0f} rows/s raw psycopg   "
         f"ratio {app_rate / raw_rate:.2f}"
     )
-    relay_rate, raw_send, total = bench_relay(yard, dsn, kafka.bootstrap)
+    relay_rate, raw_send, total = bench_relay(store, dsn, kafka.bootstrap)
     print(
         f"relay    {relay_rate:10.0f} events/s via Relay  {raw_send:10.0f} msgs/s raw producer   "
         f"ratio {relay_rate / raw_send:.2f}   ({total} events)"
     )
-    pg_rate, sqlite_rate = bench_replay(yard, dsn)
+    pg_rate, sqlite_rate = bench_replay(store, dsn)
     print(
         f"replay   {pg_rate:10.0f} events/s into PostgreSQL views   "
         f"{sqlite_rate:10.0f} events/s into scratch SQLite"
     )
-    yard.close()
+    store.close()
 
 
 if __name__ == "__main__":

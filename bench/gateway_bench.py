@@ -19,9 +19,9 @@ import aiohttp
 from serving import provision_running, served
 
 from modelyard.adapters.eventstore.env import store_env
-from modelyard.domain.application import Yard
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.shared import ids
+from modelyard.domain.shared.store import Store
 from modelyard.settings import load_settings
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 4}
@@ -72,7 +72,7 @@ def _p(values: list[float], q: int) -> float:
 def main() -> None:
     with served(MODELYARD_ENGINE="simulated", MODELYARD_RATE_LIMIT_RPM="100000000") as (base, key, env):
         got = provision_running(base, key)
-        store = Yard(env=store_env(load_settings(env)))
+        store = Store(env=store_env(load_settings(env)))
         replica = next(
             e.base_url
             for e in store.events.get(ids.parse_deployment_id(str(got["id"])))

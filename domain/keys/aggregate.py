@@ -8,7 +8,8 @@ from enum import StrEnum
 from functools import singledispatch
 from uuid import UUID, uuid4
 
-from modelyard.domain.shared.errors import InvalidRequest
+from modelyard.domain.deployments.aggregate import Deployment
+from modelyard.domain.shared.errors import InstanceNotFound, InvalidRequest
 from modelyard.domain.shared.events import Aggregate, DomainEvent, NotThisAggregate, projector, touched
 
 
@@ -153,10 +154,14 @@ def revoke_key(key: ApiKey, at: datetime) -> KeyRevoked:
     return KeyRevoked(originator_id=key.id, originator_version=key.version + 1, timestamp=at)
 
 
-def grant_access(key: ApiKey, deployment_id: UUID, role: str, at: datetime) -> AccessGranted:
-    """Let a scoped key reach one deployment."""
+def grant_access(key: ApiKey, deployment: Deployment, role: str, at: datetime) -> AccessGranted:
+    """Let a scoped key reach one deployment of its own account."""
     if key.kind is not KeyKind.SCOPED:
         raise InvalidRequest("Access is granted to scoped keys only.")
+    # Another account's deployment is answered as if it did not exist: a key's owner
+    # learns nothing about other accounts, and can never grant itself their deployments.
+    if deployment.account_id != key.account_id:
+        raise InstanceNotFound(f"No deployment {deployment.id}.")
     try:
         parsed = Role(role)
     except ValueError:
@@ -165,7 +170,7 @@ def grant_access(key: ApiKey, deployment_id: UUID, role: str, at: datetime) -> A
         originator_id=key.id,
         originator_version=key.version + 1,
         timestamp=at,
-        deployment_id=deployment_id,
+        deployment_id=deployment.id,
         role=parsed,
     )
 

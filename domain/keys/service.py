@@ -77,12 +77,12 @@ class KeysService:
         return self._store.record(keys.revoke_key(self.get(command.key_id), command.at))
 
     def grant_access(self, command: GrantAccess) -> int:
-        """Grant a scoped key access to an existing deployment."""
-        self._store.load(
+        """Grant a scoped key access to an existing deployment of its own account."""
+        deployment = self._store.load(
             command.deployment_id, deployments.project_deployment, deployments.Deployment, InstanceNotFound
         )
         key = self.get(command.key_id)
-        return self._store.record(keys.grant_access(key, command.deployment_id, command.role, command.at))
+        return self._store.record(keys.grant_access(key, deployment, command.role, command.at))
 
     def revoke_access(self, command: RevokeAccess) -> int:
         """Withdraw a grant."""

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import msgspec
 
 from modelyard.domain.shared import ids
+from modelyard.domain.usage.events import UsageRecorded
 from modelyard.projections.base import Positioned, Tx
 from modelyard.projections.metrics import histogram
-from modelyard.projections.metrics.records import UsageRecorded
 
 SCHEMA = (
     """

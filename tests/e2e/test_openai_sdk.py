@@ -144,6 +144,7 @@ def test_real_model_streams_through_the_sdk_and_a_dropped_stream_frees_the_repli
 def _replica_metrics(yard: Yard, instance_id: str, name: str = "vllm:num_requests_running") -> list[str]:
     from modelyard.adapters.eventstore.env import store_env
     from modelyard.domain.deployments import events as ev
+    from modelyard.domain.shared import ids
     from modelyard.domain.shared.store import Store
     from modelyard.settings import load_settings
 

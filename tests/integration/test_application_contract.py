@@ -1,4 +1,4 @@
-"""One contract for the write side, run against SQLite and the real PostgreSQL."""
+"""One contract for the write side (the services over one store), run against SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,11 +11,20 @@ import pytest
 
 from modelyard.adapters.eventstore.env import postgres_env_from_conninfo
 from modelyard.domain.accounts.aggregate import CreditsCharged, add_credits, charge_minute
-from modelyard.domain.application import Yard
+from modelyard.domain.accounts.service import AddCredits, OpenAccount
+from modelyard.domain.deployments import commands
 from modelyard.domain.deployments.events import MinuteMetered
 from modelyard.domain.deployments.lifecycle import State
 from modelyard.domain.deployments.metering import meter_minute
+from modelyard.domain.deployments.service import (
+    MeterMinute,
+    OnDeployment,
+    ReplicaCommand,
+    RequestDeployment,
+)
 from modelyard.domain.keys.aggregate import KeyKind, hash_secret
+from modelyard.domain.keys.service import IssueKey
+from modelyard.domain.services import Services
 from modelyard.domain.shared.errors import (
     ConcurrencyConflict,
     DuplicateMinute,
@@ -26,6 +35,8 @@ from modelyard.domain.shared.errors import (
     InvalidModel,
     InvalidRequest,
 )
+from modelyard.domain.shared.store import Store
+from modelyard.domain.webhooks.service import SubscribeWebhook
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
@@ -44,114 +55,185 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[s
 
 
 @pytest.fixture
-def yard(store_env: dict[str, str]) -> Iterator[Yard]:
-    app = Yard(env=store_env)
+def store(store_env: dict[str, str]) -> Iterator[Store]:
+    app = Store(env=store_env)
     yield app
     app.close()
 
 
-def _funded(yard: Yard, micros: int = 10_000_000) -> UUID:
-    account = yard.open_account(name="acme", at=T0)
-    yard.add_credits(account, micros, at=T0)
+@pytest.fixture
+def services(store: Store) -> Services:
+    return Services.over(store)
+
+
+def _funded(services: Services, micros: int = 10_000_000) -> UUID:
+    account = services.accounts.open_account(OpenAccount(name="acme", at=T0)).id
+    services.accounts.add_credits(AddCredits(account_id=account, amount=micros, at=T0))
     return account
 
 
-def test_a_deployment_runs_is_metered_and_charged(yard: Yard) -> None:
-    account = _funded(yard)
-    dep = yard.request_deployment(account_id=account, model="smollm2-135m", capacity=2, at=T0)
-    yard.mark_replica_started(dep, "r0", at=T0 + timedelta(seconds=20))
-    yard.activate(dep, at=T0 + timedelta(seconds=30))
-    assert yard.get_deployment(dep).state is State.RUNNING
+def _deploy(services: Services, account: UUID, model: str = "smollm2-135m", **fields: object) -> UUID:
+    command = RequestDeployment(account_id=account, model=model, at=T0, **fields)  # type: ignore[arg-type]
+    return services.deployments.request(command).id
+
+
+def _on(dep: UUID, at: datetime = T0) -> OnDeployment:
+    return OnDeployment(deployment_id=dep, at=at)
+
+
+def _meter(services: Services, dep: UUID, minute: datetime, at: datetime) -> int:
+    return services.deployments.meter(MeterMinute(deployment_id=dep, minute=minute, at=at)).amount
+
+
+def test_a_deployment_runs_is_metered_and_charged(services: Services) -> None:
+    account = _funded(services)
+    dep = _deploy(services, account, capacity=2)
+    services.deployments.start_replica(
+        ReplicaCommand(deployment_id=dep, replica="r0", at=T0 + timedelta(seconds=20))
+    )
+    services.deployments.activate(_on(dep, T0 + timedelta(seconds=30)))
+    assert services.deployments.get(dep).state is State.RUNNING
     # 30 s of the first minute and the whole second minute at 1.8x of $0.15/h.
-    assert yard.meter(dep, T0, at=T0 + timedelta(minutes=2)) == 2_250
-    assert yard.meter(dep, T0 + timedelta(minutes=1), at=T0 + timedelta(minutes=2)) == 4_500
-    assert yard.get_account(account).balance == 10_000_000 - 6_750
+    assert _meter(services, dep, T0, T0 + timedelta(minutes=2)) == 2_250
+    assert _meter(services, dep, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)) == 4_500
+    assert services.accounts.get(account).balance == 10_000_000 - 6_750
 
 
-def test_a_duplicate_minute_writes_nothing(yard: Yard) -> None:
-    account = _funded(yard)
-    dep = yard.request_deployment(account_id=account, model="smollm2-135m", at=T0)
-    yard.activate(dep, at=T0)
-    yard.meter(dep, T0, at=T0 + timedelta(minutes=1))
-    before = yard.recorder.max_notification_id()
+def test_a_duplicate_minute_writes_nothing(services: Services, store: Store) -> None:
+    account = _funded(services)
+    dep = _deploy(services, account)
+    services.deployments.activate(_on(dep))
+    _meter(services, dep, T0, T0 + timedelta(minutes=1))
+    before = store.recorder.max_notification_id()
     with pytest.raises(DuplicateMinute):
-        yard.meter(dep, T0, at=T0 + timedelta(minutes=5))
-    assert yard.recorder.max_notification_id() == before
+        _meter(services, dep, T0, T0 + timedelta(minutes=5))
+    assert store.recorder.max_notification_id() == before
 
 
-def test_bad_requests_are_refused_and_leave_nothing(yard: Yard) -> None:
-    account = _funded(yard, micros=100)
-    before = yard.recorder.max_notification_id()
+def test_bad_requests_are_refused_and_leave_nothing(services: Services, store: Store) -> None:
+    account = _funded(services, micros=100)
+    before = store.recorder.max_notification_id()
     with pytest.raises(InvalidModel):
-        yard.request_deployment(account_id=account, model="gpt-17", at=T0)
+        _deploy(services, account, "gpt-17")
     with pytest.raises(InvalidCapacity):
-        yard.request_deployment(account_id=account, model="smollm2-135m", capacity=3, at=T0)
+        _deploy(services, account, capacity=3)
     with pytest.raises(InsufficientCredits):
-        yard.request_deployment(account_id=account, model="llama3.1-8b", at=T0)
-    assert yard.recorder.max_notification_id() == before
+        _deploy(services, account, "llama3.1-8b")
+    assert store.recorder.max_notification_id() == before
 
 
-def test_an_illegal_transition_is_an_error(yard: Yard) -> None:
-    account = _funded(yard)
-    dep = yard.request_deployment(account_id=account, model="smollm2-135m", at=T0)
+def test_an_illegal_transition_is_an_error(services: Services) -> None:
+    account = _funded(services)
+    dep = _deploy(services, account)
     with pytest.raises(IllegalTransition, match="provisioning"):
-        yard.mark_destroyed(dep, at=T0)
-    yard.request_teardown(dep, at=T0)
+        services.deployments.mark_destroyed(_on(dep))
+    services.deployments.request_teardown(_on(dep))
     with pytest.raises(IllegalTransition):
-        yard.activate(dep, at=T0)
+        services.deployments.activate(_on(dep))
 
 
 def test_two_writers_racing_on_one_aggregate_one_wins(store_env: dict[str, str]) -> None:
-    first, second = Yard(env=store_env), Yard(env=store_env)
+    first, second = Store(env=store_env), Store(env=store_env)
     try:
-        account = first.open_account(name="race", at=T0)
-        stale = second.get_account(account)
-        first.add_credits(account, 5, at=T0)
+        writer, loser = Services.over(first), Services.over(second)
+        account = writer.accounts.open_account(OpenAccount(name="race", at=T0)).id
+        stale = loser.accounts.get(account)
+        writer.accounts.add_credits(AddCredits(account_id=account, amount=5, at=T0))
+        before = second.recorder.max_notification_id()
         with pytest.raises(ConcurrencyConflict):
             second.record(add_credits(stale, 7, T0))
-        assert first.get_account(account).balance == 5
+        assert second.recorder.max_notification_id() == before
+        assert writer.accounts.get(account).balance == 5
     finally:
         first.close()
         second.close()
 
 
-def test_everything_written_reads_back_from_a_fresh_application(store_env: dict[str, str]) -> None:
-    writer = Yard(env=store_env)
+def test_events_recorded_together_are_written_together_or_not_at_all(
+    services: Services, store: Store
+) -> None:
+    # What provision relies on: one record of two aggregates' events is one transaction.
+    account = _funded(services)
+    stale = services.accounts.get(account)
+    services.accounts.add_credits(AddCredits(account_id=account, amount=5, at=T0))
+    requested = commands.request_deployment(services.accounts.get(account), model="smollm2-135m", at=T0)
+    before = store.recorder.max_notification_id()
+    with pytest.raises(ConcurrencyConflict):
+        store.record(requested, add_credits(stale, 7, T0))
+    assert store.recorder.max_notification_id() == before
+    with pytest.raises(InstanceNotFound):
+        services.deployments.get(requested.originator_id)
+
+
+def test_positions_are_the_store_s_notification_ids_and_increase(services: Services, store: Store) -> None:
+    opened = services.accounts.open_account(OpenAccount(name="acme", at=T0))
+    positions = [opened.position]
+    positions.append(services.accounts.add_credits(AddCredits(account_id=opened.id, amount=10**7, at=T0)))
+    assert positions[-1] == store.recorder.max_notification_id()
+    dep = services.deployments.request(RequestDeployment(account_id=opened.id, model="smollm2-135m", at=T0))
+    positions.append(dep.position)
+    assert positions[-1] == store.recorder.max_notification_id()
+    positions.append(services.deployments.activate(_on(dep.id)))
+    metered = services.deployments.meter(
+        MeterMinute(deployment_id=dep.id, minute=T0, at=T0 + timedelta(minutes=1))
+    )
+    positions.append(metered.position)
+    assert positions[-1] == store.recorder.max_notification_id()
+    assert positions == sorted(set(positions))
+
+
+def test_everything_written_reads_back_from_a_fresh_store(store_env: dict[str, str]) -> None:
+    first = Store(env=store_env)
     try:
+        writer = Services.over(first)
         account = _funded(writer)
-        dep = writer.request_deployment(account_id=account, model="smollm2-135m", prefix="dep_", at=T0)
-        writer.activate(dep, at=T0)
-        writer.meter(dep, T0, at=T0 + timedelta(minutes=1))
-        key = writer.issue_key(
-            account_id=account, kind=KeyKind.MANAGEMENT, secret_hash=hash_secret("s"), display="…", at=T0
-        )
-        hook = writer.subscribe_webhook(
-            dep, url="https://hooks.example.com/x", events=["deployment.active"], secret="0" * 16, at=T0
-        )
+        dep = _deploy(writer, account, prefix="dep_")
+        writer.deployments.activate(_on(dep))
+        _meter(writer, dep, T0, T0 + timedelta(minutes=1))
+        key = writer.keys.issue(
+            IssueKey(
+                account_id=account,
+                kind=KeyKind.MANAGEMENT,
+                secret_hash=hash_secret("s"),
+                display="…",
+                at=T0,
+            )
+        ).id
+        hook = writer.webhooks.subscribe(
+            SubscribeWebhook(
+                deployment_id=dep,
+                url="https://hooks.example.com/x",
+                events=("deployment.active",),
+                secret="0" * 16,
+                at=T0,
+            )
+        ).id
     finally:
-        writer.close()
-    reader = Yard(env=store_env)
+        first.close()
+    fresh = Store(env=store_env)
     try:
-        assert reader.get_account(account).balance == 10_000_000 - 2_500
-        deployment = reader.get_deployment(dep)
+        reader = Services.over(fresh)
+        assert reader.accounts.get(account).balance == 10_000_000 - 2_500
+        deployment = reader.deployments.get(dep)
         assert (deployment.prefix, deployment.state, deployment.last_metered) == ("dep_", State.RUNNING, T0)
-        assert reader.get_key(key).kind is KeyKind.MANAGEMENT
-        assert reader.get_webhook(hook).events == ("deployment.active",)
+        assert reader.keys.get(key).kind is KeyKind.MANAGEMENT
+        assert reader.webhooks.get(hook).events == ("deployment.active",)
         with pytest.raises(InstanceNotFound):
-            reader.get_deployment(account)
+            reader.deployments.get(account)
     finally:
-        reader.close()
+        fresh.close()
 
 
 def test_two_meters_racing_on_one_minute_charge_it_once(store_env: dict[str, str]) -> None:
-    first, second = Yard(env=store_env), Yard(env=store_env)
+    first, second = Store(env=store_env), Store(env=store_env)
     try:
-        account = _funded(first)
-        dep = first.request_deployment(account_id=account, model="smollm2-135m", at=T0)
-        first.activate(dep, at=T0)
+        winner, loser = Services.over(first), Services.over(second)
+        account = _funded(winner)
+        dep = _deploy(winner, account)
+        winner.deployments.activate(_on(dep))
         at = T0 + timedelta(minutes=1)
-        stale = second.get_deployment(dep), second.get_account(account)
-        assert first.meter(dep, T0, at=at) == 2_500
+        stale = loser.deployments.get(dep), loser.accounts.get(account)
+        assert _meter(winner, dep, T0, at) == 2_500
         before = second.recorder.max_notification_id()
         metered = meter_minute(stale[0], T0, at)
         assert metered is not None
@@ -162,7 +244,7 @@ def test_two_meters_racing_on_one_minute_charge_it_once(store_env: dict[str, str
         with pytest.raises(ConcurrencyConflict):
             second.record(metered, *charges)
         with pytest.raises(DuplicateMinute):
-            second.meter(dep, T0, at=at)
+            _meter(loser, dep, T0, at)
         assert second.recorder.max_notification_id() == before
         events = [first.mapper.to_domain_event(n) for n in first.recorder.select_notifications(1, 1_000)]
         assert sum(isinstance(e, MinuteMetered) for e in events) == 1
@@ -172,9 +254,9 @@ def test_two_meters_racing_on_one_minute_charge_it_once(store_env: dict[str, str
         second.close()
 
 
-def test_a_naive_time_is_refused_before_anything_is_written(yard: Yard) -> None:
-    account = _funded(yard)
-    before = yard.recorder.max_notification_id()
+def test_a_naive_time_is_refused_before_anything_is_written(services: Services, store: Store) -> None:
+    account = _funded(services)
+    before = store.recorder.max_notification_id()
     with pytest.raises(InvalidRequest, match="UTC"):
-        yard.add_credits(account, 5, at=T0.replace(tzinfo=None))
-    assert yard.recorder.max_notification_id() == before
+        services.accounts.add_credits(AddCredits(account_id=account, amount=5, at=T0.replace(tzinfo=None)))
+    assert store.recorder.max_notification_id() == before

@@ -18,7 +18,16 @@ from modelyard.adapters.eventlog.relay import Relay, ensure_topic, make_producer
 from modelyard.adapters.eventlog.sources import KafkaSource, NotificationLogSource
 from modelyard.adapters.eventstore.env import postgres_env_from_conninfo
 from modelyard.adapters.views.db import PostgresViews, SqliteViews, ViewDatabase
-from modelyard.domain.application import Yard
+from modelyard.domain.accounts.service import AddCredits, OpenAccount
+from modelyard.domain.deployments.service import (
+    MeterMinute,
+    OnDeployment,
+    ReplicaCommand,
+    RequestDeployment,
+    WithCapacity,
+)
+from modelyard.domain.services import Services
+from modelyard.domain.shared.store import Store
 from modelyard.projections.balances.projection import BalancesProjection
 from modelyard.projections.base import OneByOne, Projection, Tx
 from modelyard.projections.deployments.projection import DeploymentsProjection
@@ -33,20 +42,30 @@ def _projections() -> list[Projection]:
     return [DeploymentsProjection(), BalancesProjection(), KeysProjection()]
 
 
-def _history(yard: Yard, accounts: int = 3) -> None:
+def _history(store: Store, accounts: int = 3) -> None:
     """A few accounts, credits, deployments that run, scale, get metered and torn down."""
+    services = Services.over(store)
+    deployments = services.deployments
     for n in range(accounts):
-        account = yard.open_account(name=f"acct{n}", at=T0)
-        yard.add_credits(account, 5_000_000 + n, at=T0)
-        dep = yard.request_deployment(account_id=account, model="smollm2-135m", capacity=1, at=T0)
-        yard.mark_replica_started(dep, "r0", at=T0 + timedelta(seconds=10))
-        yard.activate(dep, at=T0 + timedelta(seconds=15))
-        yard.request_scale(dep, 4, at=T0 + timedelta(seconds=70))
-        yard.mark_scaled(dep, 4, at=T0 + timedelta(seconds=95))
-        yard.request_teardown(dep, at=T0 + timedelta(minutes=3, seconds=7))
-        yard.mark_destroyed(dep, at=T0 + timedelta(minutes=3, seconds=9))
+        account = services.accounts.open_account(OpenAccount(name=f"acct{n}", at=T0)).id
+        services.accounts.add_credits(AddCredits(account_id=account, amount=5_000_000 + n, at=T0))
+        dep = deployments.request(
+            RequestDeployment(account_id=account, model="smollm2-135m", capacity=1, at=T0)
+        ).id
+        deployments.start_replica(
+            ReplicaCommand(deployment_id=dep, replica="r0", at=T0 + timedelta(seconds=10))
+        )
+        deployments.activate(OnDeployment(deployment_id=dep, at=T0 + timedelta(seconds=15)))
+        deployments.request_scale(WithCapacity(deployment_id=dep, capacity=4, at=T0 + timedelta(seconds=70)))
+        deployments.finish_scale(WithCapacity(deployment_id=dep, capacity=4, at=T0 + timedelta(seconds=95)))
+        deployments.request_teardown(OnDeployment(deployment_id=dep, at=T0 + timedelta(minutes=3, seconds=7)))
+        deployments.mark_destroyed(OnDeployment(deployment_id=dep, at=T0 + timedelta(minutes=3, seconds=9)))
         for minute in range(4):
-            yard.meter(dep, T0 + timedelta(minutes=minute), at=T0 + timedelta(minutes=5))
+            deployments.meter(
+                MeterMinute(
+                    deployment_id=dep, minute=T0 + timedelta(minutes=minute), at=T0 + timedelta(minutes=5)
+                )
+            )
 
 
 def _dump(views: ViewDatabase, projections: Sequence[Projection]) -> dict[str, list[tuple[Any, ...]]]:
@@ -59,10 +78,10 @@ def _dump(views: ViewDatabase, projections: Sequence[Projection]) -> dict[str, l
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Yard, Any]]:
-    """A Yard and a factory of fresh view databases on the same kind of database."""
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Any]]:
+    """A Store and a factory of fresh view databases on the same kind of database."""
     if request.param == "sqlite":
-        yard = Yard(
+        store = Store(
             env={
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
                 "SQLITE_DBNAME": str(tmp_path / "events.sqlite3"),
@@ -70,10 +89,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Ya
             }
         )
         counter = iter(range(100))
-        yield yard, lambda: SqliteViews(tmp_path / f"views{next(counter)}.sqlite3")
+        yield store, lambda: SqliteViews(tmp_path / f"views{next(counter)}.sqlite3")
     else:
         dsn = request.getfixturevalue("pg_dsn")
-        yard = Yard(env=postgres_env_from_conninfo(dsn))
+        store = Store(env=postgres_env_from_conninfo(dsn))
         made: list[PostgresViews] = []
 
         def fresh() -> PostgresViews:
@@ -86,17 +105,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Ya
             made.append(PostgresViews(f"{dsn} options=-csearch_path={schema}", max_size=2))
             return made[-1]
 
-        yield yard, fresh
+        yield store, fresh
         for views in made:
             views.close()
-    yard.close()
+    store.close()
 
 
-def test_views_fold_the_history_and_a_rebuild_gives_the_same_rows(backend: tuple[Yard, Any]) -> None:
-    yard, fresh = backend
-    _history(yard)
+def test_views_fold_the_history_and_a_rebuild_gives_the_same_rows(backend: tuple[Store, Any]) -> None:
+    store, fresh = backend
+    _history(store)
     views = fresh()
-    runner = ProjectionRunner(views, NotificationLogSource(yard.recorder), _projections())
+    runner = ProjectionRunner(views, NotificationLogSource(store.recorder), _projections())
     runner.run_until_idle()
     live = _dump(views, _projections())
     assert len(live["balances"]) == 3
@@ -106,20 +125,20 @@ def test_views_fold_the_history_and_a_rebuild_gives_the_same_rows(backend: tuple
     for account_id, balance in balances:
         from modelyard.domain.shared.ids import ACCOUNT, parse_id
 
-        assert balance == yard.get_account(parse_id(account_id, ACCOUNT)).balance
+        assert balance == Services.over(store).accounts.get(parse_id(account_id, ACCOUNT)).balance
     runner.rebuild()
-    ProjectionRunner(views, NotificationLogSource(yard.recorder), _projections()).run_until_idle()
+    ProjectionRunner(views, NotificationLogSource(store.recorder), _projections()).run_until_idle()
     assert _dump(views, _projections()) == live
 
 
-def test_the_same_events_delivered_twice_leave_the_views_unchanged(backend: tuple[Yard, Any]) -> None:
-    yard, fresh = backend
-    _history(yard, accounts=2)
+def test_the_same_events_delivered_twice_leave_the_views_unchanged(backend: tuple[Store, Any]) -> None:
+    store, fresh = backend
+    _history(store, accounts=2)
     views = fresh()
-    ProjectionRunner(views, NotificationLogSource(yard.recorder), _projections()).run_until_idle()
+    ProjectionRunner(views, NotificationLogSource(store.recorder), _projections()).run_until_idle()
     once = _dump(views, _projections())
     # A source that starts over from the first event: everything is delivered again.
-    again = ProjectionRunner(views, NotificationLogSource(yard.recorder, start_after=0), _projections())
+    again = ProjectionRunner(views, NotificationLogSource(store.recorder, start_after=0), _projections())
     assert again.run_until_idle() > 0
     assert _dump(views, _projections()) == once
 
@@ -139,16 +158,16 @@ class _CrashOnNth(OneByOne):
 
 
 def test_kafka_path_gives_the_store_path_rows_and_survives_a_consumer_killed_mid_batch(
-    backend: tuple[Yard, Any], kafka_bootstrap: str, topic_name: str
+    backend: tuple[Store, Any], kafka_bootstrap: str, topic_name: str
 ) -> None:
-    yard, fresh = backend
-    _history(yard)
+    store, fresh = backend
+    _history(store)
     store_views = fresh()
-    ProjectionRunner(store_views, NotificationLogSource(yard.recorder), _projections()).run_until_idle()
+    ProjectionRunner(store_views, NotificationLogSource(store.recorder), _projections()).run_until_idle()
 
     ensure_topic(kafka_bootstrap, topic_name)
     producer = make_producer(kafka_bootstrap)
-    relay = Relay(yard.recorder, producer, topic_name, fresh())
+    relay = Relay(store.recorder, producer, topic_name, fresh())
     while relay.relay_once(batch=7):
         pass
     producer.close()
@@ -169,7 +188,7 @@ def test_kafka_path_gives_the_store_path_rows_and_survives_a_consumer_killed_mid
 
     survivor_source = KafkaSource(kafka_bootstrap, topic_name, group)
     survivor = ProjectionRunner(kafka_views, survivor_source, _projections())
-    total = yard.recorder.max_notification_id() or 0
+    total = store.recorder.max_notification_id() or 0
     for _ in range(100):
         survivor.run_once(timeout_s=1)
         if survivor.position >= total and _dump(kafka_views, _projections()) == _dump(
@@ -181,17 +200,17 @@ def test_kafka_path_gives_the_store_path_rows_and_survives_a_consumer_killed_mid
 
 
 def test_a_relay_that_dies_before_recording_resends_and_nothing_counts_twice(
-    backend: tuple[Yard, Any], kafka_bootstrap: str, topic_name: str
+    backend: tuple[Store, Any], kafka_bootstrap: str, topic_name: str
 ) -> None:
-    yard, fresh = backend
-    _history(yard, accounts=2)
+    store, fresh = backend
+    _history(store, accounts=2)
     ensure_topic(kafka_bootstrap, topic_name)
     positions = fresh()
     producer = make_producer(kafka_bootstrap)
-    relay = Relay(yard.recorder, producer, topic_name, positions)
+    relay = Relay(store.recorder, producer, topic_name, positions)
     relay.relay_once(batch=10)
     # The next batch reaches Kafka but the relay "dies" before recording its position ...
-    rows = yard.recorder.select_notifications(start=relay.position() + 1, limit=10)
+    rows = store.recorder.select_notifications(start=relay.position() + 1, limit=10)
     for row in rows:
         envelope = EventEnvelope.of(row)
         producer.send(
@@ -206,12 +225,12 @@ def test_a_relay_that_dies_before_recording_resends_and_nothing_counts_twice(
         )
     producer.flush()
     # ... so the restarted relay sends those events again, then the rest.
-    restarted = Relay(yard.recorder, producer, topic_name, positions)
+    restarted = Relay(store.recorder, producer, topic_name, positions)
     assert restarted.position() == 10
     while restarted.relay_once(batch=10):
         pass
     producer.close()
-    assert restarted.position() == yard.recorder.max_notification_id()
+    assert restarted.position() == store.recorder.max_notification_id()
 
     views = fresh()
     source = KafkaSource(kafka_bootstrap, topic_name, f"g-{topic_name}")
@@ -222,5 +241,5 @@ def test_a_relay_that_dies_before_recording_resends_and_nothing_counts_twice(
             break
     source.close()
     store_views = fresh()
-    ProjectionRunner(store_views, NotificationLogSource(yard.recorder), _projections()).run_until_idle()
+    ProjectionRunner(store_views, NotificationLogSource(store.recorder), _projections()).run_until_idle()
     assert _dump(views, _projections()) == _dump(store_views, _projections())

@@ -21,14 +21,26 @@ from modelyard.adapters.eventlog.sources import NotificationLogSource
 from modelyard.adapters.state import secrets
 from modelyard.adapters.state.db import SCHEMA as STATE_SCHEMA
 from modelyard.adapters.views.db import SqliteViews
-from modelyard.domain.application import Yard
-from modelyard.domain.keys.aggregate import KeyKind
+from modelyard.domain.accounts.service import AddCredits, OpenAccount
+from modelyard.domain.deployments.events import SlaMetric
+from modelyard.domain.deployments.service import (
+    MeterMinute,
+    OnDeployment,
+    Provision,
+    ReplicaCommand,
+    RequestDeployment,
+    SlaObservation,
+)
+from modelyard.domain.keys.aggregate import KeyKind, Role
+from modelyard.domain.keys.service import GrantAccess, IssueKey
+from modelyard.domain.services import Services
 from modelyard.domain.shared import ids
+from modelyard.domain.shared.store import Store
+from modelyard.domain.usage.service import RecordUsage
 from modelyard.projections.balances import queries as balances
 from modelyard.projections.deployments import queries as deployments
 from modelyard.projections.keys import queries as keys
 from modelyard.projections.metrics import queries as metrics
-from modelyard.projections.metrics.records import usage_record
 from modelyard.projections.registry import all_projections
 from modelyard.workers.projection_runner import ProjectionRunner
 
@@ -38,8 +50,8 @@ HEX = re.compile(r"[0-9a-f]{32}")
 
 
 @pytest.fixture
-def yard(tmp_path: Path) -> Iterator[Yard]:
-    store = Yard(
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(
         env={
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(tmp_path / "events.sqlite3"),
@@ -50,47 +62,58 @@ def yard(tmp_path: Path) -> Iterator[Yard]:
     store.close()
 
 
-def _history(yard: Yard) -> tuple[str, list[UUID]]:
-    account = yard.open_account(name="both dialects", at=T0)
-    yard.add_credits(account, 50_000_000, at=T0)
-    scoped = yard.issue_key(
-        account_id=account, kind=KeyKind.SCOPED, secret_hash="h-scoped", display="s", at=T0
-    )
+def _history(store: Store) -> tuple[str, list[UUID]]:
+    services = Services.over(store)
+    account = services.accounts.open_account(OpenAccount(name="both dialects", at=T0)).id
+    services.accounts.add_credits(AddCredits(account_id=account, amount=50_000_000, at=T0))
+    scoped = services.keys.issue(
+        IssueKey(account_id=account, kind=KeyKind.SCOPED, secret_hash="h-scoped", display="s", at=T0)
+    ).id
     made = []
     for n, prefix in enumerate((ids.INSTANCE, ids.DEPLOYMENT)):
-        dep, _ = yard.provision(
-            key_hash=f"h-{n}",
-            key_display=f"k{n}",
-            at=T0,
-            account_id=account,
-            model="smollm2-135m",
-            prefix=prefix,
+        request = RequestDeployment(account_id=account, model="smollm2-135m", prefix=prefix, at=T0)
+        dep = services.deployments.provision(
+            Provision(deployment=request, key_hash=f"h-{n}", key_display=f"k{n}")
+        ).id
+        started = T0 + timedelta(seconds=5)
+        services.deployments.start_replica(
+            ReplicaCommand(deployment_id=dep, replica=f"{dep.hex}-r1", base_url=f"http://r{n}", at=started)
         )
-        yard.mark_replica_started(dep, f"{dep.hex}-r1", at=T0 + timedelta(seconds=5), base_url=f"http://r{n}")
-        yard.activate(dep, at=T0 + timedelta(seconds=6))
-        yard.record_sla_breach(dep, "ttft_ms", 900.0, 500.0, at=T0 + timedelta(seconds=30))
-        yard.meter(dep, T0, at=T0 + timedelta(minutes=2))
-        yard.grant_access(scoped, dep, "inference", at=T0 + timedelta(minutes=2))
+        services.deployments.activate(OnDeployment(deployment_id=dep, at=T0 + timedelta(seconds=6)))
+        breach = SlaObservation(
+            deployment_id=dep,
+            metric=SlaMetric.TTFT_MS,
+            value=900.0,
+            target=500.0,
+            at=T0 + timedelta(seconds=30),
+        )
+        services.deployments.record_sla_breach(breach)
+        services.deployments.meter(MeterMinute(deployment_id=dep, minute=T0, at=T0 + timedelta(minutes=2)))
+        services.keys.grant_access(
+            GrantAccess(key_id=scoped, deployment_id=dep, role=Role.INFERENCE, at=T0 + timedelta(minutes=2))
+        )
         for spelling in (ids.instance_ref(dep), ids.deployment_ref(dep), dep.hex):
-            yard.record(
-                usage_record(
-                    record_id=uuid4(),
-                    at=T0 + timedelta(seconds=40),
-                    deployment_id=spelling,
-                    model="smollm2-135m",
-                    account_id=ids.public_id(ids.ACCOUNT, account),
-                    completion_tokens=3,
-                )
+            services.usage.record(
+                [
+                    RecordUsage(
+                        record_id=uuid4(),
+                        at=T0 + timedelta(seconds=40),
+                        deployment_id=spelling,
+                        model="smollm2-135m",
+                        account_id=ids.public_id(ids.ACCOUNT, account),
+                        completion_tokens=3,
+                    )
+                ]
             )
         made.append(dep)
     return ids.public_id(ids.ACCOUNT, account), made
 
 
-def test_every_view_stores_a_deployment_as_its_hex(yard: Yard, tmp_path: Path) -> None:
-    account, made = _history(yard)
+def test_every_view_stores_a_deployment_as_its_hex(store: Store, tmp_path: Path) -> None:
+    account, made = _history(store)
     views = SqliteViews(tmp_path / "views.sqlite3")
     state = SqliteViews(tmp_path / "state.sqlite3", schema=STATE_SCHEMA)
-    ProjectionRunner(views, NotificationLogSource(yard.recorder), all_projections()).run_until_idle()
+    ProjectionRunner(views, NotificationLogSource(store.recorder), all_projections()).run_until_idle()
     with state.transaction() as tx:
         for dep in made:
             secrets.keep(tx, dep, f"auxk_{dep.hex[:6]}")

@@ -14,28 +14,31 @@ from hypothesis import strategies as st
 from modelyard.adapters.eventlog.sources import NotificationLogSource
 from modelyard.adapters.views.db import SqliteViews
 from modelyard.domain.accounts import aggregate as accounts
-from modelyard.domain.application import Yard
+from modelyard.domain.accounts.service import AddCredits, OpenAccount
 from modelyard.domain.deployments import events as deployment_events
+from modelyard.domain.deployments.service import MeterMinute, OnDeployment, RequestDeployment, WithCapacity
 from modelyard.domain.keys import aggregate as keys
+from modelyard.domain.services import Services
 from modelyard.domain.shared.errors import DomainError
 from modelyard.domain.shared.events import DomainEvent
 from modelyard.domain.shared.mapper import MsgspecMapper, NullTranscoder
+from modelyard.domain.shared.store import Store
+from modelyard.domain.usage import events as usage_events
 from modelyard.domain.webhooks import aggregate as webhooks
 from modelyard.projections.common import account_ref
-from modelyard.projections.metrics.records import UsageRecorded
 from modelyard.projections.registry import all_projections
 from modelyard.workers.projection_runner import ProjectionRunner
 
 
 def _event_classes() -> list[type[DomainEvent]]:
-    modules = (deployment_events, accounts, keys, webhooks)
+    modules = (deployment_events, accounts, keys, webhooks, usage_events)
     found = {
         cls
         for module in modules
         for cls in vars(module).values()
         if isinstance(cls, type) and issubclass(cls, DomainEvent) and cls is not DomainEvent
     }
-    return sorted(found | {UsageRecorded}, key=lambda c: c.__name__)
+    return sorted(found, key=lambda c: c.__name__)
 
 
 aware = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
@@ -69,40 +72,45 @@ operations = st.lists(
 )
 
 
-def _play(yard: Yard, ops: list[tuple[str, int, int]]) -> list[Any]:
-    accounts_: list[Any] = [yard.open_account(name="first", at=T0)]
+def _play(services: Services, ops: list[tuple[str, int, int]]) -> list[Any]:
+    accounts_: list[Any] = [services.accounts.open_account(OpenAccount(name="first", at=T0)).id]
     deployments: list[Any] = []
     now = T0
     for name, pick, amount in ops:
         now += timedelta(seconds=amount)
         try:
             if name == "open":
-                accounts_.append(yard.open_account(name=f"a{len(accounts_)}", at=now))
+                accounts_.append(
+                    services.accounts.open_account(OpenAccount(name=f"a{len(accounts_)}", at=now)).id
+                )
             elif name == "credit":
-                yard.add_credits(accounts_[pick % len(accounts_)], amount * 1000, at=now)
+                credit = AddCredits(account_id=accounts_[pick % len(accounts_)], amount=amount * 1000, at=now)
+                services.accounts.add_credits(credit)
             elif name == "deploy":
                 account = accounts_[pick % len(accounts_)]
-                deployments.append(yard.request_deployment(account_id=account, model="smollm2-135m", at=now))
+                request = RequestDeployment(account_id=account, model="smollm2-135m", at=now)
+                deployments.append(services.deployments.request(request).id)
             elif deployments:
-                _step(yard, name, deployments[pick % len(deployments)], now)
+                _step(services, name, deployments[pick % len(deployments)], now)
         except DomainError:
             pass  # refused commands write nothing; the history goes on
     return accounts_
 
 
-def _step(yard: Yard, name: str, dep: Any, now: datetime) -> None:
+def _step(services: Services, name: str, dep: Any, now: datetime) -> None:
+    deployments = services.deployments
     if name == "activate":
-        yard.activate(dep, at=now)
+        deployments.activate(OnDeployment(deployment_id=dep, at=now))
     elif name == "scale":
-        yard.request_scale(dep, 2, at=now)
-        yard.mark_scaled(dep, 2, at=now + timedelta(seconds=3))
+        deployments.request_scale(WithCapacity(deployment_id=dep, capacity=2, at=now))
+        deployments.finish_scale(WithCapacity(deployment_id=dep, capacity=2, at=now + timedelta(seconds=3)))
     elif name == "teardown":
-        yard.request_teardown(dep, at=now)
+        deployments.request_teardown(OnDeployment(deployment_id=dep, at=now))
     elif name == "meter":
         from modelyard.domain.deployments.metering import due_minutes
 
-        for minute in due_minutes(yard.get_deployment(dep), now):
-            yard.meter(dep, minute, at=now)
+        for minute in due_minutes(deployments.get(dep), now):
+            deployments.meter(MeterMinute(deployment_id=dep, minute=minute, at=now))
 
 
 def _dump(views: SqliteViews) -> dict[str, list[tuple[Any, ...]]]:
@@ -121,19 +129,20 @@ def test_replaying_a_random_history_gives_identical_views(
 ) -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        yard = Yard(
+        store = Store(
             env={
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
                 "SQLITE_DBNAME": str(root / "e.sqlite3"),
                 "CREATE_TABLE": "y",
             }
         )
-        opened = _play(yard, ops)
+        services = Services.over(store)
+        opened = _play(services, ops)
         small, whole = SqliteViews(root / "a.sqlite3"), SqliteViews(root / "b.sqlite3")
-        in_batches = ProjectionRunner(small, NotificationLogSource(yard.recorder), all_projections())
+        in_batches = ProjectionRunner(small, NotificationLogSource(store.recorder), all_projections())
         while in_batches.run_once(max_records=batch, timeout_s=0):
             pass
-        ProjectionRunner(whole, NotificationLogSource(yard.recorder), all_projections()).run_until_idle()
+        ProjectionRunner(whole, NotificationLogSource(store.recorder), all_projections()).run_until_idle()
         assert _dump(small) == _dump(whole)
         with small.transaction() as tx:
             for account_id, balance in tx.execute("SELECT account_id, balance FROM balances"):
@@ -144,11 +153,11 @@ def test_replaying_a_random_history_gives_identical_views(
                 assert balance == (ledger[0][0] if ledger else 0)
             # The view says what the aggregates say: balance, and exhaustion (which a top-up ends).
             for account_id in opened:
-                account = yard.get_account(account_id)
+                account = services.accounts.get(account_id)
                 row = tx.execute(
                     "SELECT balance, exhausted FROM balances WHERE account_id = %s", [account_ref(account_id)]
                 )
                 assert row == [(account.balance, int(account.exhausted))]
         small.close()
         whole.close()
-        yard.close()
+        store.close()

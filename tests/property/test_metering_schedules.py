@@ -1,6 +1,6 @@
 """Metering under random runtime, crashes, downtime and duplicate workers, through the store.
 
-Two meter workers (two ``Yard`` instances on one SQLite store, as two processes would be)
+Two meter workers (two ``Store`` instances on one SQLite file, as two processes would be)
 meter a deployment whose lifecycle changes at random times. A worker may crash part-way
 through its due minutes, stay down for a while, or race the other on the same minute.
 Afterwards every billable minute is charged exactly once, the account's charges equal
@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelyard.domain.accounts.aggregate import CreditsCharged, charge_minute
-from modelyard.domain.application import Yard
+from modelyard.domain.accounts.service import AddCredits, OpenAccount
 from modelyard.domain.billing.pricing import (
     CAPACITY_TENTHS,
     DEDICATED_HOURLY,
@@ -33,7 +33,16 @@ from modelyard.domain.catalog.models import Size
 from modelyard.domain.deployments.events import MinuteMetered
 from modelyard.domain.deployments.lifecycle import State
 from modelyard.domain.deployments.metering import due_minutes, meter_minute, minute_of
+from modelyard.domain.deployments.service import (
+    MeterMinute,
+    OnDeployment,
+    RequestDeployment,
+    WithCapacity,
+    WithReason,
+)
+from modelyard.domain.services import Services
 from modelyard.domain.shared.errors import ConcurrencyConflict, DuplicateMinute, IllegalTransition
+from modelyard.domain.shared.store import Store
 from modelyard.domain.shared.time import whole_second
 
 T0 = datetime(2026, 7, 1, 23, 58, 40, tzinfo=UTC)
@@ -87,14 +96,14 @@ class Model:
 
 
 @contextmanager
-def _store() -> Iterator[tuple[Yard, Yard, Yard]]:
+def _stores() -> Iterator[tuple[Store, Store, Store]]:
     with tempfile.TemporaryDirectory() as folder:
         env = {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(Path(folder) / "events.sqlite3"),
             "CREATE_TABLE": "y",
         }
-        apps = (Yard(env=env), Yard(env=env), Yard(env=env))
+        apps = (Store(env=env), Store(env=env), Store(env=env))
         try:
             yield apps
         finally:
@@ -102,37 +111,40 @@ def _store() -> Iterator[tuple[Yard, Yard, Yard]]:
                 app.close()
 
 
-def _life(control: Yard, dep: UUID, action: str, capacity: int, now: datetime) -> None:
+def _life(control: Services, dep: UUID, action: str, capacity: int, now: datetime) -> None:
+    deployments = control.deployments
     try:
         if action == "activate":
-            control.activate(dep, at=now)
+            deployments.activate(OnDeployment(deployment_id=dep, at=now))
         elif action == "scale":
-            control.request_scale(dep, capacity, at=now)
-            control.mark_scaled(dep, capacity, at=now + timedelta(seconds=1))
+            deployments.request_scale(WithCapacity(deployment_id=dep, capacity=capacity, at=now))
+            later = now + timedelta(seconds=1)
+            deployments.finish_scale(WithCapacity(deployment_id=dep, capacity=capacity, at=later))
         elif action == "zero":
-            control.scale_to_zero(dep, at=now)
+            deployments.scale_to_zero(OnDeployment(deployment_id=dep, at=now))
         elif action == "degrade":
-            control.degrade(dep, "a replica was lost", at=now)
+            deployments.degrade(WithReason(deployment_id=dep, reason="a replica was lost", at=now))
         else:
-            control.recover(dep, at=now)
+            deployments.recover(OnDeployment(deployment_id=dep, at=now))
     except IllegalTransition:
         pass
 
 
-def _run(worker: Yard, dep: UUID, now: datetime, crash_after: int) -> None:
+def _run(worker: Store, dep: UUID, now: datetime, crash_after: int) -> None:
     """A meter run; it dies after ``crash_after`` minutes unless that is 5."""
-    for done, minute in enumerate(due_minutes(worker.get_deployment(dep), now)):
+    deployments = Services.over(worker).deployments
+    for done, minute in enumerate(due_minutes(deployments.get(dep), now)):
         if crash_after < 5 and done >= crash_after:
             return
         # The other worker got there first: its charge stands, ours is not written.
         with suppress(DuplicateMinute, ConcurrencyConflict):
-            worker.meter(dep, minute, at=now)
+            deployments.meter(MeterMinute(deployment_id=dep, minute=minute, at=now))
 
 
-def _race(first: Yard, second: Yard, dep: UUID, now: datetime) -> None:
+def _race(first: Store, second: Store, dep: UUID, now: datetime) -> None:
     """Both workers load, both price the first due minute, both save: exactly one wins."""
-    loaded = [(w, w.get_deployment(dep)) for w in (first, second)]
-    loaded_accounts = [w.get_account(d.account_id) for w, d in loaded]
+    loaded = [(w, Services.over(w).deployments.get(dep)) for w in (first, second)]
+    loaded_accounts = [Services.over(w).accounts.get(d.account_id) for w, d in loaded]
     stale_due = due_minutes(loaded[0][1], now)
     outcomes = []
     for (worker, deployment), account in zip(loaded, loaded_accounts, strict=True):
@@ -155,15 +167,15 @@ def _race(first: Yard, second: Yard, dep: UUID, now: datetime) -> None:
     # The loser, meeting its stale list again, is refused minute by minute.
     for minute in stale_due[:1]:
         try:
-            second.meter(dep, minute, at=now)
+            Services.over(second).deployments.meter(MeterMinute(deployment_id=dep, minute=minute, at=now))
         except DuplicateMinute:
             continue
         raise AssertionError("a raced minute was charged twice")
 
 
-def _events(yard: Yard) -> list[object]:
-    notifications = yard.recorder.select_notifications(1, 100_000)
-    return [yard.mapper.to_domain_event(n) for n in notifications]
+def _events(store: Store) -> list[object]:
+    notifications = store.recorder.select_notifications(1, 100_000)
+    return [store.mapper.to_domain_event(n) for n in notifications]
 
 
 @settings(max_examples=40, deadline=None)
@@ -171,17 +183,19 @@ def _events(yard: Yard) -> list[object]:
 def test_every_billable_minute_is_charged_once_at_the_exact_price_or_less(
     plan: list[tuple[str, object, int]],
 ) -> None:
-    with _store() as (control, *workers):
-        account = control.open_account(name="metered", at=T0)
-        control.add_credits(account, CREDITS, at=T0)
-        dep = control.request_deployment(account_id=account, model="llama3.1-8b", at=T0)
+    with _stores() as (control_store, *workers):
+        control = Services.over(control_store)
+        account = control.accounts.open_account(OpenAccount(name="metered", at=T0)).id
+        control.accounts.add_credits(AddCredits(account_id=account, amount=CREDITS, at=T0))
+        request = RequestDeployment(account_id=account, model="llama3.1-8b", at=T0)
+        dep = control.deployments.request(request).id
         model, now = Model(), T0
         for kind, a, b in plan:
             if kind == "wait":
                 now += timedelta(seconds=int(str(a)), microseconds=b)
             elif kind == "life":
                 _life(control, dep, str(a), b, now)
-                deployment = control.get_deployment(dep)
+                deployment = control.deployments.get(dep)
                 # A scale lands one second after it was asked for (see _life); the rest at once.
                 changed_at = now + timedelta(seconds=1) if a == "scale" else now
                 model.observe(deployment.state in SERVING, deployment.capacity, changed_at)
@@ -190,11 +204,11 @@ def test_every_billable_minute_is_charged_once_at_the_exact_price_or_less(
                 _run(workers[int(str(a))], dep, now, b)
             else:
                 _race(workers[int(str(a))], workers[1 - int(str(a))], dep, now)
-        control.request_teardown(dep, at=now)
+        control.deployments.request_teardown(OnDeployment(deployment_id=dep, at=now))
         model.observe(False, model.capacity, now)
         _run(workers[0], dep, now + timedelta(minutes=2), 5)
 
-        events = _events(control)
+        events = _events(control_store)
         metered = [e for e in events if isinstance(e, MinuteMetered)]
         charged = [e for e in events if isinstance(e, CreditsCharged)]
         assert max(Counter(e.minute for e in metered).values(), default=1) == 1
@@ -202,6 +216,6 @@ def test_every_billable_minute_is_charged_once_at_the_exact_price_or_less(
         assert [(e.minute, e.amount) for e in metered] == [(e.minute, e.amount) for e in charged]
         assert {e.minute for e in metered} == model.billed_minutes
         total = sum(e.amount for e in charged)
-        assert control.get_account(account).balance == CREDITS - total
+        assert control.accounts.get(account).balance == CREDITS - total
         assert total <= model.exact
         assert model.exact - total < len(charged) * ROUNDING_BOUND_MICROS_PER_MINUTE or total == model.exact

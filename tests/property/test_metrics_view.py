@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 
 from modelyard.adapters.views.db import SqliteViews
 from modelyard.domain.shared import ids
+from modelyard.domain.usage.events import UsageRecorded
+from modelyard.domain.usage.service import RecordUsage, usage_recorded
 from modelyard.projections.metrics import histogram
 from modelyard.projections.metrics.projection import MetricsProjection, minute_key
-from modelyard.projections.metrics.records import UsageRecorded, usage_record
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 A, B = UUID(int=0xA), UUID(int=0xB)
@@ -39,17 +40,19 @@ records = st.lists(
 
 def _record(index: int, fields: tuple[Any, ...]) -> UsageRecorded:
     dep, second, prompt, completion, latency, ttft, status = fields
-    return usage_record(
-        record_id=UUID(int=index + 1),
-        at=T0 + timedelta(seconds=second),
-        deployment_id=dep,
-        model="smollm2-135m",
-        account_id="acct_x",
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        latency_ms=latency,
-        ttft_ms=ttft,
-        status=status,
+    return usage_recorded(
+        RecordUsage(
+            record_id=UUID(int=index + 1),
+            at=T0 + timedelta(seconds=second),
+            deployment_id=dep,
+            model="smollm2-135m",
+            account_id="acct_x",
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            latency_ms=latency,
+            ttft_ms=ttft,
+            status=status,
+        )
     )
 
 

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
+from modelyard.domain.accounts import aggregate as accounts
+from modelyard.domain.deployments import commands
+from modelyard.domain.deployments.aggregate import Deployment, project_deployment
+from modelyard.domain.deployments.lifecycle import State
 from modelyard.domain.keys import aggregate as keys
-from modelyard.domain.shared.errors import InvalidRequest
+from modelyard.domain.shared.errors import InstanceNotFound, InvalidRequest
 from modelyard.domain.webhooks import aggregate as webhooks
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 SECRET = "auxen_live_ab12cd34ef56gh78ij90"
 
 
-def _key(kind: keys.KeyKind = keys.KeyKind.SCOPED) -> keys.ApiKey:
+def _key(kind: keys.KeyKind = keys.KeyKind.SCOPED, account_id: UUID | None = None) -> keys.ApiKey:
     deployment_id = uuid4() if kind is keys.KeyKind.INSTANCE else None
     issued = keys.issue_key(
-        account_id=uuid4(),
+        account_id=account_id or uuid4(),
         kind=kind,
         secret_hash=keys.hash_secret(SECRET),
         display=keys.display_of(SECRET),
@@ -66,15 +70,22 @@ def test_a_key_is_revoked_once() -> None:
 
 
 def test_a_scoped_key_reaches_only_what_was_granted() -> None:
-    key, deployment = _key(), uuid4()
+    deployment = _deployment()
+    key = _key(account_id=deployment.account_id)
     granted = keys.project_key(key, [keys.grant_access(key, deployment, "inference", T0)])
     assert granted is not None
-    assert granted.grants == {deployment: "inference"}
-    withdrawn = keys.project_key(granted, [keys.revoke_access(granted, deployment, T0)])
+    assert granted.grants == {deployment.id: "inference"}
+    withdrawn = keys.project_key(granted, [keys.revoke_access(granted, deployment.id, T0)])
     assert withdrawn is not None
     assert withdrawn.grants == {}
     with pytest.raises(InvalidRequest, match="no access"):
-        keys.revoke_access(withdrawn, deployment, T0)
+        keys.revoke_access(withdrawn, deployment.id, T0)
+
+
+def test_a_key_is_never_granted_another_account_s_deployment() -> None:
+    deployment = _deployment()
+    with pytest.raises(InstanceNotFound, match=str(deployment.id)):
+        keys.grant_access(_key(), deployment, "inference", T0)
 
 
 @pytest.mark.parametrize(
@@ -86,24 +97,38 @@ def test_a_scoped_key_reaches_only_what_was_granted() -> None:
     ],
 )
 def test_grants_are_for_scoped_keys_and_the_inference_role(kind: keys.KeyKind, role: str, match: str) -> None:
+    deployment = _deployment()
     with pytest.raises(InvalidRequest, match=match):
-        keys.grant_access(_key(kind), uuid4(), role, T0)
+        keys.grant_access(_key(kind, deployment.account_id), deployment, role, T0)
 
 
-def _subscription(**overrides: object) -> webhooks.WebhookSubscribed:
+def _deployment() -> Deployment:
+    """A provisioning deployment of a funded account, folded from its events."""
+    opened = accounts.open_account(name="acme", plan="free", at=T0)
+    account = accounts.project_account(None, [opened])
+    assert account is not None
+    funded = accounts.project_account(account, [accounts.add_credits(account, 1_000_000, T0)])
+    assert funded is not None
+    deployment = project_deployment(None, [commands.request_deployment(funded, model="smollm2-135m", at=T0)])
+    assert deployment is not None
+    return deployment
+
+
+def _subscription(deployment: Deployment | None = None, **overrides: object) -> webhooks.WebhookSubscribed:
     fields: dict[str, object] = {
-        "account_id": uuid4(),
-        "deployment_id": uuid4(),
         "url": "https://hooks.example.com/ainative?x=1",
         "events": ["deployment.scaled", "deployment.active", "deployment.active"],
         "secret": "whsec_0123456789abcdef",
         "at": T0,
     }
-    return webhooks.subscribe_webhook(**{**fields, **overrides})  # type: ignore[arg-type]
+    return webhooks.subscribe_webhook(deployment or _deployment(), **{**fields, **overrides})  # type: ignore[arg-type]
 
 
 def test_a_subscription_keeps_its_events_in_the_documents_order() -> None:
-    event = _subscription()
+    deployment = _deployment()
+    event = _subscription(deployment)
+    # The subscription belongs to the deployment's account, taken from the deployment itself.
+    assert (event.account_id, event.deployment_id) == (deployment.account_id, deployment.id)
     assert event.events == ("deployment.active", "deployment.scaled")
     subscription = webhooks.project_webhook(None, [event])
     assert subscription is not None
@@ -138,6 +163,19 @@ def test_webhook_events_are_a_non_empty_list_of_known_names(events: object) -> N
 def test_a_signing_secret_is_long_enough_to_prove_something() -> None:
     with pytest.raises(InvalidRequest, match="secret"):
         _subscription(secret="short")
+
+
+@pytest.mark.parametrize("ending", [State.TEARDOWN, State.DESTROYED])
+def test_a_deployment_being_destroyed_takes_no_new_subscription(ending: State) -> None:
+    deployment = _deployment()
+    ended = project_deployment(deployment, [commands.request_teardown(deployment, T0)])
+    assert ended is not None
+    if ending is State.DESTROYED:
+        ended = project_deployment(ended, [commands.mark_destroyed(ended, T0)])
+        assert ended is not None
+    assert ended.state is ending
+    with pytest.raises(InvalidRequest, match="being destroyed"):
+        _subscription(ended)
 
 
 def test_a_removed_subscription_wants_nothing_and_is_removed_once() -> None:

@@ -17,9 +17,12 @@ import pytest
 from modelyard.adapters.eventlog.sources import NotificationLogSource
 from modelyard.adapters.views.db import SqliteViews
 from modelyard.domain.accounts.aggregate import CreditsAdded
-from modelyard.domain.application import Yard
+from modelyard.domain.accounts.service import AddCredits, OpenAccount
 from modelyard.domain.billing.pricing import Tier, minute_price
 from modelyard.domain.catalog.models import Size
+from modelyard.domain.deployments.service import MeterMinute, OnDeployment, RequestDeployment
+from modelyard.domain.services import Services
+from modelyard.domain.shared.store import Store
 from modelyard.projections.balances.projection import BalancesProjection
 from modelyard.projections.common import account_ref
 from modelyard.workers.projection_runner import ProjectionRunner
@@ -29,15 +32,20 @@ M = timedelta(minutes=1)
 
 
 @pytest.fixture
-def yard() -> Iterator[Yard]:
-    app = Yard(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+def store() -> Iterator[Store]:
+    app = Store(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     yield app
     app.close()
 
 
-def _view(yard: Yard, folder: Path, *, batch: int) -> list[tuple[Any, ...]]:
+@pytest.fixture
+def services(store: Store) -> Services:
+    return Services.over(store)
+
+
+def _view(store: Store, folder: Path, *, batch: int) -> list[tuple[Any, ...]]:
     views = SqliteViews(folder / f"views-{batch}.sqlite3")
-    runner = ProjectionRunner(views, NotificationLogSource(yard.recorder), [BalancesProjection()])
+    runner = ProjectionRunner(views, NotificationLogSource(store.recorder), [BalancesProjection()])
     while runner.run_once(max_records=batch, timeout_s=0):
         pass
     with views.transaction() as tx:
@@ -46,35 +54,37 @@ def _view(yard: Yard, folder: Path, *, batch: int) -> list[tuple[Any, ...]]:
     return rows
 
 
-def _run_dry(yard: Yard) -> UUID:
+def _run_dry(services: Services) -> UUID:
     """An account whose one running deployment spends its whole balance in its first minute."""
     price = minute_price(tier=Tier.DEDICATED, size=Size.SMALL, capacity=1)
-    account = yard.open_account(name="acme", at=T0)
-    yard.add_credits(account, price, at=T0)
-    deployment = yard.request_deployment(account_id=account, model="smollm2-135m", at=T0)
-    yard.activate(deployment, at=T0)
-    yard.meter(deployment, T0, at=T0 + M + timedelta(seconds=1))
-    assert yard.get_account(account).exhausted
+    account = services.accounts.open_account(OpenAccount(name="acme", at=T0)).id
+    services.accounts.add_credits(AddCredits(account_id=account, amount=price, at=T0))
+    request = RequestDeployment(account_id=account, model="smollm2-135m", at=T0)
+    deployment = services.deployments.request(request).id
+    services.deployments.activate(OnDeployment(deployment_id=deployment, at=T0))
+    at = T0 + M + timedelta(seconds=1)
+    services.deployments.meter(MeterMinute(deployment_id=deployment, minute=T0, at=at))
+    assert services.accounts.get(account).exhausted
     return account
 
 
-def test_an_exhausted_account_shows_exhausted(yard: Yard, tmp_path: Path) -> None:
-    account = _run_dry(yard)
+def test_an_exhausted_account_shows_exhausted(services: Services, store: Store, tmp_path: Path) -> None:
+    account = _run_dry(services)
     price = minute_price(tier=Tier.DEDICATED, size=Size.SMALL, capacity=1)
-    assert _view(yard, tmp_path, batch=500) == [(account_ref(account), 0, price, price, 1)]
+    assert _view(store, tmp_path, batch=500) == [(account_ref(account), 0, price, price, 1)]
 
 
 @pytest.mark.parametrize("batch", [1, 2, 500])
 def test_a_top_up_ends_the_exhaustion_in_the_view_as_in_the_aggregate(
-    yard: Yard, tmp_path: Path, batch: int
+    services: Services, store: Store, tmp_path: Path, batch: int
 ) -> None:
     # The reconciler stops the deployments of every account the view calls exhausted; a
     # view that kept the flag after a top-up would stop the account's next deployment too.
-    account = _run_dry(yard)
-    yard.add_credits(account, 5_000_000, at=T0 + 2 * M)
-    assert not yard.get_account(account).exhausted
-    (row,) = _view(yard, tmp_path, batch=batch)
-    assert row[1] == yard.get_account(account).balance
+    account = _run_dry(services)
+    services.accounts.add_credits(AddCredits(account_id=account, amount=5_000_000, at=T0 + 2 * M))
+    assert not services.accounts.get(account).exhausted
+    (row,) = _view(store, tmp_path, batch=batch)
+    assert row[1] == services.accounts.get(account).balance
     assert row[4] == 0
 
 
