@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, post
-from litestar.params import FromPath, Parameter, RawBody
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, RawBody
 from litestar.response import Stream
 
 from modelyard.api.errors import COMMON_ERRORS
@@ -14,7 +15,7 @@ from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.requests import NativeChat, openai_body
 from modelyard.domain.shared.errors import InvalidRequest
 
-Authorization = Annotated[str, Parameter(header="authorization", default="")]
+Authorization = Annotated[str, HeaderParameter(name="authorization")]
 
 
 class GatewayController(Controller):
@@ -25,7 +26,11 @@ class GatewayController(Controller):
 
     @post("/{instance_id:str}/chat", operation_id="chatNative", status_code=200, responses=COMMON_ERRORS)
     async def native(
-        self, gateway: Gateway, authorization: Authorization, instance_id: FromPath[str], body: RawBody
+        self,
+        gateway: NamedDependency[Gateway],
+        authorization: Authorization,
+        instance_id: FromPath[str],
+        body: RawBody,
     ) -> Any:
         """``{"message": …}`` -> ``{"success": true, "data": {message, model, usage, response_time_ms}}``."""
         call = await gateway.open(authorization, instance_id)
@@ -42,20 +47,26 @@ class GatewayController(Controller):
         responses=COMMON_ERRORS,
     )
     async def openai_on_instance(
-        self, gateway: Gateway, authorization: Authorization, instance_id: FromPath[str], body: RawBody
+        self,
+        gateway: NamedDependency[Gateway],
+        authorization: Authorization,
+        instance_id: FromPath[str],
+        body: RawBody,
     ) -> Any:
         """OpenAI ``chat.completion`` (or its stream); the request's ``model`` is echoed, not used."""
         call = await gateway.open(authorization, instance_id)
         return await _answer(gateway, call, openai_body(body))
 
     @post("/chat/completions", operation_id="chatCompletions", status_code=200, responses=COMMON_ERRORS)
-    async def openai_by_key(self, gateway: Gateway, authorization: Authorization, body: RawBody) -> Any:
+    async def openai_by_key(
+        self, gateway: NamedDependency[Gateway], authorization: Authorization, body: RawBody
+    ) -> Any:
         """OpenAI chat on the instance the ``auxk_`` key belongs to."""
         call = await gateway.open_by_key(authorization)
         return await _answer(gateway, call, openai_body(body))
 
 
-async def _answer(gateway: Gateway, call: Any, body: dict[str, Any]) -> Any:
+async def _answer(gateway: NamedDependency[Gateway], call: Any, body: dict[str, Any]) -> Any:
     if body.get("stream"):
         return Stream(gateway.stream(call, body), media_type="text/event-stream")
     return await gateway.complete(call, body)

@@ -9,6 +9,7 @@ returns the first answer and changes nothing.
 from __future__ import annotations
 
 from litestar import Controller, Response, delete, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from modelyard.api import idempotency
@@ -37,9 +38,9 @@ class InstancesController(Controller):
     )
     def provision(
         self,
-        instances: Instances,
-        principal: Principal,
-        idempotency_key: str | None,
+        instances: NamedDependency[Instances],
+        principal: NamedDependency[Principal],
+        idempotency_key: NamedDependency[str | None],
         data: JSONBody[ProvisionRequest],
     ) -> Response[InstanceAnswer]:
         """Provision an instance; returns at once with status ``provisioning``.
@@ -50,7 +51,9 @@ class InstancesController(Controller):
         return idempotency.response(instances.provision(principal, data, idempotency_key))
 
     @get("/instances", operation_id="listInstances", sync_to_thread=True, responses=COMMON_ERRORS)
-    def list_instances(self, instances: Instances, principal: Principal) -> InstanceListAnswer:
+    def list_instances(
+        self, instances: NamedDependency[Instances], principal: NamedDependency[Principal]
+    ) -> InstanceListAnswer:
         """Every instance of the account that is not destroyed."""
         return instances.list(principal)
 
@@ -61,7 +64,10 @@ class InstancesController(Controller):
         responses=COMMON_ERRORS,
     )
     def get_instance(
-        self, instances: Instances, principal: Principal, instance_id: FromPath[str]
+        self,
+        instances: NamedDependency[Instances],
+        principal: NamedDependency[Principal],
+        instance_id: FromPath[str],
     ) -> InstanceAnswer:
         """One instance; once running it carries ``endpoint`` and ``api_key``."""
         return instances.show(principal, instance_id)
@@ -75,9 +81,9 @@ class InstancesController(Controller):
     )
     def destroy(
         self,
-        instances: Instances,
-        principal: Principal,
-        idempotency_key: str | None,
+        instances: NamedDependency[Instances],
+        principal: NamedDependency[Principal],
+        idempotency_key: NamedDependency[str | None],
         instance_id: FromPath[str],
     ) -> Response[InstanceAnswer]:
         """Destroy: billing stops now; the replicas stop in the background."""
@@ -92,9 +98,9 @@ class InstancesController(Controller):
     )
     def scale(
         self,
-        instances: Instances,
-        principal: Principal,
-        idempotency_key: str | None,
+        instances: NamedDependency[Instances],
+        principal: NamedDependency[Principal],
+        idempotency_key: NamedDependency[str | None],
         instance_id: FromPath[str],
         data: JSONBody[ScaleRequest],
     ) -> Response[InstanceAnswer]:
@@ -102,16 +108,20 @@ class InstancesController(Controller):
         return idempotency.response(instances.scale(principal, instance_id, data, idempotency_key))
 
     @get("/models", operation_id="listModels", sync_to_thread=False, responses=COMMON_ERRORS)
-    def models(self, instances: Instances) -> ModelListAnswer:
+    def models(self, instances: NamedDependency[Instances]) -> ModelListAnswer:
         """The catalog with prices per hour at 1x."""
         return instances.models()
 
     @get("/balance", operation_id="getBalance", sync_to_thread=True, responses=COMMON_ERRORS)
-    def balance(self, instances: Instances, principal: Principal) -> BalanceAnswer:
+    def balance(
+        self, instances: NamedDependency[Instances], principal: NamedDependency[Principal]
+    ) -> BalanceAnswer:
         """The account's prepaid balance."""
         return instances.balance(principal)
 
     @get("/usage", operation_id="getUsage", sync_to_thread=True, responses=COMMON_ERRORS)
-    def usage(self, instances: Instances, principal: Principal) -> UsageAnswer:
+    def usage(
+        self, instances: NamedDependency[Instances], principal: NamedDependency[Principal]
+    ) -> UsageAnswer:
         """Charges per instance: minutes metered and what they cost."""
         return instances.usage(principal)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
@@ -14,8 +16,8 @@ from litestar.params import JSONBody
 from litestar.testing import TestClient
 
 import modelyard.api
-from modelyard.api.app import create_app
 from modelyard.api.errors import STATUS_OF, RateLimitExceeded
+from modelyard.cli.compose import build_api, opened_core
 from modelyard.domain.shared import errors
 from modelyard.settings import load_settings
 
@@ -39,11 +41,14 @@ def broken() -> None:
     raise RuntimeError("boom")
 
 
-def _client(data_dir: Path) -> TestClient:  # type: ignore[type-arg]
-    app = create_app(load_settings({"MODELYARD_DATA_DIR": str(data_dir)}))
-    for handler in (echo, limited, broken):
-        app.register(handler)
-    return TestClient(app, raise_server_exceptions=False)
+@contextmanager
+def _client(data_dir: Path) -> Iterator[TestClient]:  # type: ignore[type-arg]
+    with opened_core(load_settings({"MODELYARD_DATA_DIR": str(data_dir)})) as core:
+        app = build_api(core)
+        for handler in (echo, limited, broken):
+            app.register(handler)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield client
 
 
 def _error(response) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -176,10 +181,11 @@ def test_a_named_error_renders_at_its_status(tmp_path: Path, error: type[errors.
     def refuse() -> None:
         raise error("refused for a reason")
 
-    app = create_app(load_settings({"MODELYARD_DATA_DIR": str(tmp_path)}))
-    app.register(refuse)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        response = client.post("/refuse")
+    with opened_core(load_settings({"MODELYARD_DATA_DIR": str(tmp_path)})) as core:
+        app = build_api(core)
+        app.register(refuse)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            response = client.post("/refuse")
     assert response.status_code == STATUS_OF[error.code]
     assert _error(response) == {
         "code": error.code,
