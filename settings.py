@@ -72,6 +72,15 @@ class PostgresSettings(EnvStruct, frozen=True, kw_only=True):
         return " ".join(parts)
 
 
+class LogSettings(EnvStruct, frozen=True, kw_only=True):
+    """How a process logs; read alone by every command before anything else (cli/__init__.py)."""
+
+    level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+        variable("MODELYARD_LOG_LEVEL", "the lowest level logged: DEBUG, INFO, WARNING or ERROR"),
+    ] = "INFO"
+
+
 class Settings(EnvStruct, frozen=True, kw_only=True):
     """Everything a modelyard process needs to know about its surroundings."""
 
@@ -112,10 +121,7 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
     simulated_tokens_per_s: Annotated[
         float, variable("MODELYARD_SIMULATED_TOKENS_PER_S", "the simulated engine's token rate (0: no delay)")
     ] = 0.0
-    log_level: Annotated[
-        Literal["DEBUG", "INFO", "WARNING", "ERROR"],
-        variable("MODELYARD_LOG_LEVEL", "the lowest level logged: DEBUG, INFO, WARNING or ERROR"),
-    ] = "INFO"
+    log: LogSettings = LogSettings()
 
     @property
     def sqlite_path(self) -> Path:
@@ -203,6 +209,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     Raises ``SettingsError`` naming the variable when a value cannot be used.
     """
     return _convert(Settings, os.environ if env is None else env)
+
+
+def load_log_settings(env: Mapping[str, str] | None = None) -> LogSettings:
+    """Only the logging settings, for processes that need nothing else (a replica, the CLI)."""
+    return _convert(LogSettings, os.environ if env is None else env)
 
 
 def load_agent_settings(env: Mapping[str, str] | None = None) -> AgentSettings:

@@ -17,6 +17,7 @@ from modelyard.adapters.eventstore.env import open_yard
 from modelyard.adapters.ratelimit.limiter import InProcessRateLimiter, PostgresRateLimiter, RateLimiter
 from modelyard.adapters.views.db import PostgresViews, open_views
 from modelyard.api import idempotency
+from modelyard.api.access_log import AccessLog
 from modelyard.api.auth import KeyCache
 from modelyard.api.backend import Backend
 from modelyard.api.errors import handle_exception
@@ -71,7 +72,8 @@ def create_app(settings: Settings, backend: Backend | None = None) -> Litestar:
     return Litestar(
         route_handlers=[HealthController, InstancesController, GatewayController, mcp_endpoint],
         exception_handlers={Exception: handle_exception},
-        middleware=[RateLimitMiddleware()],
+        middleware=[AccessLog, RateLimitMiddleware()],
+        logging_config=None,  # adapters/logs.py configures logging, once per process
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="modelyard",

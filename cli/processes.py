@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -65,14 +64,14 @@ def opened_backend(settings: Settings) -> Iterator[Backend]:
 
 
 def _serve_api(settings: Settings, backend: Backend | None = None) -> None:
-    # A line per answer (uvicorn's access log) or per replica health probe (httpx) costs more
-    # than the gateway's own work at hundreds of requests a second; errors are still logged.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Uvicorn's access log stays off: api/access_log.py writes the one line per request (with
+    # its request id). log_config=None: uvicorn's records go through configure_logging's handler.
     uvicorn.run(
         create_app(settings, backend),
         host=settings.host,
         port=settings.port,
-        log_level="info",
+        log_level=settings.log.level.lower(),
+        log_config=None,
         access_log=False,
     )
 

@@ -106,7 +106,7 @@ def test_every_variable_fills_its_field_and_defaults_come_from_the_fields() -> N
     assert settings.simulated_ttft_ms == 12.5
     assert settings.engine == "simulated"
     assert settings.postgres.port == 6543
-    assert settings.log_level == "DEBUG"
+    assert settings.log.level == "DEBUG"
     assert settings.base_url == "http://127.0.0.1:9000"
     assert all(meaning for _, meaning in ENVIRONMENT.values())
 
