@@ -29,7 +29,7 @@ from litestar.exceptions import HTTPException
 from litestar.response import Response, Stream
 
 from modelyard.adapters.engines.backends import Backend, ContextOverflow, SimulatedBackend
-from modelyard.adapters.engines.metrics import ReplicaMetrics
+from modelyard.adapters.engines.metrics import MEDIA_TYPE, ReplicaMetrics
 from modelyard.adapters.logs import configure_logging
 from modelyard.settings import load_log_settings
 
@@ -97,7 +97,7 @@ class Replica:
                 self.metrics.engine_ended()
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
-        self.metrics.waiting += 1
+        self.metrics.queued()
         thread = threading.Thread(target=produce, daemon=True)
         started, first, finished = time.perf_counter(), True, False
         thread.start()
@@ -111,13 +111,8 @@ class Replica:
                 yield item
             finished = True
         finally:
-            if not finished:
-                self.metrics.cancelled += 1
             cancel.set()
-            if first:
-                self.metrics.waiting -= 1
-            else:
-                self.metrics.running -= 1
+            self.metrics.left(started=not first, completed=finished)
 
 
 def build_app(replica: Replica) -> Litestar:
@@ -127,7 +122,7 @@ def build_app(replica: Replica) -> Litestar:
     def health() -> dict[str, str]:
         return {"status": "ok", "model": replica.backend.model}
 
-    @get("/metrics", sync_to_thread=False, media_type="text/plain; version=0.0.4")
+    @get("/metrics", sync_to_thread=False, media_type=MEDIA_TYPE)
     def metrics() -> str:
         return replica.metrics.render()
 
