@@ -43,8 +43,8 @@ def running_workers(settings: Settings, names: tuple[str, ...], backend: Backend
             projections.start()
             stack.callback(projections.stop)
         if "meter" in names:
-            scheduler = start_meter(Meter(yard, views))
-            stack.callback(scheduler.shutdown)
+            meter = start_meter(Meter(yard, views))
+            stack.callback(meter.stop)
         if "reconciler" in names:
             reconciler = ReconcilerWorker(settings, yard, views)
             reconciler.start()

@@ -1,9 +1,9 @@
 """The meter: every completed minute of every deployment's runtime, charged once.
 
-An APScheduler job (one scheduler per cluster is enough; two are harmless) walks the
-deployments that may owe minutes and meters each due minute in order. The aggregate
-refuses a minute already metered, so a duplicate worker, a restart or a crash between two
-minutes charges nothing twice; a meter that was down catches up, minute by minute.
+A background loop (one per cluster is enough; two are harmless) walks the deployments
+that may owe minutes and meters each due minute in order. The aggregate refuses a minute
+already metered, so a duplicate worker, a restart or a crash between two minutes charges
+nothing twice; a meter that was down catches up, minute by minute.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.domain.application import Yard
 from modelyard.domain.deployments.metering import due_minutes
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import ConcurrencyConflict, DuplicateMinute
+from modelyard.workers.loop import BackgroundLoop
 
 log = logging.getLogger(__name__)
 # Minutes complete once a minute; looking four times a minute bills within ~15 s of the end.
@@ -62,17 +61,15 @@ class Meter:
         return charged
 
 
-def start_meter(meter: Meter) -> BackgroundScheduler:
-    """Schedule the meter in a background thread."""
-    scheduler = BackgroundScheduler(timezone=UTC)
-    scheduler.add_job(
-        meter.run,
-        "interval",
-        seconds=INTERVAL_S,
-        id="meter",
-        max_instances=1,
-        coalesce=True,
-        next_run_time=datetime.now(UTC),
-    )
-    scheduler.start()
-    return scheduler
+def start_meter(meter: Meter) -> BackgroundLoop:
+    """Run the meter now and every ``INTERVAL_S`` after, in a background loop."""
+
+    def step() -> float:
+        charged = meter.run()
+        if charged:
+            log.info("metered %d minutes", charged)
+        return INTERVAL_S
+
+    loop = BackgroundLoop("meter", step)
+    loop.start()
+    return loop
