@@ -10,9 +10,9 @@ no query string, no header, so never a key.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,7 +29,8 @@ def request_id(scope: Scope) -> bytes:
     for name, value in scope.get("headers", ()):
         if name == HEADER and _PLAIN_ID.fullmatch(value):
             return bytes(value)
-    return uuid.uuid4().hex.encode()
+    # 128 random bits in hex, like a uuid4's; os.urandom costs a fifth of uuid.uuid4() here.
+    return os.urandom(16).hex().encode()
 
 
 class AccessLog:
