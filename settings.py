@@ -1,16 +1,22 @@
 """Typed settings, read from the environment once and passed explicitly.
 
-Every variable the product reads is declared here, in ``ENVIRONMENT``, with its default.
-``compose.yaml`` may set only these (a test checks it). The embedded default needs none of
-them: SQLite in ``.modelyard/`` under the working directory, no Kafka, the CPU engine.
+Each variable is declared once, on the field it fills: ``variable(NAME, meaning)`` in the
+field's annotation names the environment variable and says in one line what it is for;
+the field's default is the variable's default. ``load_settings`` converts the environment
+into ``Settings`` with msgspec, and ``ENVIRONMENT`` (name -> default, meaning) is derived
+from the same declarations: ``compose.yaml`` may set only these (a test checks it). The
+embedded default needs none of them: SQLite in ``.modelyard/`` under the working
+directory, no Kafka, the CPU engine.
 """
 
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -22,14 +28,39 @@ class StoreKind(StrEnum):
     POSTGRES = "postgres"
 
 
-class PostgresSettings(msgspec.Struct, frozen=True, kw_only=True):
+class SettingsError(ValueError):
+    """An environment variable holds a value the product cannot use."""
+
+
+def variable(name: str, meaning: str, *, secret: bool = False) -> msgspec.Meta:
+    """Declare the environment variable that fills a field, with its one-line meaning.
+
+    A ``secret`` never appears in a repr (so never in a log line or a traceback's locals).
+    """
+    return msgspec.Meta(extra={"env": name, "meaning": meaning, "secret": secret})
+
+
+class EnvStruct(msgspec.Struct, frozen=True, kw_only=True):
+    """A Struct filled from environment variables; its repr hides the secret fields."""
+
+    def __repr__(self) -> str:
+        shown = []
+        for field in msgspec.structs.fields(self):
+            declared = _declarations(type(self)).get(field.name)
+            value = getattr(self, field.name)
+            hidden = declared is not None and declared["secret"] and value
+            shown.append(f"{field.name}={'***' if hidden else repr(value)}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+class PostgresSettings(EnvStruct, frozen=True, kw_only=True):
     """How to reach the cluster's PostgreSQL."""
 
-    host: str = "127.0.0.1"
-    port: int = 5432
-    dbname: str = "modelyard"
-    user: str = "modelyard"
-    password: str = ""
+    host: Annotated[str, variable("POSTGRES_HOST", "PostgreSQL host (cluster mode)")] = "127.0.0.1"
+    port: Annotated[int, variable("POSTGRES_PORT", "PostgreSQL port")] = 5432
+    dbname: Annotated[str, variable("POSTGRES_DBNAME", "PostgreSQL database")] = "modelyard"
+    user: Annotated[str, variable("POSTGRES_USER", "PostgreSQL user")] = "modelyard"
+    password: Annotated[str, variable("POSTGRES_PASSWORD", "PostgreSQL password", secret=True)] = ""
 
     @property
     def conninfo(self) -> str:
@@ -41,23 +72,56 @@ class PostgresSettings(msgspec.Struct, frozen=True, kw_only=True):
         return " ".join(parts)
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
+class LogSettings(EnvStruct, frozen=True, kw_only=True):
+    """How a process logs; read alone by every command before anything else (cli/__init__.py)."""
+
+    level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+        variable("MODELYARD_LOG_LEVEL", "the lowest level logged: DEBUG, INFO, WARNING or ERROR"),
+    ] = "INFO"
+
+
+class Settings(EnvStruct, frozen=True, kw_only=True):
     """Everything a modelyard process needs to know about its surroundings."""
 
-    data_dir: Path = Path(".modelyard")
-    store: StoreKind = StoreKind.SQLITE
+    data_dir: Annotated[
+        Path, variable("MODELYARD_DATA_DIR", "folder for the embedded store and model files")
+    ] = Path(".modelyard")
+    store: Annotated[
+        StoreKind, variable("MODELYARD_STORE", "event store: sqlite (embedded) or postgres (cluster)")
+    ] = StoreKind.SQLITE
     postgres: PostgresSettings = PostgresSettings()
-    kafka_bootstrap: str = ""
-    kafka_topic: str = "modelyard.events"
-    host: str = "127.0.0.1"
-    port: int = 8080
-    public_url: str = ""
-    services_dir: Path = Path(".services")
-    engine: str = "auto"
-    rate_limit_rpm: int = 1000
-    gguf_models: str = ""
-    simulated_ttft_ms: float = 0.0
-    simulated_tokens_per_s: float = 0.0
+    kafka_bootstrap: Annotated[
+        str, variable("MODELYARD_KAFKA_BOOTSTRAP", "Kafka bootstrap servers; empty means no Kafka")
+    ] = ""
+    kafka_topic: Annotated[
+        str, variable("MODELYARD_KAFKA_TOPIC", "topic every stored event is relayed to")
+    ] = "modelyard.events"
+    host: Annotated[str, variable("MODELYARD_HOST", "address the API listens on")] = "127.0.0.1"
+    port: Annotated[int, variable("MODELYARD_PORT", "port the API listens on")] = 8080
+    public_url: Annotated[
+        str, variable("MODELYARD_PUBLIC_URL", "URL clients use to reach the API, if not host:port")
+    ] = ""
+    services_dir: Annotated[
+        Path, variable("MODELYARD_SERVICES_DIR", "where `modelyard services` keeps PG and Kafka")
+    ] = Path(".services")
+    engine: Annotated[
+        Literal["auto", "simulated"],
+        variable("MODELYARD_ENGINE", "auto (llama.cpp on CPU, vLLM on GPU) or simulated (tests, load)"),
+    ] = "auto"
+    rate_limit_rpm: Annotated[
+        int, variable("MODELYARD_RATE_LIMIT_RPM", "requests per minute per key, shared by every API process")
+    ] = 1000
+    gguf_models: Annotated[
+        str, variable("MODELYARD_GGUF_MODELS", "more CPU models: id=/path/model.gguf,id2=/path/b.gguf")
+    ] = ""
+    simulated_ttft_ms: Annotated[
+        float, variable("MODELYARD_SIMULATED_TTFT_MS", "the simulated engine's time to first token")
+    ] = 0.0
+    simulated_tokens_per_s: Annotated[
+        float, variable("MODELYARD_SIMULATED_TOKENS_PER_S", "the simulated engine's token rate (0: no delay)")
+    ] = 0.0
+    log: LogSettings = LogSettings()
 
     @property
     def sqlite_path(self) -> Path:
@@ -75,87 +139,90 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return self.public_url or f"http://{self.host}:{self.port}"
 
 
-# name -> (default, one-line meaning); the single list of variables the product reads.
-ENVIRONMENT: dict[str, tuple[str, str]] = {
-    "MODELYARD_DATA_DIR": (".modelyard", "folder for the embedded store and model files"),
-    "MODELYARD_STORE": ("sqlite", "event store: sqlite (embedded) or postgres (cluster)"),
-    "MODELYARD_KAFKA_BOOTSTRAP": ("", "Kafka bootstrap servers; empty means no Kafka"),
-    "MODELYARD_KAFKA_TOPIC": ("modelyard.events", "topic every stored event is relayed to"),
-    "MODELYARD_HOST": ("127.0.0.1", "address the API listens on"),
-    "MODELYARD_PORT": ("8080", "port the API listens on"),
-    "MODELYARD_PUBLIC_URL": ("", "URL clients use to reach the API, if not host:port"),
-    "MODELYARD_SERVICES_DIR": (".services", "where `modelyard services` keeps PG and Kafka"),
-    "MODELYARD_RATE_LIMIT_RPM": ("1000", "requests per minute per key, shared by every API process"),
-    "MODELYARD_ENGINE": ("auto", "auto (llama.cpp on CPU, vLLM on GPU) or simulated (tests, load)"),
-    "MODELYARD_GGUF_MODELS": ("", "more CPU models: id=/path/model.gguf,id2=/path/b.gguf"),
-    "MODELYARD_SIMULATED_TTFT_MS": ("0", "the simulated engine's time to first token"),
-    "MODELYARD_SIMULATED_TOKENS_PER_S": ("0", "the simulated engine's token rate (0: no delay)"),
-    "POSTGRES_HOST": ("127.0.0.1", "PostgreSQL host (cluster mode)"),
-    "POSTGRES_PORT": ("5432", "PostgreSQL port"),
-    "POSTGRES_DBNAME": ("modelyard", "PostgreSQL database"),
-    "POSTGRES_USER": ("modelyard", "PostgreSQL user"),
-    "POSTGRES_PASSWORD": ("", "PostgreSQL password"),
-}
+class AgentSettings(EnvStruct, frozen=True, kw_only=True):
+    """What the agent-side commands (``provision``, ``chat`` …) need: where the API is, and the key."""
+
+    url: Annotated[str, variable("MODELYARD_URL", "the API the agent commands talk to")] = (
+        "http://127.0.0.1:8080"
+    )
+    api_key: Annotated[
+        str, variable("MODELYARD_API_KEY", "the agent commands' auxen_live_ management key", secret=True)
+    ] = ""
 
 
-class SettingsError(ValueError):
-    """An environment variable holds a value the product cannot use."""
+S = TypeVar("S", bound="EnvStruct")
 
 
-def _get(env: Mapping[str, str], name: str) -> str:
-    return env.get(name, ENVIRONMENT[name][0])
+def _declarations(cls: type[msgspec.Struct]) -> dict[str, dict[str, Any]]:
+    """Field name -> its ``variable`` declaration, for the fields an environment variable fills."""
+    found = {}
+    for name, hint in typing.get_type_hints(cls, include_extras=True).items():
+        for meta in getattr(hint, "__metadata__", ()):
+            if isinstance(meta, msgspec.Meta) and meta.extra and "env" in meta.extra:
+                found[name] = meta.extra
+    return found
 
 
-def _int(env: Mapping[str, str], name: str) -> int:
-    raw = _get(env, name)
-    try:
-        return int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+def _dec_hook(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(f"no conversion to {kind}")
 
 
-def _float(env: Mapping[str, str], name: str) -> float:
-    raw = _get(env, name)
-    try:
-        return float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+def _convert(cls: type[S], env: Mapping[str, str]) -> S:
+    """Fill ``cls`` from ``env``: each declared variable present is converted to its field's
+    type (strings to numbers, enums, paths), absent ones keep the field's default."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    declared = _declarations(cls)
+    values: dict[str, Any] = {}
+    for field in msgspec.structs.fields(cls):
+        if isinstance(field.type, type) and issubclass(field.type, EnvStruct):
+            values[field.name] = _convert(field.type, env)
+            continue
+        name = declared[field.name]["env"]
+        if name not in env:
+            continue
+        try:
+            values[field.name] = msgspec.convert(
+                env[name], hints[field.name], strict=False, dec_hook=_dec_hook
+            )
+        except msgspec.ValidationError as exc:
+            shown = "***" if declared[field.name]["secret"] else repr(env[name])
+            raise SettingsError(f"{name}={shown} is not valid: {exc}") from None
+    return cls(**values)
 
 
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
-    raw = _get(env, name)
-    if raw not in choices:
-        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
-    return raw
+def _environment(cls: type[EnvStruct]) -> dict[str, tuple[str, str]]:
+    table: dict[str, tuple[str, str]] = {}
+    defaults = cls()
+    for field in msgspec.structs.fields(cls):
+        if isinstance(field.type, type) and issubclass(field.type, EnvStruct):
+            table |= _environment(field.type)
+        elif (declared := _declarations(cls).get(field.name)) is not None:
+            table[declared["env"]] = (str(getattr(defaults, field.name)), declared["meaning"])
+    return table
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Build the settings from ``env`` (the process environment by default)."""
-    env = os.environ if env is None else env
-    store_raw = _get(env, "MODELYARD_STORE")
-    try:
-        store = StoreKind(store_raw)
-    except ValueError:
-        raise SettingsError(f"MODELYARD_STORE must be sqlite or postgres, got {store_raw!r}") from None
-    return Settings(
-        data_dir=Path(_get(env, "MODELYARD_DATA_DIR")),
-        store=store,
-        postgres=PostgresSettings(
-            host=_get(env, "POSTGRES_HOST"),
-            port=_int(env, "POSTGRES_PORT"),
-            dbname=_get(env, "POSTGRES_DBNAME"),
-            user=_get(env, "POSTGRES_USER"),
-            password=_get(env, "POSTGRES_PASSWORD"),
-        ),
-        kafka_bootstrap=_get(env, "MODELYARD_KAFKA_BOOTSTRAP"),
-        kafka_topic=_get(env, "MODELYARD_KAFKA_TOPIC"),
-        host=_get(env, "MODELYARD_HOST"),
-        port=_int(env, "MODELYARD_PORT"),
-        public_url=_get(env, "MODELYARD_PUBLIC_URL"),
-        services_dir=Path(_get(env, "MODELYARD_SERVICES_DIR")),
-        rate_limit_rpm=_int(env, "MODELYARD_RATE_LIMIT_RPM"),
-        engine=_choice(env, "MODELYARD_ENGINE", ("auto", "simulated")),
-        gguf_models=_get(env, "MODELYARD_GGUF_MODELS"),
-        simulated_ttft_ms=_float(env, "MODELYARD_SIMULATED_TTFT_MS"),
-        simulated_tokens_per_s=_float(env, "MODELYARD_SIMULATED_TOKENS_PER_S"),
-    )
+    """Build the settings from ``env`` (the process environment by default).
+
+    Raises ``SettingsError`` naming the variable when a value cannot be used.
+    """
+    return _convert(Settings, os.environ if env is None else env)
+
+
+def load_log_settings(env: Mapping[str, str] | None = None) -> LogSettings:
+    """Only the logging settings, for processes that need nothing else (a replica, the CLI)."""
+    return _convert(LogSettings, os.environ if env is None else env)
+
+
+def load_agent_settings(env: Mapping[str, str] | None = None) -> AgentSettings:
+    """Build the agent commands' settings from ``env`` (the process environment by default)."""
+    return _convert(AgentSettings, os.environ if env is None else env)
+
+
+# name -> (default, one-line meaning): every variable the product's processes read, derived
+# from the declarations above (compose.yaml may set only these; a test checks it).
+ENVIRONMENT: dict[str, tuple[str, str]] = _environment(Settings)
+# The agent commands' own variables, read on the agent's machine, never by a server.
+AGENT_ENVIRONMENT: dict[str, tuple[str, str]] = _environment(AgentSettings)

@@ -24,6 +24,7 @@ from litestar.types import Receive, Scope, Send
 
 from modelyard import __version__
 from modelyard.adapters.ratelimit.limiter import RateLimiter
+from modelyard.api.access_log import AccessLog
 from modelyard.api.auth import KeyCache, ManagementGuard, Principal
 from modelyard.api.errors import handle_exception
 from modelyard.api.gateway.calls import Gateway
@@ -91,7 +92,8 @@ def create_app(edge: Edge) -> Litestar:
             "idempotency_key": Provide(_idempotency_key, sync_to_thread=False),
         },
         exception_handlers={Exception: handle_exception},
-        middleware=[RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm)],
+        middleware=[AccessLog, RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm)],
+        logging_config=None,  # adapters/logs.py configures logging, once per process
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="modelyard",

@@ -9,12 +9,19 @@ from __future__ import annotations
 import click
 
 from modelyard import __version__
+from modelyard.adapters.logs import configure_logging
+from modelyard.settings import SettingsError, load_log_settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="modelyard")
 def main() -> None:
     """modelyard: provision private model deployments, call them, destroy them."""
+    # Every subcommand is a process of its own: logging is configured once, here, first.
+    try:
+        configure_logging(load_log_settings().level)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def _register_subcommands() -> None:

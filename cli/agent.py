@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import click
 import httpx
 
+from modelyard.settings import SettingsError, load_agent_settings
+
 # Polling a provisioning instance: often enough to feel live, rarely enough to be cheap.
 POLL_INTERVAL_S = 1.0
 
 
 def _client() -> httpx.Client:
-    url = os.environ.get("MODELYARD_URL", "http://127.0.0.1:8080")
-    key = os.environ.get("MODELYARD_API_KEY")
-    if not key:
+    try:
+        settings = load_agent_settings()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if not settings.api_key:
         raise click.UsageError("set MODELYARD_API_KEY to your auxen_live_ management key")
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300)
+    return httpx.Client(
+        base_url=settings.url, headers={"Authorization": f"Bearer {settings.api_key}"}, timeout=300
+    )
 
 
 def _call(response: httpx.Response) -> dict[str, Any]:

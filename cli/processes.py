@@ -6,7 +6,6 @@ what it runs; nothing is opened or built here.
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 
@@ -27,10 +26,16 @@ def _settings() -> Settings:
 
 
 def _serve_api(app: Litestar, settings: Settings) -> None:
-    # A line per answer (uvicorn's access log) or per replica health probe (httpx) costs more
-    # than the gateway's own work at hundreds of requests a second; errors are still logged.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    # Uvicorn's access log stays off: api/access_log.py writes the one line per request (with
+    # its request id). log_config=None: uvicorn's records go through configure_logging's handler.
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log.level.lower(),
+        log_config=None,
+        access_log=False,
+    )
 
 
 def _listen(settings: Settings, host: str | None, port: int | None) -> Settings:

@@ -1,9 +1,9 @@
 """The meter: every completed minute of every deployment's runtime, charged once.
 
-A background loop (one meter per cluster is enough; two are harmless) walks the
-deployments that may owe minutes and meters each due minute in order. The aggregate
-refuses a minute already metered, so a duplicate worker, a restart or a crash between two
-minutes charges nothing twice; a meter that was down catches up, minute by minute.
+A background loop (one per cluster is enough; two are harmless) walks the deployments
+that may owe minutes and meters each due minute in order. The aggregate refuses a minute
+already metered, so a duplicate worker, a restart or a crash between two minutes charges
+nothing twice; a meter that was down catches up, minute by minute.
 """
 
 from __future__ import annotations
@@ -66,5 +66,7 @@ class MeterWorker(BackgroundLoop):
         super().__init__("meter", self._step)
 
     def _step(self) -> float:
-        self.meter.run()
+        charged = self.meter.run()
+        if charged:
+            log.info("metered %d minutes", charged)
         return INTERVAL_S

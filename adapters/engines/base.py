@@ -9,10 +9,10 @@ gateway and the balancer read the handle; the control plane reads any engine's
 
 from __future__ import annotations
 
-import re
 from typing import Protocol
 
 import msgspec
+from prometheus_client.parser import text_string_to_metric_families
 
 LOOPBACK = "127.0.0.1"
 
@@ -114,29 +114,26 @@ class EngineStats(msgspec.Struct, frozen=True, kw_only=True):
         return (self.generation_tokens - earlier.generation_tokens) / seconds
 
 
-_LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)")
 _TTFT_BUCKET = "vllm:time_to_first_token_seconds_bucket"
 
 
 def parse_metrics(text: str) -> EngineStats:
     """Read vLLM-named metrics from Prometheus text (vLLM's own or a modelyard replica's).
 
-    Series of the same name with different labels (several models, several engines) are
-    summed, which is what the control plane wants for a replica.
+    ``prometheus_client``'s parser reads the text; series of the same name with different
+    labels (several models, several engines) are summed, which is what the control plane
+    wants for a replica.
     """
     values: dict[str, float] = {}
     buckets: dict[float, int] = {}
-    for line in text.splitlines():
-        match = _LINE.match(line)
-        if not match or line.startswith("#"):
-            continue
-        name, labels, value = match["name"], match["labels"] or "", float(match["value"])
-        if name == _TTFT_BUCKET:
-            bound = re.search(r'le="([^"]+)"', labels)
-            if bound and bound[1] != "+Inf":
-                buckets[float(bound[1])] = buckets.get(float(bound[1]), 0) + int(value)
-            continue
-        values[name] = values.get(name, 0.0) + value
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == _TTFT_BUCKET:
+                bound = sample.labels.get("le", "+Inf")
+                if bound != "+Inf":
+                    buckets[float(bound)] = buckets.get(float(bound), 0) + int(sample.value)
+                continue
+            values[sample.name] = values.get(sample.name, 0.0) + sample.value
     return EngineStats(
         running=int(values.get("vllm:num_requests_running", 0)),
         waiting=int(values.get("vllm:num_requests_waiting", 0)),

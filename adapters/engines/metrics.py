@@ -1,88 +1,97 @@
-"""Replica metrics in Prometheus text with vLLM's names, and the parser that reads any engine's."""
+"""Replica metrics with vLLM's names, kept and exposed by ``prometheus_client``.
+
+Each replica has its own ``CollectorRegistry`` (so two replicas in one test process do not
+share counters) holding vLLM's series — requests running and waiting, prompt and generated
+tokens, the time-to-first-token histogram — and modelyard's own about cancellations and the
+engine's generation threads. ``parse_metrics`` (in ``base``) reads them back, and vLLM's.
+"""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from modelyard.adapters.engines.base import EngineStats, parse_metrics
 
-__all__ = ["BUCKETS", "EngineStats", "ReplicaMetrics", "parse_metrics"]
+__all__ = ["BUCKETS", "MEDIA_TYPE", "EngineStats", "ReplicaMetrics", "parse_metrics"]
 
 # TTFT histogram bucket bounds in seconds (vLLM's own are similar).
 BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+# What generate_latest writes: the Prometheus text format 0.0.4, which vLLM serves too.
+MEDIA_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class ReplicaMetrics:
-    """Counters one replica keeps about itself."""
+    """What one replica counts about itself; safe to update from generation threads."""
 
     def __init__(self, *, model: str) -> None:
         self.model = model
-        self.running = 0
-        self.waiting = 0
-        self.prompt_tokens = 0
-        self.generation_tokens = 0
-        self.requests = 0
-        self.cancelled = 0
-        # Written from generation threads, read by /metrics on the event loop.
-        self._engine_lock = threading.Lock()
-        self.engine_active = 0
-        self.engine_chunks = 0
-        self._ttft_buckets = [0] * len(BUCKETS)
-        self._ttft_sum = 0.0
-        self._ttft_count = 0
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ["model_name"]
+
+        def gauge(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, labels, registry=self.registry)
+
+        def counter(name: str, doc: str) -> Counter:
+            return Counter(name, doc, labels, registry=self.registry)
+
+        self._running = gauge("vllm:num_requests_running", "Requests generating now.").labels(model)
+        self._waiting = gauge("vllm:num_requests_waiting", "Requests before their first token.").labels(model)
+        self._prompt = counter("vllm:prompt_tokens", "Prompt tokens of completed requests.").labels(model)
+        self._generated = counter(
+            "vllm:generation_tokens", "Tokens generated for completed requests."
+        ).labels(model)
+        self._cancelled = counter(
+            "modelyard:requests_cancelled", "Requests whose client left before the end."
+        ).labels(model)
+        self._engine_active = gauge(
+            "modelyard:engine_generations_active", "Generation threads working on a request."
+        ).labels(model)
+        self._engine_chunks = counter("modelyard:engine_chunks", "Chunks (tokens, mostly) generated.").labels(
+            model
+        )
+        self._ttft = Histogram(
+            "vllm:time_to_first_token_seconds",
+            "Time to first token.",
+            labels,
+            buckets=BUCKETS,
+            registry=self.registry,
+        ).labels(model)
+
+    def queued(self) -> None:
+        """A request arrived and waits for its first token."""
+        self._waiting.inc()
 
     def started(self, ttft_s: float) -> None:
-        """A request produced its first token after ``ttft_s`` seconds."""
-        self.waiting -= 1
-        self.running += 1
-        self._ttft_sum += ttft_s
-        self._ttft_count += 1
-        for i, bound in enumerate(BUCKETS):
-            if ttft_s <= bound:
-                self._ttft_buckets[i] += 1
+        """A waiting request produced its first token after ``ttft_s`` seconds."""
+        self._waiting.dec()
+        self._running.inc()
+        self._ttft.observe(ttft_s)
+
+    def left(self, *, started: bool, completed: bool) -> None:
+        """A request is done with the replica: after its first token or before, whole or cut off."""
+        (self._running if started else self._waiting).dec()
+        if not completed:
+            self._cancelled.inc()
 
     def engine_began(self) -> None:
         """A generation thread started working on a request."""
-        with self._engine_lock:
-            self.engine_active += 1
+        self._engine_active.inc()
 
     def engine_chunk(self) -> None:
         """A generation thread produced one chunk (a token, mostly)."""
-        with self._engine_lock:
-            self.engine_chunks += 1
+        self._engine_chunks.inc()
 
     def engine_ended(self) -> None:
         """A generation thread returned, finished or cancelled; the engine is free of it."""
-        with self._engine_lock:
-            self.engine_active -= 1
+        self._engine_active.dec()
 
     def finished(self, usage: dict[str, Any]) -> None:
         """A request completed with ``usage``."""
-        self.requests += 1
-        self.prompt_tokens += int(usage.get("prompt_tokens", 0))
-        self.generation_tokens += int(usage.get("completion_tokens", 0))
+        self._prompt.inc(int(usage.get("prompt_tokens", 0)))
+        self._generated.inc(int(usage.get("completion_tokens", 0)))
 
     def render(self) -> str:
         """The Prometheus exposition text."""
-        label = f'{{model_name="{self.model}"}}'
-        series = [
-            ("vllm:num_requests_running", "gauge", self.running),
-            ("vllm:num_requests_waiting", "gauge", self.waiting),
-            ("vllm:prompt_tokens_total", "counter", self.prompt_tokens),
-            ("vllm:generation_tokens_total", "counter", self.generation_tokens),
-            ("modelyard:requests_cancelled_total", "counter", self.cancelled),
-            ("modelyard:engine_generations_active", "gauge", self.engine_active),
-            ("modelyard:engine_chunks_total", "counter", self.engine_chunks),
-        ]
-        lines = []
-        for name, kind, value in series:
-            lines += [f"# TYPE {name} {kind}", f"{name}{label} {value}"]
-        lines.append("# TYPE vllm:time_to_first_token_seconds histogram")
-        bucket = "vllm:time_to_first_token_seconds_bucket"
-        for bound, count in zip(BUCKETS, self._ttft_buckets, strict=True):
-            lines.append(f'{bucket}{{model_name="{self.model}",le="{bound}"}} {count}')
-        lines.append(f'{bucket}{{model_name="{self.model}",le="+Inf"}} {self._ttft_count}')
-        lines.append(f"vllm:time_to_first_token_seconds_sum{label} {self._ttft_sum}")
-        lines.append(f"vllm:time_to_first_token_seconds_count{label} {self._ttft_count}")
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode()

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import ctypes
 import json
+import logging
 import os
 import signal
 import sys
@@ -24,16 +25,37 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, get, post
+from litestar.exceptions import HTTPException
 from litestar.response import Response, Stream
 
 from modelyard.adapters.engines.backends import Backend, ContextOverflow, SimulatedBackend
-from modelyard.adapters.engines.metrics import ReplicaMetrics
+from modelyard.adapters.engines.metrics import MEDIA_TYPE, ReplicaMetrics
+from modelyard.adapters.logs import configure_logging
+from modelyard.settings import load_log_settings
 
+# Named, not __name__: run with -m this module is __main__.
+log = logging.getLogger("modelyard.adapters.engines.replica")
 _DONE = object()
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> Response[Any]:
+    """An OpenAI-style error answer; every refusal is logged with its reason (a gateway 502
+    or 400 is then traceable to the replica's own line)."""
+    log.log(logging.ERROR if status >= 500 else logging.WARNING, "refused %d %s: %s", status, kind, message)
     return Response({"error": {"message": message, "type": kind, "code": kind}}, status_code=status)
+
+
+def _failed(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Any exception a handler raised: a routing refusal keeps its status, an engine failure
+    is a 500 whose traceback is logged."""
+    if isinstance(exc, HTTPException):
+        return _error(
+            exc.status_code,
+            exc.detail,
+            "not_found_error" if exc.status_code == 404 else "invalid_request_error",
+        )
+    log.exception("engine failed on %s %s", request.method, request.url.path, exc_info=exc)
+    return _error(500, f"The engine failed: {type(exc).__name__}.", "server_error")
 
 
 def _validate(body: Any) -> str | None:
@@ -75,7 +97,7 @@ class Replica:
                 self.metrics.engine_ended()
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
-        self.metrics.waiting += 1
+        self.metrics.queued()
         thread = threading.Thread(target=produce, daemon=True)
         started, first, finished = time.perf_counter(), True, False
         thread.start()
@@ -89,13 +111,8 @@ class Replica:
                 yield item
             finished = True
         finally:
-            if not finished:
-                self.metrics.cancelled += 1
             cancel.set()
-            if first:
-                self.metrics.waiting -= 1
-            else:
-                self.metrics.running -= 1
+            self.metrics.left(started=not first, completed=finished)
 
 
 def build_app(replica: Replica) -> Litestar:
@@ -105,7 +122,7 @@ def build_app(replica: Replica) -> Litestar:
     def health() -> dict[str, str]:
         return {"status": "ok", "model": replica.backend.model}
 
-    @get("/metrics", sync_to_thread=False, media_type="text/plain; version=0.0.4")
+    @get("/metrics", sync_to_thread=False, media_type=MEDIA_TYPE)
     def metrics() -> str:
         return replica.metrics.render()
 
@@ -124,7 +141,11 @@ def build_app(replica: Replica) -> Litestar:
             return _error(400, "The body is not valid JSON.")
         return await _answer(replica, body)
 
-    return Litestar(route_handlers=[health, metrics, models, chat])
+    return Litestar(
+        route_handlers=[health, metrics, models, chat],
+        exception_handlers={Exception: _failed},
+        logging_config=None,  # configure_logging in main() owns the process's logging
+    )
 
 
 async def _answer(replica: Replica, body: Any) -> Response[Any] | Stream:
@@ -257,6 +278,8 @@ def main() -> None:
     parser.add_argument("--ttft-ms", type=float, default=0.0)
     parser.add_argument("--tokens-per-s", type=float, default=0.0)
     args = parser.parse_args()
+    level = load_log_settings().level
+    configure_logging(level)
     _die_with_parent()
     backend: Backend
     if args.backend == "llamacpp":
@@ -272,7 +295,16 @@ def main() -> None:
             tokens_per_s=args.tokens_per_s,
             context_window=args.context_window,
         )
-    uvicorn.run(build_app(Replica(backend)), host="127.0.0.1", port=args.port, log_level="warning")
+    # No access line per request here: the gateway logs each one. log_config=None keeps
+    # uvicorn's own records in configure_logging's format.
+    uvicorn.run(
+        build_app(Replica(backend)),
+        host="127.0.0.1",
+        port=args.port,
+        log_level=level.lower(),
+        log_config=None,
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -24,12 +24,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    """Block until ``url/health`` answers; fail with the process's output if it died."""
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+    """Block until ``url/health`` answers; fail with the process's log if it died."""
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
+            out = log.read_text(errors="replace")
             raise AssertionError(f"process exited {proc.returncode}:\n{out[-3000:]}")
         try:
             if httpx.get(f"{url}/health", timeout=1).status_code == 200:
@@ -86,13 +86,15 @@ class Yard:
         env = dict(self.env)
         if port is not None:
             env["MODELYARD_PORT"] = str(port)
-        proc = subprocess.Popen(
-            [MODELYARD, *args], env=env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+        # Into a file, not a pipe: nobody reads a pipe while the test runs, and a server
+        # logging a line per request would block once the pipe's buffer filled.
+        log = self.cwd / f"{args[0]}-{len(self.procs)}.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen([MODELYARD, *args], env=env, cwd=self.cwd, stdout=out, stderr=out)
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}" if port is not None else ""
         if port is not None:
-            wait_healthy(url, proc)
+            wait_healthy(url, proc, log)
             self.urls.append(url)
         return url
 

@@ -33,8 +33,13 @@ TOOLS = [
 
 
 @pytest.fixture(scope="module")
-def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaHandle]:
-    placement = LocalPlacement(Path(tmp_path_factory.mktemp("simulated")), gpu=False)
+def replica_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(tmp_path_factory.mktemp("simulated"))
+
+
+@pytest.fixture(scope="module")
+def replica(replica_logs: Path) -> Iterator[ReplicaHandle]:
+    placement = LocalPlacement(replica_logs, gpu=False)
     # 40 tokens/s: slow enough that a long answer is still generating when the client leaves.
     spec = ReplicaSpec(model="sim-model", engine="simulated", ttft_ms=20, tokens_per_s=40)
     yield placement.start(spec, "sim-1", deployment="dep_sim")
@@ -164,3 +169,17 @@ def test_bad_json_and_bad_max_tokens_are_400s(replica: ReplicaHandle) -> None:
         reply = httpx.post(url, json={"messages": messages, "max_tokens": bad})
         assert reply.status_code == 400
         assert "max_tokens" in reply.json()["error"]["message"]
+
+
+def test_a_refusal_is_logged_with_its_reason(replica: ReplicaHandle, replica_logs: Path) -> None:
+    answer = httpx.post(
+        f"{replica.base_url}/v1/chat/completions", json={"model": "sim-model", "messages": []}
+    )
+    assert answer.status_code == 400
+    expected = "refused 400 invalid_request_error: 'messages' must be a non-empty array."
+    log = replica_logs / "sim-1.log"
+    deadline = time.monotonic() + 10
+    while expected not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.05)
+    assert "WARNING modelyard.adapters.engines.replica" in log.read_text()

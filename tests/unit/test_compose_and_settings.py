@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 import yaml
 
-from modelyard.settings import ENVIRONMENT, SettingsError, StoreKind, load_settings
+from modelyard.settings import (
+    AGENT_ENVIRONMENT,
+    ENVIRONMENT,
+    SettingsError,
+    StoreKind,
+    load_agent_settings,
+    load_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 # Variables the third-party images read themselves, not modelyard.
@@ -74,4 +81,49 @@ def test_defaults_are_the_embedded_mode() -> None:
 )
 def test_bad_settings_are_refused_with_the_variable_named(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
+        load_settings({name: value})
+
+
+def test_every_variable_fills_its_field_and_defaults_come_from_the_fields() -> None:
+    # One declaration per variable: the table is derived from the fields, so a value set in
+    # the environment must land in the field that declares it.
+    assert ENVIRONMENT["MODELYARD_PORT"][0] == "8080"
+    assert ENVIRONMENT["MODELYARD_LOG_LEVEL"][0] == "INFO"
+    settings = load_settings(
+        {
+            "MODELYARD_PORT": "9000",
+            "MODELYARD_DATA_DIR": "/srv/yard",
+            "MODELYARD_STORE": "postgres",
+            "MODELYARD_SIMULATED_TTFT_MS": "12.5",
+            "MODELYARD_ENGINE": "simulated",
+            "POSTGRES_PORT": "6543",
+            "MODELYARD_LOG_LEVEL": "DEBUG",
+        }
+    )
+    assert settings.port == 9000
+    assert settings.data_dir == Path("/srv/yard")
+    assert settings.store is StoreKind.POSTGRES
+    assert settings.simulated_ttft_ms == 12.5
+    assert settings.engine == "simulated"
+    assert settings.postgres.port == 6543
+    assert settings.log.level == "DEBUG"
+    assert settings.base_url == "http://127.0.0.1:9000"
+    assert all(meaning for _, meaning in ENVIRONMENT.values())
+
+
+def test_secrets_never_appear_in_a_repr_or_an_error() -> None:
+    settings = load_settings({"POSTGRES_PASSWORD": "hunter2-secret"})
+    assert "hunter2-secret" in settings.postgres.conninfo
+    assert "hunter2-secret" not in repr(settings)
+    assert "password=***" in repr(settings)
+    agent = load_agent_settings({"MODELYARD_API_KEY": "auxen_live_abc", "MODELYARD_URL": "http://h:1"})
+    assert (agent.url, agent.api_key) == ("http://h:1", "auxen_live_abc")
+    assert "auxen_live_abc" not in repr(agent)
+    assert set(AGENT_ENVIRONMENT) == {"MODELYARD_URL", "MODELYARD_API_KEY"}
+    assert not set(AGENT_ENVIRONMENT) & set(ENVIRONMENT)
+
+
+@pytest.mark.parametrize(("name", "value"), [("MODELYARD_ENGINE", "gpu"), ("MODELYARD_LOG_LEVEL", "LOUD")])
+def test_a_value_outside_the_choices_is_refused(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name}='{value}' is not valid"):
         load_settings({name: value})

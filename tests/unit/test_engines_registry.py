@@ -101,7 +101,8 @@ def test_the_simulated_backend_is_deterministic_and_bounded() -> None:
 
 def test_throughput_and_mean_ttft_come_from_two_readings() -> None:
     metrics = ReplicaMetrics(model="m")
-    metrics.waiting = 2
+    metrics.queued()
+    metrics.queued()
     metrics.started(0.2)
     metrics.started(0.4)
     earlier = parse_metrics(metrics.render())

@@ -61,7 +61,8 @@ def test_vllm_metrics_are_read() -> None:
 
 def test_our_replicas_metrics_read_back_through_the_same_parser() -> None:
     metrics = ReplicaMetrics(model="smollm2-135m")
-    metrics.waiting = 2
+    metrics.queued()
+    metrics.queued()
     metrics.started(0.03)
     metrics.finished({"prompt_tokens": 12, "completion_tokens": 30})
     stats = parse_metrics(metrics.render())
@@ -91,3 +92,27 @@ def test_with_vllm_the_method_is_a_quantization_choice() -> None:
 
     assert register() is True
     assert INT8_QUANTIZATION in QUANTIZATION_METHODS
+
+
+def test_our_exposition_keeps_vllms_names_and_types() -> None:
+    metrics = ReplicaMetrics(model="m")
+    metrics.queued()
+    metrics.started(0.03)
+    metrics.left(started=True, completed=False)  # the client left mid-stream
+    metrics.queued()
+    text = metrics.render()
+    for name, kind in [
+        ("vllm:num_requests_running", "gauge"),
+        ("vllm:num_requests_waiting", "gauge"),
+        ("vllm:prompt_tokens_total", "counter"),
+        ("vllm:generation_tokens_total", "counter"),
+        ("vllm:time_to_first_token_seconds", "histogram"),
+        ("modelyard:requests_cancelled_total", "counter"),
+        ("modelyard:engine_generations_active", "gauge"),
+        ("modelyard:engine_chunks_total", "counter"),
+    ]:
+        assert f"# TYPE {name} {kind}\n" in text, name
+    assert 'modelyard:requests_cancelled_total{model_name="m"} 1.0\n' in text
+    assert 'vllm:time_to_first_token_seconds_bucket{le="0.04",model_name="m"} 1.0\n' in text
+    stats = parse_metrics(text)
+    assert (stats.running, stats.waiting, stats.ttft_count) == (0, 1, 1)
