@@ -130,15 +130,18 @@ def test_real_model_streams_through_the_sdk_and_a_dropped_stream_frees_the_repli
     # The replica notices the client went away and stops generating.
     replicas = _replica_metrics(embedded, str(instance["id"]))
     deadline = time.monotonic() + 30
-    while (
-        any("vllm:num_requests_running" in m and " 0" not in m for m in replicas)
-        and time.monotonic() < deadline
-    ):
+    while any(_value(m) != 0 for m in replicas) and time.monotonic() < deadline:
         time.sleep(0.3)
         replicas = _replica_metrics(embedded, str(instance["id"]))
-    assert all(line.endswith(" 0") for line in replicas), replicas
+    assert replicas, "the replica exposes no vllm:num_requests_running"
+    assert all(_value(line) == 0 for line in replicas), replicas
     cancelled = _replica_metrics(embedded, str(instance["id"]), "modelyard:requests_cancelled_total")
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in cancelled) == 1
+    assert sum(_value(line) for line in cancelled) == 1
+
+
+def _value(line: str) -> float:
+    """The sample's value on one line of the Prometheus text format (``0``, ``0.0``, ``1e+00``…)."""
+    return float(line.rsplit(" ", 1)[1])
 
 
 def _replica_metrics(yard: Yard, instance_id: str, name: str = "vllm:num_requests_running") -> list[str]:
