@@ -29,7 +29,7 @@ from modelyard.api.auth import KeyCache, ManagementGuard, Principal
 from modelyard.api.errors import handle_exception
 from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.controller import GatewayController
-from modelyard.api.health.controller import HealthController
+from modelyard.api.health.controller import HealthController, WorkersHealth
 from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.controller import InstancesController
 from modelyard.api.mcp import build_mcp
@@ -45,6 +45,7 @@ class Edge:
     key_cache: KeyCache
     limiter: RateLimiter
     rate_limit_rpm: int
+    workers_health: WorkersHealth = list
 
 
 def _principal(request: Request[Any, Any, Any]) -> Principal:
@@ -88,6 +89,7 @@ def create_app(edge: Edge) -> Litestar:
         dependencies={
             "instances": _constant(edge.instances),
             "gateway": _constant(edge.gateway),
+            "workers_health": _constant(edge.workers_health),
             "principal": Provide(_principal, sync_to_thread=False),
             "idempotency_key": Provide(_idempotency_key, sync_to_thread=False),
         },

@@ -33,11 +33,17 @@ def _caller(scope: Scope) -> str:
     return f"ip:{client[0] if client else 'unknown'}"
 
 
+def _unmetered(scope: Scope) -> bool:
+    path: str = scope["path"]
+    return path in {"/health", "/docs"} or path.startswith("/docs/")
+
+
 class RateLimitMiddleware(ASGIMiddleware):
     """Counts each request against its caller's per-minute limit."""
 
     scopes = (ScopeType.HTTP,)
-    exclude_path_pattern = ("^/health$", "^/docs")
+    # Liveness probes and the API's own documentation are never counted against a caller.
+    should_bypass_for_scope = staticmethod(_unmetered)
 
     def __init__(self, limiter: RateLimiter, limit: int) -> None:
         self._limiter, self._limit = limiter, limit

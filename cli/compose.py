@@ -31,6 +31,7 @@ from modelyard.api.auth import KeyCache
 from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.usage import UsageWriter
+from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
 from modelyard.domain.services import Services
 from modelyard.domain.shared.store import Store
@@ -120,8 +121,27 @@ def _limiter(state: ViewDatabase) -> RateLimiter:
     return PostgresRateLimiter(state.pool) if isinstance(state, PostgresViews) else InProcessRateLimiter()
 
 
-def build_api(core: Core) -> Litestar:
-    """The API of this process over the core's services, views and state."""
+def _health_of(workers: Sequence[BackgroundLoop]) -> WorkersHealth:
+    def health() -> list[WorkerHealth]:
+        return [
+            WorkerHealth(
+                name=h.name,
+                healthy=h.healthy,
+                consecutive_failures=h.consecutive_failures,
+                last_error=h.last_error,
+            )
+            for h in (worker.health() for worker in workers)
+        ]
+
+    return health
+
+
+def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
+    """The API of this process over the core's services, views and state.
+
+    ``workers`` are the background workers running beside it (``serve``): ``/health`` says
+    how they are doing.
+    """
     settings = core.settings
     partitions = TopicPartitions(settings.kafka_bootstrap, settings.kafka_topic)
     follower = ViewsFollower(
@@ -138,6 +158,7 @@ def build_api(core: Core) -> Litestar:
         key_cache=keys,
         limiter=_limiter(core.state),
         rate_limit_rpm=settings.rate_limit_rpm,
+        workers_health=_health_of(workers),
     )
     return create_app(edge)
 

@@ -52,8 +52,10 @@ def _listen(settings: Settings, host: str | None, port: int | None) -> Settings:
 def serve(host: str | None, port: int | None) -> None:
     """Run the whole product in one process on the embedded default."""
     settings = _listen(_settings(), host, port)
-    with opened_core(settings) as core, running(build_workers(core, WORKERS)):
-        _serve_api(build_api(core), settings)
+    with opened_core(settings) as core:
+        workers = build_workers(core, WORKERS)
+        with running(workers):
+            _serve_api(build_api(core, workers), settings)
 
 
 @click.command()

@@ -58,6 +58,10 @@ def test_serve_answers_its_health_route(served: str) -> None:
     response = httpx.get(f"{served}/health")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
+    # The embedded default runs every worker but the relay (there is no Kafka to relay to).
+    workers = {w["name"]: w for w in response.json()["workers"]}
+    assert set(workers) == {"views", "meter", "reconciler"}
+    assert all(w["healthy"] and w["consecutive_failures"] == 0 for w in workers.values())
 
 
 def test_serve_publishes_its_openapi_document(served: str) -> None:
