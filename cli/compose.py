@@ -11,6 +11,7 @@ closed in reverse order on the way out.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ from modelyard.workers.relay import RelayWorker
 from modelyard.workers.views import ViewsWorker
 
 WORKERS = ("relay", "views", "meter", "reconciler")
+# How stale the workers' health on /health may be (see _health_of).
+HEALTH_TTL_S = 0.5
 # The Kafka consumer group every views worker of a cluster shares.
 VIEWS_GROUP = "modelyard-views"
 
@@ -122,8 +125,15 @@ def _limiter(state: ViewDatabase) -> RateLimiter:
 
 
 def _health_of(workers: Sequence[BackgroundLoop]) -> WorkersHealth:
+    # A health route may be probed thousands of times a second; a worker's state changes at
+    # most once a step, so an answer up to HEALTH_TTL_S old is as good and costs nothing.
+    answered: list[tuple[float, list[WorkerHealth]]] = []
+
     def health() -> list[WorkerHealth]:
-        return [
+        now = time.monotonic()
+        if answered and now - answered[0][0] < HEALTH_TTL_S:
+            return answered[0][1]
+        found = [
             WorkerHealth(
                 name=h.name,
                 healthy=h.healthy,
@@ -132,6 +142,8 @@ def _health_of(workers: Sequence[BackgroundLoop]) -> WorkersHealth:
             )
             for h in (worker.health() for worker in workers)
         ]
+        answered[:] = [(now, found)]
+        return found
 
     return health
 

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, HeaderParameter, RawBody
+from litestar.params import FromPath, HeaderParameter, RawBody, SkipValidation
 from litestar.response import Stream
 
 from modelyard.api.errors import COMMON_ERRORS
-from modelyard.api.gateway.calls import Gateway
+from modelyard.api.gateway.calls import Call, Gateway
 from modelyard.api.gateway.requests import NativeChat, openai_body
 from modelyard.domain.shared.errors import InvalidRequest
 
@@ -27,10 +27,10 @@ class GatewayController(Controller):
     @post("/{instance_id:str}/chat", operation_id="chatNative", status_code=200, responses=COMMON_ERRORS)
     async def native(
         self,
-        gateway: NamedDependency[Gateway],
-        authorization: Authorization,
+        gateway: NamedDependency[SkipValidation[Gateway]],
         instance_id: FromPath[str],
         body: RawBody,
+        authorization: Authorization = "",
     ) -> Any:
         """``{"message": …}`` -> ``{"success": true, "data": {message, model, usage, response_time_ms}}``."""
         call = await gateway.open(authorization, instance_id)
@@ -48,10 +48,10 @@ class GatewayController(Controller):
     )
     async def openai_on_instance(
         self,
-        gateway: NamedDependency[Gateway],
-        authorization: Authorization,
+        gateway: NamedDependency[SkipValidation[Gateway]],
         instance_id: FromPath[str],
         body: RawBody,
+        authorization: Authorization = "",
     ) -> Any:
         """OpenAI ``chat.completion`` (or its stream); the request's ``model`` is echoed, not used."""
         call = await gateway.open(authorization, instance_id)
@@ -59,14 +59,17 @@ class GatewayController(Controller):
 
     @post("/chat/completions", operation_id="chatCompletions", status_code=200, responses=COMMON_ERRORS)
     async def openai_by_key(
-        self, gateway: NamedDependency[Gateway], authorization: Authorization, body: RawBody
+        self,
+        gateway: NamedDependency[SkipValidation[Gateway]],
+        body: RawBody,
+        authorization: Authorization = "",
     ) -> Any:
         """OpenAI chat on the instance the ``auxk_`` key belongs to."""
         call = await gateway.open_by_key(authorization)
         return await _answer(gateway, call, openai_body(body))
 
 
-async def _answer(gateway: NamedDependency[Gateway], call: Any, body: dict[str, Any]) -> Any:
+async def _answer(gateway: Gateway, call: Call, body: dict[str, Any]) -> Any:
     if body.get("stream"):
         return Stream(gateway.stream(call, body), media_type="text/event-stream")
     return await gateway.complete(call, body)
