@@ -34,10 +34,12 @@ from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
+from modelyard.domain.catalog.models import Plan
+from modelyard.domain.catalog.plans import Quota, plan_quotas
 from modelyard.domain.services import Services
 from modelyard.domain.shared.store import Store
 from modelyard.projections.registry import all_projections
-from modelyard.settings import Settings
+from modelyard.settings import Settings, SettingsError
 from modelyard.workers.loop import BackgroundLoop
 from modelyard.workers.meter import Meter, MeterWorker
 from modelyard.workers.projection_runner import ProjectionRunner, log_position
@@ -64,9 +66,17 @@ class Core:
     services: Services
 
 
+def _quotas(settings: Settings) -> dict[Plan, Quota]:
+    try:
+        return plan_quotas(settings.quotas)
+    except ValueError as exc:
+        raise SettingsError(f"MODELYARD_QUOTAS={settings.quotas!r} is not valid: {exc}") from None
+
+
 @contextmanager
 def opened_core(settings: Settings) -> Iterator[Core]:
     """Open the store and the views (creating their tables), closed on the way out."""
+    quotas = _quotas(settings)
     with ExitStack() as stack:
         store = open_store(settings)
         stack.callback(store.close)
@@ -75,7 +85,9 @@ def opened_core(settings: Settings) -> Iterator[Core]:
         views.ensure([statement for p in all_projections() for statement in p.schema])
         state = open_state(settings)
         stack.callback(state.close)
-        yield Core(settings=settings, store=store, views=views, state=state, services=Services.over(store))
+        yield Core(
+            settings=settings, store=store, views=views, state=state, services=Services.over(store, quotas)
+        )
 
 
 def views_source(core: Core) -> EventSource:
