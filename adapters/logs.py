@@ -30,7 +30,7 @@ def configure_logging(level: str = "INFO") -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    logging._srcfile = None  # noqa: SLF001 - documented: skips the caller's frame lookup
+    logging._srcfile = None  # documented too: skips looking up the caller's frame
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LINE_FORMAT))
     root = logging.getLogger()

@@ -242,7 +242,12 @@ def _rebill(before: Deployment, after: Deployment, at: datetime) -> Deployment:
         segments[-1] = msgspec.structs.replace(segments[-1], end=at)
     if after.billable:
         segments.append(Segment(start=at, end=None, capacity=after.capacity, serving=after.serving))
-    return msgspec.structs.replace(after, segments=tuple(s for s in segments if s.end != s.start))
+    kept = tuple(s for s in segments if s.end != s.start)
+    if after.last_metered is not None:
+        # A stretch closed at the end of the last metered minute (a late loss is clamped
+        # there) holds nothing left to bill.
+        kept = _prune(kept, after.last_metered + MINUTE)
+    return msgspec.structs.replace(after, segments=kept)
 
 
 def _rate(deployment: Deployment) -> tuple[int, int]:
