@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from modelyard.domain.accounts.aggregate import Account
 from modelyard.domain.billing.pricing import check_capacity, check_tier, minute_price
@@ -35,13 +35,15 @@ def request_deployment(
     preset: str = "balanced",
     at: datetime,
     prefix: str = ids.INSTANCE,
+    deployment_id: UUID | None = None,
 ) -> ev.DeploymentRequested:
     """A new deployment for ``account``, provisioning, if the catalog, hardware and balance allow.
 
     The model must be deployable, the capacity 1, 2, 4 or 8 and allowed by the tier, the
     preset, GPU type and region known and the model fit the GPU; the balance must cover
     the first minute. Checked in that order, so the first thing wrong is what is reported.
-    ``prefix`` only records which dialect asked.
+    ``prefix`` only records which dialect asked; ``deployment_id`` is the new id if the
+    caller chose it (else a random one).
     """
     spec = deployable_model(model)
     checked = check_capacity(capacity)
@@ -58,7 +60,7 @@ def request_deployment(
             f"at capacity {checked} costs {needed}. Add credits first."
         )
     return ev.DeploymentRequested(
-        originator_id=uuid4(),
+        originator_id=deployment_id or uuid4(),
         originator_version=1,
         timestamp=at,
         account_id=account.id,

@@ -36,6 +36,9 @@ class RequestDeployment(msgspec.Struct, frozen=True, kw_only=True):
     preset: str = "balanced"
     # Which dialect asked (``inst_`` or ``dep_``): recorded, never read by the domain.
     prefix: str = ids.INSTANCE
+    # The new deployment's id, if the caller chose it (an idempotent retry names the one its
+    # first attempt may have made: the store refuses a second under the same id).
+    deployment_id: UUID | None = None
     at: datetime
 
 
@@ -142,6 +145,7 @@ class DeploymentsService:
             preset=command.preset,
             at=command.at,
             prefix=command.prefix,
+            deployment_id=command.deployment_id,
         )
 
     def request(self, command: RequestDeployment) -> Created:
