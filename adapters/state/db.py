@@ -34,12 +34,15 @@ def open_state(settings: Settings) -> SqliteViews | PostgresViews:
     else:
         schema = (*SCHEMA, RATE_LIMIT_SCHEMA)
         state = PostgresViews(settings.postgres.conninfo, max_size=POOL_SIZE, schema=schema)
-    _add_columns(state)
+    add_columns(state)
     return state
 
 
-def _add_columns(state: SqliteViews | PostgresViews) -> None:
-    """Columns added to tables that a store made before may lack; old records adopted."""
+def add_columns(state: SqliteViews | PostgresViews) -> None:
+    """Columns added to tables that a store made before may lack; old records adopted.
+
+    Idempotent: every process opening the state runs it.
+    """
     if isinstance(state, PostgresViews):
         state.ensure(
             [
