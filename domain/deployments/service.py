@@ -53,6 +53,9 @@ class RequestDeployment(msgspec.Struct, frozen=True, kw_only=True):
     preset: str = "balanced"
     # Which dialect asked (``inst_`` or ``dep_``): recorded, never read by the domain.
     prefix: str = ids.INSTANCE
+    # The new deployment's id, if the caller chose it (an idempotent retry names the one its
+    # first attempt may have made: the store refuses a second under the same id).
+    deployment_id: UUID | None = None
     at: datetime
 
 
@@ -181,6 +184,7 @@ class DeploymentsService:
             at=command.at,
             prefix=command.prefix,
             quotas=self._quotas,
+            deployment_id=command.deployment_id,
         )
 
     def _reserve(
