@@ -63,10 +63,11 @@ class OnDeployment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ReplicaCommand(OnDeployment, frozen=True, kw_only=True):
-    """A replica came up (at ``base_url``) or went away (for ``reason``)."""
+    """A replica came up (at ``base_url``, checking ``token``) or went away (for ``reason``)."""
 
     replica: str
     base_url: str = ""
+    token: str = ""
     reason: str = ""
 
 
@@ -167,7 +168,7 @@ class DeploymentsService:
         """A replica came up healthy and answers at ``base_url``."""
         deployment = self.get(command.deployment_id)
         return self._store.record(
-            commands.start_replica(deployment, command.replica, command.base_url, command.at)
+            commands.start_replica(deployment, command.replica, command.base_url, command.at, command.token)
         )
 
     def lose_replica(self, command: ReplicaCommand) -> int:
