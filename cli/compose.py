@@ -102,7 +102,7 @@ def build_workers(core: Core, names: Sequence[str]) -> list[BackgroundLoop]:
     if "reconciler" in names:
         placement = LocalPlacement(Path(settings.data_dir) / "replicas")
         reconciler = Reconciler(settings, services.deployments, core.views, placement)
-        built.append(ReconcilerWorker(reconciler, placement))
+        built.append(ReconcilerWorker(reconciler, placement, catch_up=lambda: catch_up(core)))
     if "meter" in names:
         built.append(MeterWorker(Meter(services.deployments, core.views)))
     return built

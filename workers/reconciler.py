@@ -106,6 +106,7 @@ class Reconciler:
             except DomainError as exc:
                 # The state moved under us (another command); the next pass sees the new one.
                 log.info("reconcile %s (%s): %s", target.id, target.state, exc.message)
+        self._placement.heartbeat()
 
     def _reckon_foreign(self, target: WorkItem, recorded: Sequence[RecordedReplica]) -> int:
         """Record the loss of the replicas recorded for ``target`` that this process does not
@@ -243,8 +244,13 @@ class ReconcilerWorker(BackgroundLoop):
     """Recovers replica truth, runs reconciliation passes in a background thread, and stops
     (and records the loss of) its replicas on the way out."""
 
-    def __init__(self, reconciler: Reconciler, placement: LocalPlacement) -> None:
+    def __init__(
+        self, reconciler: Reconciler, placement: LocalPlacement, catch_up: Callable[[], None] | None = None
+    ) -> None:
         self.reconciler, self.placement = reconciler, placement
+        # Brings the views up to the store before recovery reads them: a replica recorded
+        # just before a crash must not be missed while the API already shows it running.
+        self._catch_up = catch_up
         super().__init__("reconciler", self._step)
 
     def _step(self) -> float:
@@ -253,6 +259,8 @@ class ReconcilerWorker(BackgroundLoop):
 
     def start(self) -> None:
         """Record what the previous process left behind, then begin the passes."""
+        if self._catch_up is not None:
+            self._catch_up()
         self.reconciler.recover()
         super().start()
 
