@@ -30,7 +30,7 @@ from logging.handlers import RotatingFileHandler
 from typing import Any
 
 import msgspec
-from litestar import Litestar, Request, get, post
+from litestar import Litestar, MediaType, Request, get, post
 from litestar.exceptions import HTTPException
 from litestar.response import Response, Stream
 
@@ -52,7 +52,8 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> Re
     """An OpenAI-style error answer; every refusal is logged with its reason (a gateway 502
     or 400 is then traceable to the replica's own line)."""
     log.log(logging.ERROR if status >= 500 else logging.WARNING, "refused %d %s: %s", status, kind, message)
-    return Response({"error": {"message": message, "type": kind, "code": kind}}, status_code=status)
+    body = {"error": {"message": message, "type": kind, "code": kind}}
+    return Response(body, status_code=status, media_type=MediaType.JSON)
 
 
 def _failed(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -7,8 +7,9 @@ and kills the server with SIGKILL at a random moment of it. Each time:
 - after the restart, once each instance is back to running, every chat to it succeeds;
 - every replica the views route to belongs to the running server and answers its token;
 
-and at the end, after a graceful stop, no replica process of the data directory is left
-and ``modelyard audit replay`` rebuilds the finance views identically.
+and a graceful stop leaves no replica process of the data directory, records the loss of
+each replica it stopped, and ``modelyard audit replay`` rebuilds the finance views
+identically at the end.
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ from typing import Any
 import httpx
 import pytest
 
+from modelyard.adapters.eventstore.env import store_env
 from modelyard.adapters.views.db import SqliteViews
+from modelyard.domain.services import Services
 from modelyard.domain.shared import ids
+from modelyard.domain.shared.store import Store
 from modelyard.projections.deployments.queries import ReplicaRoute, serving_replicas
+from modelyard.settings import load_settings
 
 from .conftest import Yard, free_port
 
@@ -54,6 +59,8 @@ class Instance:
     id: str
     key: str = ""
     gone: bool = False
+    # A destroy was sent (it may have landed even if the server died before answering).
+    destroying: bool = False
 
 
 @dataclass
@@ -148,6 +155,7 @@ def _scale(run: Run, client: httpx.Client) -> None:
 def _destroy(run: Run, client: httpx.Client) -> None:
     if len(live := _live(run)) > 1:
         target = run.rng.choice(live)
+        target.destroying = True
         if client.delete(f"/v1/instances/{target.id}").status_code in (200, 202):
             target.gone = True
 
@@ -192,15 +200,20 @@ def settle(run: Run, client: httpx.Client) -> dict[str, dict[str, Any]]:
     """Poll every instance until it is running (or ended); the last view of each."""
     deadline = time.monotonic() + RECOVERY_S
     views: dict[str, dict[str, Any]] = {}
-    for instance in run.instances:
+    for instance in (i for i in run.instances if not i.gone):
         while True:
             found = client.get(f"/v1/instances/{instance.id}")
+            if found.status_code == 404 and instance.destroying:
+                break  # destroyed: a destroyed instance is not found
             assert found.status_code == 200, found.text
             view = found.json()["data"]["instance"]
             if view["status"] in SETTLED:
                 break
             assert time.monotonic() < deadline, f"{instance.id} stuck at {view['status']}"
             time.sleep(0.3)
+        if found.status_code == 404:
+            instance.gone = True
+            continue
         views[instance.id] = view
         instance.gone = view["status"] != "running"
         instance.key = instance.key or view.get("api_key") or ""
@@ -247,6 +260,16 @@ def check_chats(run: Run, running: list[str]) -> None:
             assert chat.json()["data"]["message"] == f"after the restart {n}"
 
 
+def recorded_replicas(run: Run) -> dict[str, tuple[str, ...]]:
+    """The replicas the store holds as serving, for each live instance (the server stopped)."""
+    store = Store(env=store_env(load_settings(run.yard.env)))
+    try:
+        deployments = Services.over(store).deployments
+        return {i.id: deployments.get(ids.parse_deployment_id(i.id)).replicas for i in _live(run)}
+    finally:
+        store.close()
+
+
 def check_after_restart(run: Run) -> None:
     """What a restarted server owes: instances back to running, routes true, chats answered."""
     with httpx.Client(base_url=run.url, headers=run.headers, timeout=30) as client:
@@ -272,6 +295,7 @@ def test_a_server_killed_at_random_points_comes_back_true(run: Run) -> None:
     run.server.terminate()
     run.server.wait(timeout=60)
     wait_for_no_replicas(run.data)
+    assert recorded_replicas(run) == {i.id: () for i in _live(run)}
     run.start()
     check_after_restart(run)
     run.server.terminate()
