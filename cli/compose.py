@@ -116,12 +116,14 @@ def build_workers(core: Core, names: Sequence[str]) -> list[BackgroundLoop]:
         built.append(relay)
     if "views" in names:
         built.append(ViewsWorker(lambda: views_runner(core)))
-    if "meter" in names:
-        built.append(MeterWorker(Meter(services.deployments, core.views)))
+    # The reconciler before the meter: it records the losses of the replicas a previous
+    # process left behind before any minute of theirs is metered (and stops after it).
     if "reconciler" in names:
         placement = LocalPlacement(Path(settings.data_dir) / "replicas")
         reconciler = Reconciler(settings, services.deployments, core.views, placement)
-        built.append(ReconcilerWorker(reconciler, placement))
+        built.append(ReconcilerWorker(reconciler, placement, catch_up=lambda: catch_up(core)))
+    if "meter" in names:
+        built.append(MeterWorker(Meter(services.deployments, core.views)))
     if "janitor" in names:
         # The in-process limiter (embedded default) bounds its own memory; PostgreSQL's
         # windows, in the state store, are pruned by the janitor.

@@ -105,8 +105,10 @@ def _guard(deployment: Deployment, event_type: type[DomainEvent]) -> int:
     return deployment.version + 1
 
 
-def start_replica(deployment: Deployment, replica: str, base_url: str, at: datetime) -> ev.ReplicaStarted:
-    """A replica came up healthy and answers at ``base_url``."""
+def start_replica(
+    deployment: Deployment, replica: str, base_url: str, at: datetime, token: str = ""
+) -> ev.ReplicaStarted:
+    """A replica came up healthy and answers at ``base_url`` to calls that carry ``token``."""
     version = _guard(deployment, ev.ReplicaStarted)
     return ev.ReplicaStarted(
         originator_id=deployment.id,
@@ -114,6 +116,7 @@ def start_replica(deployment: Deployment, replica: str, base_url: str, at: datet
         timestamp=at,
         replica=replica,
         base_url=base_url,
+        token=token,
     )
 
 

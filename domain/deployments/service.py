@@ -83,11 +83,12 @@ class OnDeployment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ReplicaCommand(OnDeployment, frozen=True, kw_only=True):
-    """A replica came up (at ``base_url``) or went away (for ``reason``, since ``lost_at``
-    when that is known to be earlier: billing stops there)."""
+    """A replica came up (at ``base_url``, checking ``token``) or went away (for ``reason``,
+    since ``lost_at`` when that is known to be earlier: billing stops there)."""
 
     replica: str
     base_url: str = ""
+    token: str = ""
     reason: str = ""
     lost_at: datetime | None = None
 
@@ -232,7 +233,7 @@ class DeploymentsService:
         """A replica came up healthy and answers at ``base_url``."""
         deployment = self.get(command.deployment_id)
         return self._store.record(
-            commands.start_replica(deployment, command.replica, command.base_url, command.at)
+            commands.start_replica(deployment, command.replica, command.base_url, command.at, command.token)
         )
 
     def lose_replica(self, command: ReplicaCommand) -> int:
