@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ import pytest
 
 from modelyard.adapters.eventstore.env import store_env
 from modelyard.adapters.views.db import SqliteViews
+from modelyard.domain.deployments import events as ev
+from modelyard.domain.deployments.lifecycle import BILLABLE, State, target_of
+from modelyard.domain.deployments.metering import due_minutes
+from modelyard.domain.deployments.service import MeterMinute
 from modelyard.domain.services import Services
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.store import Store
@@ -44,6 +49,8 @@ SEED = 20261129
 ROUNDS = 5
 # Live instances at most: enough for scales and destroys to meet provisions, few enough for 2 cores.
 MAX_LIVE = 3
+# Capacities the storm provisions and scales to: 1 or 2.
+MAX_REPLICAS = 2
 SETTLED = ("running", "destroyed", "failed")
 # How long a restarted server may take to bring every instance back to running.
 RECOVERY_S = 120.0
@@ -304,3 +311,58 @@ def test_a_server_killed_at_random_points_comes_back_true(run: Run) -> None:
     assert list((run.data / "replicas").glob("*.log*")) == []
     replay = run.yard.cli("audit", "replay")
     assert replay.stdout.startswith("identical"), replay.stdout + replay.stderr
+    check_billing(run)
+
+
+def served_replica_seconds(history: list[object]) -> float:
+    """Replica-seconds a deployment's replicas really served while it was billable.
+
+    Walks its events: a replica serves from its start until its loss (``lost_at`` when a
+    restarted server dated it back to the dead one's last heartbeat), counted while the
+    deployment is running, scaling or degraded, and at most its capacity (a scale-up's new
+    replicas are billed once the scale is done)."""
+    live: set[str] = set()
+    state, capacity, served = State.PROVISIONING, 0, 0.0
+    since: datetime | None = None
+    for event in history:
+        at = getattr(event, "lost_at", None) or event.timestamp
+        if since is not None and state in BILLABLE:
+            served += min(len(live), capacity) * max(0.0, (at - since).total_seconds())
+        since = at if since is None else max(since, at)
+        match event:
+            case ev.DeploymentRequested(capacity=asked) | ev.ScaledTo(capacity=asked):
+                capacity = asked
+            case ev.ReplicaStarted(replica=name):
+                live.add(name)
+            case ev.ReplicaLost(replica=name):
+                live.discard(name)
+        state = target_of(type(event)) or state
+    return served
+
+
+def check_billing(run: Run) -> None:
+    """Billed replica-seconds match served ones, within a second a minute (whole-second
+    boundaries), once every minute up to now is metered (the server is stopped: metered here)."""
+    store = Store(env=store_env(load_settings(run.yard.env)))
+    try:
+        deployments = Services.over(store).deployments
+        later = datetime.now(UTC) + timedelta(minutes=2)
+        for instance in run.instances:
+            dep = ids.parse_deployment_id(instance.id)
+            for minute in due_minutes(deployments.get(dep), later):
+                deployments.meter(MeterMinute(deployment_id=dep, minute=minute, at=later))
+            history = list(store.events.get(dep))
+            billed = sum(
+                part.seconds * (part.capacity if part.serving is None else part.serving)
+                for event in history
+                if isinstance(event, ev.MinuteMetered)
+                for part in event.parts
+            )
+            served = served_replica_seconds(history)
+            minutes = len([e for e in history if isinstance(e, ev.MinuteMetered)])
+            # A second a minute for each replica (the storm runs one or two): boundaries are
+            # billed in whole seconds.
+            tolerance = MAX_REPLICAS * (minutes + 1)
+            assert abs(billed - served) <= tolerance, (instance.id, billed, served, minutes)
+    finally:
+        store.close()

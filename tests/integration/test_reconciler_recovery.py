@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
@@ -119,8 +119,10 @@ def test_a_killed_servers_replicas_are_recorded_lost_when_it_last_saw_them_and_r
     first = yard.reconciler()
     _pass_until(yard, first, dep, "running")
     old = {name: handle.pid for name, handle in first.replicas[dep].items()}
-    # The first server dies outright: its replicas with it, nothing recorded. It last saw them here:
-    seen = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    # The first server dies outright: its replicas with it, nothing recorded. It last saw them
+    # here, a whole second after they started (so the heartbeat, not their start, dates the loss):
+    time.sleep(1.1)
+    seen = datetime.now(UTC).replace(microsecond=0)
     for pid in old.values():
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
@@ -131,7 +133,8 @@ def test_a_killed_servers_replicas_are_recorded_lost_when_it_last_saw_them_and_r
     history = yard.history(dep)
     lost = [e for e in history if isinstance(e, ev.ReplicaLost)]
     assert sorted(e.replica for e in lost) == sorted(old)
-    assert all(e.timestamp == seen for e in lost)
+    # Recorded now, dated back to the heartbeat: billing stops where serving did.
+    assert all(e.lost_at == seen and e.timestamp > seen for e in lost)
     assert isinstance(history[-1], ev.DeploymentDegraded)
     assert yard.state(dep) == "degraded"
     assert _live_routes(yard, dep) == []
