@@ -8,6 +8,7 @@ connection without the scan.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +32,7 @@ UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=600.0, connect=5.0)
 # Upstream connections open at once, over every replica: far above what replicas admit,
 # low enough to stay inside the process's file descriptors.
 UPSTREAM_CONNECTIONS = 1024
+log = logging.getLogger(__name__)
 
 
 class Forwarder:
@@ -121,8 +123,10 @@ class Forwarder:
                     status, raw = response.status, await response.read()
             except aiohttp.ClientConnectionError as exc:
                 self._cache.pop(dep_id, None)
+                # The replica's address and the connection error are ours to read, not the client's.
+                log.warning("replica %s of %s did not answer: %r", url, ids.instance_ref(dep_id), exc)
                 raise InstanceNotRunning(
-                    f"The replica of {ids.instance_ref(dep_id)} did not answer ({exc!r}); retry."
+                    f"A replica of {ids.instance_ref(dep_id)} did not answer; retry."
                 ) from exc
         return status, _json_object(raw)
 
@@ -149,4 +153,5 @@ def _json_object(raw: bytes) -> dict[str, Any]:
         decoded = None
     if isinstance(decoded, dict):
         return decoded
-    return {"error": {"message": f"The engine answered something other than JSON: {raw[:200]!r}"}}
+    log.warning("engine answered something other than a JSON object: %.200r", raw)
+    return {"error": {"message": "The engine answered something other than JSON."}}
