@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from .conftest import Yard
@@ -181,14 +182,14 @@ def test_hostile_bodies_get_their_code_in_their_routes_shape_and_show_nothing_in
         (infer, "/v1/chat/completions", openai_cases, True),
     ]
     problems = []
-    for client, path, cases, openai in routes:
+    for client, path, cases, openai_shape in routes:
         for case, body, expected in cases:
             try:
                 response = client.post(path, content=body, headers={"content-type": "application/json"})
             except httpx.TransportError as exc:  # an exception after the answer began: the stream breaks
                 problems.append(f"{path} {case}: the answer broke off: {exc}")
                 continue
-            if problem := _problem(response, expected, openai=openai):
+            if problem := _problem(response, expected, openai=openai_shape):
                 problems.append(f"{path} {case}: {problem}: {response.status_code} {response.text[:200]}")
     assert not problems, "\n".join(problems)
     # Nothing was half-written, and the instance still serves what is well formed.
@@ -231,13 +232,13 @@ def test_auth_errors_take_each_familys_shape(simulated: Yard) -> None:
     ask = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
     paths = {"/v1/inst_" + "0" * 32 + "/chat": False, "/v1/inst_" + "0" * 32 + "/v1/chat/completions": True,
              "/v1/chat/completions": True, "/v1/provision": False}  # fmt: skip
-    for path, openai in paths.items():
+    for path, openai_shape in paths.items():
         for headers, expected in (
             ({}, (401, "API_KEY_REQUIRED")),
             ({"Authorization": "Bearer auxk_nope"}, (401, "INVALID_API_KEY")),
         ):
             response = httpx.post(url + path, json=ask, headers=headers)
-            _check(response, expected, openai=openai, case=f"{path} {headers}")
+            _check(response, expected, openai=openai_shape, case=f"{path} {headers}")
 
 
 def _mcp(url: str, key: str, body: bytes) -> httpx.Response:
@@ -281,3 +282,21 @@ def test_mcp_tool_arguments_nested_mistyped_and_oversized(simulated: Yard) -> No
         assert not LEAK.search(response.text), response.text[:300]
     listed = httpx.get(f"{url}/v1/instances", headers={"Authorization": f"Bearer {simulated.key}"})
     assert listed.json()["data"]["count"] == 0
+
+
+def test_the_openai_sdk_raises_its_typed_errors_with_our_codes(simulated: Yard) -> None:
+    url = simulated.urls[0]
+    manage = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {simulated.key}"}, timeout=60)
+    instance = _instance(simulated, manage)
+    sdk = openai.OpenAI(base_url=str(instance["openai_base_url"]), api_key=str(instance["api_key"]))
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], temperature=5)
+    assert (refused.value.code, refused.value.param, refused.value.type) == (
+        "INVALID_REQUEST",
+        "temperature",
+        "invalid_request_error",
+    )
+    stranger = openai.OpenAI(base_url=str(instance["openai_base_url"]), api_key="auxk_nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as unknown:
+        stranger.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert unknown.value.code == "INVALID_API_KEY"
