@@ -107,3 +107,17 @@ def test_a_message_quoting_the_client_is_cut_short(tmp_path: Path, family: str) 
         answer = client.post(f"/{family}/long")
     assert answer.status_code == 400
     assert len(answer.json()["error"]["message"]) == MAX_MESSAGE + 1
+
+
+def test_the_rate_limiters_refusal_takes_the_shape_of_the_route_it_stopped(tmp_path: Path) -> None:
+    settings = load_settings({"MODELYARD_DATA_DIR": str(tmp_path), "MODELYARD_RATE_LIMIT_RPM": "1"})
+    with opened_core(settings) as core, TestClient(build_api(core), raise_server_exceptions=False) as client:
+        key = {"Authorization": "Bearer auxk_nobody"}
+        client.post("/v1/chat/completions", json={}, headers=key)
+        openai_route = client.post("/v1/chat/completions", json={}, headers=key)
+        native_route = client.post("/v1/provision", json={}, headers=key)
+    assert openai_route.status_code == native_route.status_code == 429
+    assert openai_route.json()["error"]["type"] == "requests"
+    assert native_route.json()["success"] is False
+    codes = {openai_route.json()["error"]["code"], native_route.json()["error"]["code"]}
+    assert codes == {"RATE_LIMIT_EXCEEDED"}
