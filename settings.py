@@ -112,6 +112,13 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
     rate_limit_rpm: Annotated[
         int, variable("MODELYARD_RATE_LIMIT_RPM", "requests per minute per key, shared by every API process")
     ] = 1000
+    quotas: Annotated[
+        str,
+        variable(
+            "MODELYARD_QUOTAS",
+            "per-plan live deployments/replicas per account, e.g. free=5/10,basic=10/32 (empty: defaults)",
+        ),
+    ] = ""
     gguf_models: Annotated[
         str, variable("MODELYARD_GGUF_MODELS", "more CPU models: id=/path/model.gguf,id2=/path/b.gguf")
     ] = ""

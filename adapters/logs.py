@@ -24,6 +24,13 @@ def configure_logging(level: str = "INFO") -> None:
     Replaces the root logger's handlers, so calling it twice (a test, a re-exec) does not
     print each line twice.
     """
+    # The line names no thread, process or source line: not gathering them makes each
+    # record several microseconds cheaper (the logging documentation's own optimisations),
+    # which an access line per request at thousands a second pays for.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # documented too: skips looking up the caller's frame
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LINE_FORMAT))
     root = logging.getLogger()

@@ -1,10 +1,10 @@
 """The HTTP edge: ``create_app`` builds the Litestar app from what the composition root hands it.
 
 The app opens nothing itself. Its handlers declare what they use (``Provide``): the first
-dialect's use cases (``instances``), the inference gateway (``gateway``), the caller
-(``principal``, authenticated by a guard before the body is read) and the request's
-``Idempotency-Key``. The lifespan only runs what belongs to the serving loop: the usage
-writer's flushes, the MCP session manager, the upstream connection pool.
+dialect's use cases (``instances``), the inference gateway (``gateway``), the workers'
+health (``workers_health``); the caller is the request's ``user``, authenticated by a
+guard before the body is read. The lifespan only runs what belongs to the serving loop:
+the usage writer's flushes, the MCP session manager, the upstream connection pool.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
-from litestar import Litestar, Request, Router
+from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.handlers import asgi
 from litestar.openapi import OpenAPIConfig
@@ -25,7 +24,7 @@ from litestar.types import Receive, Scope, Send
 from modelyard import __version__
 from modelyard.adapters.ratelimit.limiter import RateLimiter
 from modelyard.api.access_log import AccessLog
-from modelyard.api.auth import KeyCache, ManagementGuard, Principal
+from modelyard.api.auth import KeyCache, ManagementGuard
 from modelyard.api.errors import handle_exception
 from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.controller import GatewayController
@@ -46,17 +45,6 @@ class Edge:
     limiter: RateLimiter
     rate_limit_rpm: int
     workers_health: WorkersHealth = list
-
-
-def _principal(request: Request[Any, Any, Any]) -> Principal:
-    """The caller the management guard authenticated."""
-    principal: Principal = request.state.principal
-    return principal
-
-
-def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
-    """The ``Idempotency-Key`` header, if the client sent one."""
-    return request.headers.get("idempotency-key")
 
 
 def _constant(value: object) -> Provide:
@@ -90,8 +78,6 @@ def create_app(edge: Edge) -> Litestar:
             "instances": _constant(edge.instances),
             "gateway": _constant(edge.gateway),
             "workers_health": _constant(edge.workers_health),
-            "principal": Provide(_principal, sync_to_thread=False),
-            "idempotency_key": Provide(_idempotency_key, sync_to_thread=False),
         },
         exception_handlers={Exception: handle_exception},
         middleware=[AccessLog, RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm)],

@@ -86,8 +86,8 @@ class KeyCache:
 class ManagementGuard:
     """Litestar guard: the request must carry a management key, checked before the body is read.
 
-    The principal it authenticates is left on the request's own state for the handler's
-    ``principal`` dependency. A key not yet cached is looked up off the event loop.
+    The principal it authenticates is the request's ``user`` (Litestar's place for it). A
+    key not yet cached is looked up off the event loop.
     """
 
     def __init__(self, keys: KeyCache) -> None:
@@ -105,7 +105,7 @@ class ManagementGuard:
             principal = management_principal(self._keys, authorization)
         else:
             principal = await anyio.to_thread.run_sync(management_principal, self._keys, authorization)
-        connection.state.principal = principal
+        connection.scope["user"] = principal
 
 
 def bearer_secret(authorization: str) -> str:

@@ -39,6 +39,9 @@ STATUS_OF: dict[str, int] = {
     "INVALID_API_KEY": 401,
     "INSUFFICIENT_CREDITS": 402,
     "FORBIDDEN": 403,
+    # Not in either document: a plan's limit on live deployments or replicas. Waiting does
+    # not help (a 429 would say it does); destroying an instance or a bigger plan does.
+    "QUOTA_EXCEEDED": 403,
     "NOT_FOUND": 404,
     "MODEL_NOT_FOUND": 404,
     "ACCOUNT_NOT_FOUND": 404,

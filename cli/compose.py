@@ -11,6 +11,7 @@ closed in reverse order on the way out.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -33,10 +34,12 @@ from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
+from modelyard.domain.catalog.models import Plan
+from modelyard.domain.catalog.plans import Quota, plan_quotas
 from modelyard.domain.services import Services
 from modelyard.domain.shared.store import Store
 from modelyard.projections.registry import all_projections
-from modelyard.settings import Settings
+from modelyard.settings import Settings, SettingsError
 from modelyard.workers.loop import BackgroundLoop
 from modelyard.workers.meter import Meter, MeterWorker
 from modelyard.workers.projection_runner import ProjectionRunner, log_position
@@ -45,6 +48,8 @@ from modelyard.workers.relay import RelayWorker
 from modelyard.workers.views import ViewsWorker
 
 WORKERS = ("relay", "views", "meter", "reconciler")
+# How stale the workers' health on /health may be (see _health_of).
+HEALTH_TTL_S = 0.5
 # The Kafka consumer group every views worker of a cluster shares.
 VIEWS_GROUP = "modelyard-views"
 
@@ -61,9 +66,17 @@ class Core:
     services: Services
 
 
+def _quotas(settings: Settings) -> dict[Plan, Quota]:
+    try:
+        return plan_quotas(settings.quotas)
+    except ValueError as exc:
+        raise SettingsError(f"MODELYARD_QUOTAS={settings.quotas!r} is not valid: {exc}") from None
+
+
 @contextmanager
 def opened_core(settings: Settings) -> Iterator[Core]:
     """Open the store and the views (creating their tables), closed on the way out."""
+    quotas = _quotas(settings)
     with ExitStack() as stack:
         store = open_store(settings)
         stack.callback(store.close)
@@ -72,7 +85,9 @@ def opened_core(settings: Settings) -> Iterator[Core]:
         views.ensure([statement for p in all_projections() for statement in p.schema])
         state = open_state(settings)
         stack.callback(state.close)
-        yield Core(settings=settings, store=store, views=views, state=state, services=Services.over(store))
+        yield Core(
+            settings=settings, store=store, views=views, state=state, services=Services.over(store, quotas)
+        )
 
 
 def views_source(core: Core) -> EventSource:
@@ -122,8 +137,15 @@ def _limiter(state: ViewDatabase) -> RateLimiter:
 
 
 def _health_of(workers: Sequence[BackgroundLoop]) -> WorkersHealth:
+    # A health route may be probed thousands of times a second; a worker's state changes at
+    # most once a step, so an answer up to HEALTH_TTL_S old is as good and costs nothing.
+    answered: list[tuple[float, list[WorkerHealth]]] = []
+
     def health() -> list[WorkerHealth]:
-        return [
+        now = time.monotonic()
+        if answered and now - answered[0][0] < HEALTH_TTL_S:
+            return answered[0][1]
+        found = [
             WorkerHealth(
                 name=h.name,
                 healthy=h.healthy,
@@ -132,6 +154,8 @@ def _health_of(workers: Sequence[BackgroundLoop]) -> WorkersHealth:
             )
             for h in (worker.health() for worker in workers)
         ]
+        answered[:] = [(now, found)]
+        return found
 
     return health
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from modelyard.domain.accounts.service import AccountsService
+from modelyard.domain.catalog.models import Plan
+from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments.service import DeploymentsService
 from modelyard.domain.keys.service import KeysService
 from modelyard.domain.shared.store import Store
@@ -23,11 +26,11 @@ class Services:
     usage: UsageService
 
     @classmethod
-    def over(cls, store: Store) -> Services:
-        """Every service writing through ``store``."""
+    def over(cls, store: Store, quotas: Mapping[Plan, Quota] = PLAN_QUOTAS) -> Services:
+        """Every service writing through ``store``; deployments are admitted within ``quotas``."""
         return cls(
             accounts=AccountsService(store),
-            deployments=DeploymentsService(store),
+            deployments=DeploymentsService(store, quotas),
             keys=KeysService(store),
             webhooks=WebhooksService(store),
             usage=UsageService(store),

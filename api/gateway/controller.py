@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, HeaderParameter, RawBody
+from litestar.params import FromPath, HeaderParameter, RawBody, SkipValidation
 from litestar.response import Stream
 
 from modelyard.api.errors import COMMON_ERRORS, COMMON_OPENAI_ERRORS, OPENAI_ERRORS
@@ -27,7 +27,7 @@ class GatewayController(Controller):
     @post("/{instance_id:str}/chat", operation_id="chatNative", status_code=200, responses=COMMON_ERRORS)
     async def native(
         self,
-        gateway: NamedDependency[Gateway],
+        gateway: NamedDependency[SkipValidation[Gateway]],
         instance_id: FromPath[str],
         body: RawBody,
         authorization: Authorization = "",
@@ -45,7 +45,7 @@ class GatewayController(Controller):
     )
     async def openai_on_instance(
         self,
-        gateway: NamedDependency[Gateway],
+        gateway: NamedDependency[SkipValidation[Gateway]],
         instance_id: FromPath[str],
         body: RawBody,
         authorization: Authorization = "",
@@ -62,7 +62,10 @@ class GatewayController(Controller):
         opt=OPENAI_ERRORS,
     )
     async def openai_by_key(
-        self, gateway: NamedDependency[Gateway], body: RawBody, authorization: Authorization = ""
+        self,
+        gateway: NamedDependency[SkipValidation[Gateway]],
+        body: RawBody,
+        authorization: Authorization = "",
     ) -> Any:
         """OpenAI chat on the instance the ``auxk_`` key belongs to."""
         call = await gateway.open_by_key(authorization)

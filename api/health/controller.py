@@ -7,6 +7,7 @@ from collections.abc import Callable
 import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency
+from litestar.params import SkipValidation
 
 from modelyard import __version__
 
@@ -39,7 +40,7 @@ class HealthController(Controller):
     tags = ["health"]
 
     @get(operation_id="health", summary="Liveness of the API process and its workers' health")
-    async def health(self, workers_health: NamedDependency[WorkersHealth]) -> Health:
+    async def health(self, workers_health: NamedDependency[SkipValidation[WorkersHealth]]) -> Health:
         """Answer 200 as long as the process serves requests; the body says how its workers are."""
         workers = workers_health()
         status = "ok" if all(w.healthy for w in workers) else "degraded"

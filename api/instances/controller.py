@@ -1,18 +1,22 @@
 """``/v1/provision`` and ``/v1/instances``: the first document's management routes.
 
-Handlers are a few lines: they take the caller (authenticated by the management guard
-before the body is read), the request, and the use cases (``Instances``), and answer
-typed response Structs. A body's nesting is measured before Litestar decodes it
-(``bounded_body``): too deep is INVALID_REQUEST, never a RecursionError. Commands
-honour ``Idempotency-Key``: a retry with the same key returns the first answer and
-changes nothing.
+Handlers are a few lines: they take the use cases (``Instances``, the one injected
+dependency: Litestar resolves two independent ones in a task group per request, which
+cost more than the handler), the caller (``request.user``, authenticated by the
+management guard before the body is read) and the request, and answer typed response
+Structs. A body's nesting is measured before Litestar decodes it (``bounded_body``):
+too deep is INVALID_REQUEST, never a RecursionError. Commands honour
+``Idempotency-Key``: a retry with the same key returns the first answer and changes
+nothing.
 """
 
 from __future__ import annotations
 
-from litestar import Controller, Response, delete, get, post
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, HeaderParameter, JSONBody, SkipValidation
 
 from modelyard.api import idempotency
 from modelyard.api.auth import Principal
@@ -29,6 +33,9 @@ from modelyard.api.instances.schemas import (
     UsageAnswer,
 )
 
+# A retry with the same key returns the first answer and changes nothing.
+IdempotencyKey = Annotated[str | None, HeaderParameter(name="idempotency-key")]
+
 
 class InstancesController(Controller):
     """Provision, poll, list, scale and destroy instances; the catalog, balance and usage."""
@@ -42,24 +49,24 @@ class InstancesController(Controller):
     )
     def provision(
         self,
-        instances: NamedDependency[Instances],
-        principal: NamedDependency[Principal],
-        idempotency_key: NamedDependency[str | None],
+        instances: NamedDependency[SkipValidation[Instances]],
+        request: Request[Principal, Any, Any],
         data: JSONBody[ProvisionRequest],
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[InstanceAnswer]:
         """Provision an instance; returns at once with status ``provisioning``.
 
         Send an ``Idempotency-Key`` header and retry with the same key: a retry returns the
         first result and provisions nothing new.
         """
-        return idempotency.response(instances.provision(principal, data, idempotency_key))
+        return idempotency.response(instances.provision(request.user, data, idempotency_key))
 
     @get("/instances", operation_id="listInstances", sync_to_thread=True, responses=COMMON_ERRORS)
     def list_instances(
-        self, instances: NamedDependency[Instances], principal: NamedDependency[Principal]
+        self, instances: NamedDependency[SkipValidation[Instances]], request: Request[Principal, Any, Any]
     ) -> InstanceListAnswer:
         """Every instance of the account that is not destroyed."""
-        return instances.list(principal)
+        return instances.list(request.user)
 
     @get(
         "/instances/{instance_id:str}",
@@ -69,12 +76,12 @@ class InstancesController(Controller):
     )
     def get_instance(
         self,
-        instances: NamedDependency[Instances],
-        principal: NamedDependency[Principal],
+        instances: NamedDependency[SkipValidation[Instances]],
+        request: Request[Principal, Any, Any],
         instance_id: FromPath[str],
     ) -> InstanceAnswer:
         """One instance; once running it carries ``endpoint`` and ``api_key``."""
-        return instances.show(principal, instance_id)
+        return instances.show(request.user, instance_id)
 
     @delete(
         "/instances/{instance_id:str}",
@@ -85,13 +92,13 @@ class InstancesController(Controller):
     )
     def destroy(
         self,
-        instances: NamedDependency[Instances],
-        principal: NamedDependency[Principal],
-        idempotency_key: NamedDependency[str | None],
+        instances: NamedDependency[SkipValidation[Instances]],
+        request: Request[Principal, Any, Any],
         instance_id: FromPath[str],
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[InstanceAnswer]:
         """Destroy: billing stops now; the replicas stop in the background."""
-        return idempotency.response(instances.destroy(principal, instance_id, idempotency_key))
+        return idempotency.response(instances.destroy(request.user, instance_id, idempotency_key))
 
     @post(
         "/instances/{instance_id:str}/scale",
@@ -102,30 +109,30 @@ class InstancesController(Controller):
     )
     def scale(
         self,
-        instances: NamedDependency[Instances],
-        principal: NamedDependency[Principal],
-        idempotency_key: NamedDependency[str | None],
+        instances: NamedDependency[SkipValidation[Instances]],
+        request: Request[Principal, Any, Any],
         instance_id: FromPath[str],
         data: JSONBody[ScaleRequest],
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[InstanceAnswer]:
         """Ask for capacity 1, 2, 4 or 8 (``Idempotency-Key`` makes a retry safe)."""
-        return idempotency.response(instances.scale(principal, instance_id, data, idempotency_key))
+        return idempotency.response(instances.scale(request.user, instance_id, data, idempotency_key))
 
     @get("/models", operation_id="listModels", sync_to_thread=False, responses=COMMON_ERRORS)
-    def models(self, instances: NamedDependency[Instances]) -> ModelListAnswer:
+    def models(self, instances: NamedDependency[SkipValidation[Instances]]) -> ModelListAnswer:
         """The catalog with prices per hour at 1x."""
         return instances.models()
 
     @get("/balance", operation_id="getBalance", sync_to_thread=True, responses=COMMON_ERRORS)
     def balance(
-        self, instances: NamedDependency[Instances], principal: NamedDependency[Principal]
+        self, instances: NamedDependency[SkipValidation[Instances]], request: Request[Principal, Any, Any]
     ) -> BalanceAnswer:
         """The account's prepaid balance."""
-        return instances.balance(principal)
+        return instances.balance(request.user)
 
     @get("/usage", operation_id="getUsage", sync_to_thread=True, responses=COMMON_ERRORS)
     def usage(
-        self, instances: NamedDependency[Instances], principal: NamedDependency[Principal]
+        self, instances: NamedDependency[SkipValidation[Instances]], request: Request[Principal, Any, Any]
     ) -> UsageAnswer:
         """Charges per instance: minutes metered and what they cost."""
-        return instances.usage(principal)
+        return instances.usage(request.user)

@@ -1,10 +1,28 @@
-"""The account aggregate: a prepaid balance in micro-dollars, credited and charged by events."""
+"""The account aggregate: a prepaid balance in micro-dollars, credited and charged by events.
+
+It is also the consistency boundary for spending: every live deployment holds a
+reservation here (``CreditReserved``), recorded in the same transaction as the deployment
+event that admits or grows it. Two racing provisions both write the account's next
+version, so one of them fails on optimistic concurrency and is re-decided on fresh state,
+instead of both passing a check of the same stale balance.
+
+The reservation policy: a live deployment (provisioning, running, scaling, degraded)
+holds one minute at the full price of its capacity (the larger capacity while it scales)
+and counts its replicas against the plan's quota. Admitting or growing a hold needs that
+much *available* credit (balance minus every hold). Charges lower the balance and leave
+the holds; a deployment that ends (torn down, failed, scaled to zero) releases its hold
+(``CreditReleased``). The account is exhausted, and its deployments stopped, once a charge
+leaves less than its holds (the next minute is no longer covered) or nothing at all, so
+what is charged after that is at most one minute of what ran: one tick.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from functools import singledispatch
 from uuid import UUID, uuid4
+
+import msgspec
 
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.shared.errors import DuplicateMinute, InvalidAmount, InvalidRequest
@@ -40,6 +58,24 @@ class CreditsExhausted(DomainEvent, frozen=True, kw_only=True):
     balance: int
 
 
+class CreditReserved(DomainEvent, frozen=True, kw_only=True):
+    """A live deployment holds ``amount`` (one minute at its full price) and ``replicas``.
+
+    Recorded with the event that admits or resizes the deployment; a later one for the
+    same deployment replaces the hold.
+    """
+
+    deployment_id: UUID
+    amount: int
+    replicas: int
+
+
+class CreditReleased(DomainEvent, frozen=True, kw_only=True):
+    """A deployment ended (torn down, failed, scaled to zero): its hold is released."""
+
+    deployment_id: UUID
+
+
 class MemberAdded(DomainEvent, frozen=True, kw_only=True):
     """Another account joined this one as an organisation, with these permissions."""
 
@@ -57,6 +93,13 @@ class MemberRemoved(DomainEvent, frozen=True, kw_only=True):
 PERMISSIONS = ("deployment:invoke", "deployment:manage")
 
 
+class Reservation(msgspec.Struct, frozen=True, kw_only=True):
+    """What one live deployment holds: a minute's price, and its replicas for the quota."""
+
+    amount: int
+    replicas: int
+
+
 class Account(Aggregate, frozen=True, kw_only=True):
     """Who pays, on which plan, with how much left."""
 
@@ -68,6 +111,18 @@ class Account(Aggregate, frozen=True, kw_only=True):
     charged_through: dict[UUID, datetime] = {}
     # Organisation membership: member account id -> its permissions here.
     members: dict[UUID, tuple[str, ...]] = {}
+    # Live deployment id -> what it holds (see the module's reservation policy).
+    reservations: dict[UUID, Reservation] = {}
+
+    @property
+    def reserved(self) -> int:
+        """Micro-dollars held by live deployments: what their next minute can cost."""
+        return sum(r.amount for r in self.reservations.values())
+
+    @property
+    def available(self) -> int:
+        """What a new deployment, or a bigger one, may hold: the balance less every hold."""
+        return self.balance - self.reserved
 
     def allows(self, member_id: UUID, permission: str) -> bool:
         """Whether ``member_id`` is a member holding ``permission``."""
@@ -106,6 +161,18 @@ def _(event: CreditsCharged, account: Account) -> Account:
 @_mutate.register
 def _(event: CreditsExhausted, account: Account) -> Account:
     return touched(account, event, exhausted=True)
+
+
+@_mutate.register
+def _(event: CreditReserved, account: Account) -> Account:
+    held = Reservation(amount=event.amount, replicas=event.replicas)
+    return touched(account, event, reservations={**account.reservations, event.deployment_id: held})
+
+
+@_mutate.register
+def _(event: CreditReleased, account: Account) -> Account:
+    reservations = {k: v for k, v in account.reservations.items() if k != event.deployment_id}
+    return touched(account, event, reservations=reservations)
 
 
 @_mutate.register
@@ -169,7 +236,10 @@ def charge_minute(
         metered_version=metered_version,
     )
     events: list[DomainEvent] = [charged]
-    if account.balance - amount <= 0 and not account.exhausted:
+    # Once the balance no longer covers the holds (the next minute of what runs), stop: what
+    # runs until the stop is charged in that next minute, at most one tick below zero.
+    left = account.balance - amount
+    if (left <= 0 or left < account.reserved) and not account.exhausted:
         events.append(
             CreditsExhausted(
                 originator_id=account.id,

@@ -4,6 +4,12 @@ Prices are integer micro-dollars per hour at 1x; capacity multipliers are intege
 (1.8x is 18). A charge for ``s`` seconds is ``hourly * tenths * s // 36_000``: pro-rated to
 the second, rounded down once per minute, so a minute is never charged more than its exact
 price and at most one micro-dollar less.
+
+Billing follows the replicas actually serving (``deployments.aggregate``): ``serving`` of
+``capacity`` replicas bill the capacity's multiplier times ``serving / capacity``. All
+serving gives the table's price exactly; fewer give their share of it (two of four
+replicas: 3.3x / 2 = 1.65x); none, nothing. Every share has a denominator dividing 8 (the
+largest capacity), so a minute's charge stays one integer division, rounded down once.
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ CAPACITY_TENTHS: dict[int, int] = {1: 10, 2: 18, 4: 33, 8: 60}
 SECONDS_PER_HOUR = 3600
 # Rounding down once per minute loses strictly less than one micro-dollar per minute.
 ROUNDING_BOUND_MICROS_PER_MINUTE = 1
+# Every capacity divides this, so serving/capacity is a whole number of eighths.
+SHARE_EIGHTHS = 8
+# What the sum of a minute's ``part_numerator``s is divided by (once) to give micro-dollars.
+MINUTE_DENOMINATOR = SECONDS_PER_HOUR * 10 * SHARE_EIGHTHS
 
 
 def check_capacity(capacity: object) -> int:
@@ -57,6 +67,15 @@ def check_tier(tier: str, size: Size, capacity: int) -> Tier:
 def hourly_micros(tier: Tier, size: Size) -> int:
     """The price of one hour at 1x."""
     return SHARED_HOURLY if tier is Tier.SHARED else DEDICATED_HOURLY[size]
+
+
+def part_numerator(hourly: int, *, capacity: int, serving: int, seconds: int) -> int:
+    """``seconds`` with ``serving`` of ``capacity`` replicas, in units of 1/MINUTE_DENOMINATOR
+    micro-dollar: hourly x tenths x (serving/capacity) x seconds, kept whole."""
+    if not 0 <= serving <= capacity:
+        raise InvalidRequest(f"{serving} replicas cannot serve a capacity of {capacity}.")
+    eighths = serving * (SHARE_EIGHTHS // check_capacity(capacity))
+    return hourly * CAPACITY_TENTHS[capacity] * eighths * seconds
 
 
 def charge_for(seconds: int, *, tier: Tier, size: Size, capacity: int) -> int:

@@ -1,6 +1,9 @@
-"""Per-plan rate limits (requests and tokens per minute)."""
+"""Per-plan limits: requests and tokens per minute per key, and live deployments and replicas
+per account (the quotas)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import msgspec
 
@@ -22,3 +25,45 @@ PLAN_LIMITS: dict[Plan, Limits] = {
     Plan.PROFESSIONAL: Limits(requests_per_minute=300, tokens_per_minute=1_000_000),
     Plan.ENTERPRISE: Limits(requests_per_minute=1_000, tokens_per_minute=10_000_000),
 }
+
+
+class Quota(msgspec.Struct, frozen=True, kw_only=True):
+    """How much one account of a plan may run at once: live deployments, and their replicas.
+
+    A live deployment is one holding credit (provisioning, running, scaling, degraded);
+    its replicas are its capacity (the larger of the two while it scales).
+    """
+
+    deployments: int
+    replicas: int
+
+
+# Neither document sets these; they bound what one account can start (nine provisions
+# once started thirty replica processes). An operator overrides them with MODELYARD_QUOTAS.
+PLAN_QUOTAS: dict[Plan, Quota] = {
+    Plan.FREE: Quota(deployments=5, replicas=10),
+    Plan.BASIC: Quota(deployments=10, replicas=32),
+    Plan.PROFESSIONAL: Quota(deployments=50, replicas=200),
+    Plan.ENTERPRISE: Quota(deployments=200, replicas=800),
+}
+
+
+def plan_quotas(text: str, defaults: Mapping[Plan, Quota] = PLAN_QUOTAS) -> dict[Plan, Quota]:
+    """The quotas with ``text``'s overrides: ``plan=deployments/replicas`` separated by commas.
+
+    ``"free=2/4,basic=20/64"`` changes those two plans and keeps the others; empty keeps
+    all. A malformed entry raises ``ValueError`` saying which.
+    """
+    quotas = dict(defaults)
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        plan, _, limits = entry.partition("=")
+        deployments, _, replicas = limits.partition("/")
+        try:
+            parsed = Plan(plan.strip())
+            quota = Quota(deployments=int(deployments), replicas=int(replicas))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not plan=deployments/replicas (e.g. free=5/10)") from None
+        if quota.deployments < 0 or quota.replicas < 0:
+            raise ValueError(f"{entry!r}: a quota cannot be negative")
+        quotas[parsed] = quota
+    return quotas

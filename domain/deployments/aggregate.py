@@ -1,8 +1,13 @@
 """The deployment aggregate: its state and how each of its events folds into it.
 
 One mutator per event, registered by type; each applies the lifecycle's transition
-(``lifecycle.LIFECYCLE``) and, where billability or capacity changes, closes and opens
-billing segments. The commands that decide which events happen are in ``commands``.
+(``lifecycle.LIFECYCLE``) and, where the billed rate changes, closes and opens billing
+segments. The commands that decide which events happen are in ``commands``.
+
+Billing follows the replicas actually serving: a segment is a stretch at one capacity
+asked for with one number of replicas serving (started and not lost, at most the
+capacity), in a billable state. With none serving nothing is billed, whatever the state
+says; ``metering`` prices a segment at the capacity's multiplier times serving/capacity.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ __all__ = ["Deployment", "Segment", "project_deployment"]
 
 
 class Segment(msgspec.Struct, frozen=True, kw_only=True):
-    """A stretch of billable runtime at one capacity, whole seconds, end exclusive."""
+    """A stretch of billable runtime, whole seconds, end exclusive: ``serving`` of ``capacity``
+    replicas serve throughout (1 <= serving <= capacity)."""
 
     start: datetime
     end: datetime | None
     capacity: int
+    serving: int
 
 
 class Deployment(Aggregate, frozen=True, kw_only=True):
@@ -56,9 +63,18 @@ class Deployment(Aggregate, frozen=True, kw_only=True):
     last_metered: datetime | None = None
 
     @property
+    def serving(self) -> int:
+        """Replicas billed now: those started and not lost, at most the capacity asked.
+
+        While a scale-up starts replicas the old capacity is still billed, so the extra ones
+        cost nothing until ``ScaledTo``; the shared tier's one replica serves capacity 1.
+        """
+        return min(len(self.replicas), self.capacity) if self.state in BILLABLE else 0
+
+    @property
     def billable(self) -> bool:
-        """Whether runtime is being charged right now."""
-        return self.state in BILLABLE
+        """Whether runtime is being charged right now: a billable state, a replica serving."""
+        return self.serving > 0
 
 
 # --- how events fold --------------------------------------------------------------------
@@ -90,23 +106,33 @@ def _(event: ev.DeploymentRequested, _: Deployment | None) -> Deployment:
     )
 
 
-def _step(deployment: Deployment | None, event: DomainEvent, **changes: object) -> Deployment:
-    """The deployment after ``event``: its transition, ``changes``, and billing re-cut."""
+def _step(
+    deployment: Deployment | None, event: DomainEvent, *, since: datetime | None = None, **changes: object
+) -> Deployment:
+    """The deployment after ``event``: its transition, ``changes``, and billing re-cut.
+
+    The re-cut falls at the event's time, or at ``since`` when the change is known to have
+    happened earlier (a replica found lost after a restart).
+    """
     if deployment is None:
         raise NotThisAggregate(f"{type(event).__name__} is not an event of a requested deployment")
     state = state_after(deployment.state, type(event))
     after = touched(deployment, event, state=state, **changes)
-    return _rebill(deployment, after, _billing_clock(deployment, event.timestamp))
+    return _rebill(deployment, after, _billing_clock(deployment, since or event.timestamp))
 
 
 @_mutate.register
 def _(event: ev.ReplicaStarted, deployment: Deployment | None) -> Deployment:
-    return _step(deployment, event, replicas=(*_replicas(deployment), event.replica))
+    # A replica is counted once, however often its start is recorded.
+    replicas = (*_without(_replicas(deployment), event.replica), event.replica)
+    return _step(deployment, event, replicas=replicas)
 
 
 @_mutate.register
 def _(event: ev.ReplicaLost, deployment: Deployment | None) -> Deployment:
-    return _step(deployment, event, replicas=_without(_replicas(deployment), event.replica))
+    return _step(
+        deployment, event, since=event.lost_at, replicas=_without(_replicas(deployment), event.replica)
+    )
 
 
 @_mutate.register
@@ -207,16 +233,26 @@ def _billing_clock(deployment: Deployment, timestamp: datetime) -> datetime:
 
 
 def _rebill(before: Deployment, after: Deployment, at: datetime) -> Deployment:
-    """Close the running segment and open another whenever billability or capacity changes."""
-    same_rate = before.billable == after.billable and before.capacity == after.capacity
-    if same_rate:
+    """Close the running segment and open another whenever the billed rate changes:
+    the replicas serving, or the capacity they are billed at."""
+    if _rate(before) == _rate(after):
         return after
     segments = list(after.segments)
     if before.billable and segments and segments[-1].end is None:
         segments[-1] = msgspec.structs.replace(segments[-1], end=at)
     if after.billable:
-        segments.append(Segment(start=at, end=None, capacity=after.capacity))
-    return msgspec.structs.replace(after, segments=tuple(s for s in segments if s.end != s.start))
+        segments.append(Segment(start=at, end=None, capacity=after.capacity, serving=after.serving))
+    kept = tuple(s for s in segments if s.end != s.start)
+    if after.last_metered is not None:
+        # A stretch closed at the end of the last metered minute (a late loss is clamped
+        # there) holds nothing left to bill.
+        kept = _prune(kept, after.last_metered + MINUTE)
+    return msgspec.structs.replace(after, segments=kept)
+
+
+def _rate(deployment: Deployment) -> tuple[int, int]:
+    """What the billed rate depends on: (replicas serving, capacity), or nothing billed."""
+    return (deployment.serving, deployment.capacity) if deployment.billable else (0, 0)
 
 
 def _prune(segments: tuple[Segment, ...], metered_until: datetime) -> tuple[Segment, ...]:

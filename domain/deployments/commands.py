@@ -8,19 +8,37 @@ an event that folding would refuse to replay. Metering's command is in ``meterin
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
+from typing import NamedTuple
 from uuid import uuid4
 
-from modelyard.domain.accounts.aggregate import Account
+from modelyard.domain.accounts.aggregate import Account, CreditReserved
+from modelyard.domain.accounts.reservations import reserve
 from modelyard.domain.billing.pricing import check_capacity, check_tier, minute_price
 from modelyard.domain.catalog.hardware import check_gpu_fit, check_region, parse_preset
-from modelyard.domain.catalog.models import deployable_model
+from modelyard.domain.catalog.models import Plan, deployable_model
+from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.aggregate import Deployment
 from modelyard.domain.deployments.lifecycle import state_after
 from modelyard.domain.shared import ids
-from modelyard.domain.shared.errors import InsufficientCredits, InvalidRequest
+from modelyard.domain.shared.errors import InvalidRequest
 from modelyard.domain.shared.events import DomainEvent
+from modelyard.domain.shared.time import require_utc
+
+
+class Admitted(NamedTuple):
+    """A new deployment and the account's hold for it: recorded together, or not at all."""
+
+    requested: ev.DeploymentRequested
+    reserved: CreditReserved
+
+
+def hold_of(deployment: Deployment, *capacities: int) -> tuple[int, int]:
+    """(amount, replicas) a deployment holds: one minute at the largest of ``capacities``."""
+    largest = max(capacities)
+    return minute_price(tier=deployment.tier, size=deployment.size, capacity=largest), largest
 
 
 def request_deployment(
@@ -35,13 +53,15 @@ def request_deployment(
     preset: str = "balanced",
     at: datetime,
     prefix: str = ids.INSTANCE,
-) -> ev.DeploymentRequested:
-    """A new deployment for ``account``, provisioning, if the catalog, hardware and balance allow.
+    quotas: Mapping[Plan, Quota] = PLAN_QUOTAS,
+) -> Admitted:
+    """A new deployment for ``account``, provisioning, if the catalog, hardware, quota and credit allow.
 
     The model must be deployable, the capacity 1, 2, 4 or 8 and allowed by the tier, the
-    preset, GPU type and region known and the model fit the GPU; the balance must cover
-    the first minute. Checked in that order, so the first thing wrong is what is reported.
-    ``prefix`` only records which dialect asked.
+    preset, GPU type and region known and the model fit the GPU; then the plan's quota must
+    have room and the available credit cover the hold (its first minute; see
+    ``accounts.aggregate``). Checked in that order, so the first thing wrong is what is
+    reported. ``prefix`` only records which dialect asked.
     """
     spec = deployable_model(model)
     checked = check_capacity(capacity)
@@ -51,13 +71,7 @@ def request_deployment(
         check_gpu_fit(spec, gpu_type, parsed_preset)
     if region is not None:
         check_region(region)
-    needed = minute_price(tier=parsed_tier, size=spec.size, capacity=checked)
-    if account.balance < needed or account.balance <= 0:
-        raise InsufficientCredits(
-            f"The balance covers {account.balance} micro-dollars; the first minute of {model} "
-            f"at capacity {checked} costs {needed}. Add credits first."
-        )
-    return ev.DeploymentRequested(
+    requested = ev.DeploymentRequested(
         originator_id=uuid4(),
         originator_version=1,
         timestamp=at,
@@ -72,6 +86,15 @@ def request_deployment(
         region=region,
         preset=parsed_preset,
     )
+    held = reserve(
+        account,
+        deployment_id=requested.originator_id,
+        amount=minute_price(tier=parsed_tier, size=spec.size, capacity=checked),
+        replicas=checked,
+        at=at,
+        quotas=quotas,
+    )
+    return Admitted(requested=requested, reserved=held)
 
 
 def _guard(deployment: Deployment, event_type: type[DomainEvent]) -> int:
@@ -92,11 +115,24 @@ def start_replica(deployment: Deployment, replica: str, base_url: str, at: datet
     )
 
 
-def lose_replica(deployment: Deployment, replica: str, reason: str, at: datetime) -> ev.ReplicaLost:
-    """A replica died, stopped answering, or was stopped on purpose."""
+def lose_replica(
+    deployment: Deployment, replica: str, reason: str, at: datetime, lost_at: datetime | None = None
+) -> ev.ReplicaLost:
+    """A replica died, stopped answering, or was stopped on purpose.
+
+    ``lost_at``, when given, is when it stopped serving (known after the fact, as for the
+    replicas of a process that crashed); it must be UTC and not after ``at``.
+    """
     version = _guard(deployment, ev.ReplicaLost)
+    if lost_at is not None and require_utc(lost_at, "lost_at") > at:
+        raise InvalidRequest("A replica cannot be lost after its loss is recorded.")
     return ev.ReplicaLost(
-        originator_id=deployment.id, originator_version=version, timestamp=at, replica=replica, reason=reason
+        originator_id=deployment.id,
+        originator_version=version,
+        timestamp=at,
+        replica=replica,
+        reason=reason,
+        lost_at=lost_at,
     )
 
 

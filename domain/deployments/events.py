@@ -71,11 +71,18 @@ class ReplicaStarted(DomainEvent, frozen=True, kw_only=True):
     base_url: str = ""
 
 
-class ReplicaLost(DomainEvent, frozen=True, kw_only=True):
-    """A replica died, stopped answering, or was stopped on purpose (``reason`` says which)."""
+# ``omit_defaults``: a loss with no ``lost_at`` is stored as it was before the field existed.
+class ReplicaLost(DomainEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """A replica died, stopped answering, or was stopped on purpose (``reason`` says which).
+
+    ``lost_at`` is when it stopped serving, where that is known to be before this event
+    (a process that starts finds replicas of one that crashed): billing stops there, never
+    before a minute already metered. Added later; older events decode with None.
+    """
 
     replica: str
     reason: str
+    lost_at: datetime | None = None
 
 
 class DeploymentActivated(DomainEvent, frozen=True, kw_only=True):
@@ -148,20 +155,27 @@ class Destroyed(DomainEvent, frozen=True, kw_only=True):
     """Every replica is gone; the deployment is over."""
 
 
-class MeteredPart(msgspec.Struct, frozen=True, kw_only=True):
-    """A stretch of one metered minute at one capacity: what an auditor re-prices."""
+# ``omit_defaults``: a part without ``serving`` is stored as it was before the field existed.
+class MeteredPart(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A stretch of one metered minute at one capacity: what an auditor re-prices.
+
+    Its price is hourly x multiplier_tenths/10 x serving/capacity x seconds/3600.
+    """
 
     seconds: int
     capacity: int
     # The capacity multiplier in tenths (1.8x is 18), as the price table held it then.
     multiplier_tenths: int
+    # Replicas serving throughout the stretch. Parts metered before billing followed the
+    # serving replicas have None: the whole capacity was billed.
+    serving: int | None = None
 
 
 class MinuteMetered(DomainEvent, frozen=True, kw_only=True):
     """One UTC minute of billable runtime, charged once.
 
-    ``amount`` is the sum over ``parts`` of hourly price x multiplier x seconds, rounded
-    down once. ``parts`` was added after the first version; older events decode with none.
+    ``amount`` is the sum over ``parts`` of hourly price x multiplier x serving/capacity x
+    seconds, rounded down once. ``parts`` was added after the first version; older events decode with none.
     """
 
     account_id: UUID

@@ -1,15 +1,22 @@
 """Which minutes of a deployment's runtime are due, and what each costs.
 
 A minute is the UTC minute ``[m, m + 60 s)``. It is due once it has ended and any of its
-seconds were billable; it is metered at most once because the aggregate refuses a minute
-at or before the last one it metered, and the meter always meters due minutes in order.
+seconds were billable (a replica served in a billable state; see ``aggregate``); it is
+metered at most once because the aggregate refuses a minute at or before the last one it
+metered, and the meter always meters due minutes in order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from modelyard.domain.billing.pricing import CAPACITY_TENTHS, SECONDS_PER_HOUR, hourly_micros
+from modelyard.domain.billing.pricing import (
+    CAPACITY_TENTHS,
+    MINUTE_DENOMINATOR,
+    hourly_micros,
+    part_numerator,
+)
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.aggregate import Deployment, Segment
 from modelyard.domain.shared.errors import DuplicateMinute, InvalidRequest
@@ -19,23 +26,41 @@ from modelyard.domain.shared.time import minute_floor as minute_of
 __all__ = ["MINUTE", "amount_for", "due_minutes", "meter_minute", "minute_of", "open_segment"]
 
 
-def _parts(deployment: Deployment, minute: datetime) -> list[tuple[int, int]]:
-    """(seconds, capacity) of each billable stretch inside ``minute``."""
+def _parts(deployment: Deployment, minute: datetime) -> list[ev.MeteredPart]:
+    """Each billable stretch inside ``minute``: its seconds, capacity and replicas serving."""
     end_of_minute = minute + MINUTE
     parts = []
     for segment in deployment.segments:
         start = max(segment.start, minute)
         end = min(segment.end or end_of_minute, end_of_minute)
         if end > start:
-            parts.append((int((end - start).total_seconds()), segment.capacity))
+            parts.append(
+                ev.MeteredPart(
+                    seconds=int((end - start).total_seconds()),
+                    capacity=segment.capacity,
+                    multiplier_tenths=CAPACITY_TENTHS[segment.capacity],
+                    serving=segment.serving,
+                )
+            )
     return parts
 
 
-def amount_for(deployment: Deployment, parts: list[tuple[int, int]]) -> int:
-    """The charge for the stretches of one minute, rounded down once (never over)."""
+def amount_for(deployment: Deployment, parts: Sequence[ev.MeteredPart]) -> int:
+    """The charge for the stretches of one minute, rounded down once (never over).
+
+    A part without ``serving`` (metered before billing followed replicas) served in full.
+    """
     rate = hourly_micros(deployment.tier, deployment.size)
-    numerator = sum(rate * CAPACITY_TENTHS[capacity] * seconds for seconds, capacity in parts)
-    return numerator // (SECONDS_PER_HOUR * 10)
+    numerator = sum(
+        part_numerator(
+            rate,
+            capacity=part.capacity,
+            serving=part.capacity if part.serving is None else part.serving,
+            seconds=part.seconds,
+        )
+        for part in parts
+    )
+    return numerator // MINUTE_DENOMINATOR
 
 
 def meter_minute(deployment: Deployment, minute: datetime, at: datetime) -> ev.MinuteMetered | None:
@@ -60,12 +85,9 @@ def meter_minute(deployment: Deployment, minute: datetime, at: datetime) -> ev.M
         timestamp=at,
         account_id=deployment.account_id,
         minute=minute,
-        seconds=sum(seconds for seconds, _ in parts),
+        seconds=sum(part.seconds for part in parts),
         amount=amount_for(deployment, parts),
-        parts=tuple(
-            ev.MeteredPart(seconds=seconds, capacity=capacity, multiplier_tenths=CAPACITY_TENTHS[capacity])
-            for seconds, capacity in parts
-        ),
+        parts=tuple(parts),
     )
 
 

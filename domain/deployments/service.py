@@ -3,28 +3,45 @@
 Each method loads the deployment, asks the aggregate's command for its events, and
 records them; it returns the position of the last event recorded, which a reader waits
 for to see the effect (read-your-writes). Rules live in the aggregate's commands.
+
+Commands that admit, grow or end a deployment also write the account's hold
+(``accounts.reservations``) in the same record, so they contend for the account's next
+version with every other spender. One that loses (``ConcurrencyConflict``) is decided
+again on freshly loaded state, up to ``ATTEMPTS`` times: a retry re-checks every rule, so
+it can never pass a check its first try would have failed on newer state.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
 import msgspec
 
 from modelyard.domain.accounts import aggregate as accounts
+from modelyard.domain.accounts import reservations
+from modelyard.domain.catalog.models import Plan
+from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments import aggregate as deployments
 from modelyard.domain.deployments import commands
 from modelyard.domain.deployments import events as ev
+from modelyard.domain.deployments.lifecycle import State
 from modelyard.domain.deployments.metering import meter_minute
 from modelyard.domain.keys import aggregate as keys
 from modelyard.domain.shared import ids
-from modelyard.domain.shared.errors import AccountNotFound, InstanceNotFound
+from modelyard.domain.shared.errors import AccountNotFound, ConcurrencyConflict, InstanceNotFound
+from modelyard.domain.shared.events import DomainEvent
 from modelyard.domain.shared.store import Created, Store
+
+# How often a command that lost a race on the account is decided again. Each lost round
+# means another writer's command was recorded, so some writer always makes progress.
+ATTEMPTS = 10
 
 
 class RequestDeployment(msgspec.Struct, frozen=True, kw_only=True):
-    """Ask for a new deployment of ``model``; the balance must cover its first minute."""
+    """Ask for a new deployment of ``model``; the plan's quota must have room and the
+    available credit cover its hold (its first minute)."""
 
     account_id: UUID
     model: str
@@ -63,11 +80,13 @@ class OnDeployment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ReplicaCommand(OnDeployment, frozen=True, kw_only=True):
-    """A replica came up (at ``base_url``) or went away (for ``reason``)."""
+    """A replica came up (at ``base_url``) or went away (for ``reason``, since ``lost_at``
+    when that is known to be earlier: billing stops there)."""
 
     replica: str
     base_url: str = ""
     reason: str = ""
+    lost_at: datetime | None = None
 
 
 class WithReason(OnDeployment, frozen=True, kw_only=True):
@@ -118,8 +137,27 @@ class Metered(msgspec.Struct, frozen=True, kw_only=True):
 class DeploymentsService:
     """Load, command, save: every write to deployments goes through here."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, quotas: Mapping[Plan, Quota] = PLAN_QUOTAS) -> None:
         self._store = store
+        self._quotas = quotas
+
+    def _recorded(self, decide: Callable[[], Sequence[DomainEvent | None]]) -> tuple[int, list[DomainEvent]]:
+        """Record what ``decide`` returns (Nones dropped); on a lost race, decide again.
+
+        Returns the position of the last event and the events recorded.
+        """
+        for attempt in range(1, ATTEMPTS + 1):
+            events = [e for e in decide() if e is not None]
+            try:
+                return self._store.record(*events), events
+            except ConcurrencyConflict:
+                if attempt == ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _decided(self, decide: Callable[[], Sequence[DomainEvent | None]]) -> int:
+        """``_recorded``'s position."""
+        return self._recorded(decide)[0]
 
     def get(self, deployment_id: UUID) -> deployments.Deployment:
         """The deployment, or INSTANCE_NOT_FOUND."""
@@ -130,7 +168,7 @@ class DeploymentsService:
     def _account(self, account_id: UUID) -> accounts.Account:
         return self._store.load(account_id, accounts.project_account, accounts.Account, AccountNotFound)
 
-    def _requested(self, command: RequestDeployment) -> ev.DeploymentRequested:
+    def _requested(self, command: RequestDeployment) -> commands.Admitted:
         return commands.request_deployment(
             self._account(command.account_id),
             model=command.model,
@@ -142,25 +180,48 @@ class DeploymentsService:
             preset=command.preset,
             at=command.at,
             prefix=command.prefix,
+            quotas=self._quotas,
         )
+
+    def _reserve(
+        self, deployment: deployments.Deployment, *capacities: int, at: datetime
+    ) -> accounts.CreditReserved:
+        """The hold for ``deployment`` at the largest of ``capacities``, if quota and credit allow."""
+        amount, replicas = commands.hold_of(deployment, *capacities)
+        return reservations.reserve(
+            self._account(deployment.account_id),
+            deployment_id=deployment.id,
+            amount=amount,
+            replicas=replicas,
+            at=at,
+            quotas=self._quotas,
+        )
+
+    def _release(self, deployment: deployments.Deployment, at: datetime) -> accounts.CreditReleased | None:
+        account = self._account(deployment.account_id)
+        return reservations.release(account, deployment_id=deployment.id, at=at)
 
     def request(self, command: RequestDeployment) -> Created:
-        """Record a new deployment (provisioning); returns its id."""
-        event = self._requested(command)
-        return Created(id=event.originator_id, position=self._store.record(event))
+        """Record a new deployment (provisioning) and its hold; returns its id."""
+        position, events = self._recorded(lambda: self._requested(command))
+        return Created(id=events[0].originator_id, position=position)
 
     def provision(self, command: Provision) -> Provisioned:
-        """Request a deployment and issue its instance key together."""
-        requested = self._requested(command.deployment)
-        key = keys.issue_key(
-            account_id=requested.account_id,
-            kind=keys.KeyKind.INSTANCE,
-            secret_hash=command.key_hash,
-            display=command.key_display,
-            at=command.deployment.at,
-            deployment_id=requested.originator_id,
-        )
-        position = self._store.record(requested, key)
+        """Request a deployment, hold its credit and issue its instance key, together."""
+
+        def decide() -> list[DomainEvent]:
+            requested, reserved = self._requested(command.deployment)
+            key = keys.issue_key(
+                account_id=requested.account_id,
+                kind=keys.KeyKind.INSTANCE,
+                secret_hash=command.key_hash,
+                display=command.key_display,
+                at=command.deployment.at,
+                deployment_id=requested.originator_id,
+            )
+            return [requested, key, reserved]
+
+        position, (requested, key, _) = self._recorded(decide)
         return Provisioned(id=requested.originator_id, key_id=key.originator_id, position=position)
 
     def start_replica(self, command: ReplicaCommand) -> int:
@@ -174,31 +235,65 @@ class DeploymentsService:
         """A replica died, stopped answering, or was scaled away."""
         deployment = self.get(command.deployment_id)
         return self._store.record(
-            commands.lose_replica(deployment, command.replica, command.reason, command.at)
+            commands.lose_replica(deployment, command.replica, command.reason, command.at, command.lost_at)
         )
 
     def activate(self, command: OnDeployment) -> int:
-        """Enough replicas serve: running (billing starts)."""
-        return self._store.record(commands.activate(self.get(command.deployment_id), command.at))
+        """Enough replicas serve: running (billing starts); waking from zero holds credit again."""
+
+        def decide() -> list[DomainEvent]:
+            deployment = self.get(command.deployment_id)
+            activated = commands.activate(deployment, command.at)
+            if deployment.state is not State.SCALED_TO_ZERO:
+                return [activated]
+            return [activated, self._reserve(deployment, deployment.capacity, at=command.at)]
+
+        return self._decided(decide)
 
     def fail_provisioning(self, command: WithReason) -> int:
-        """The deployment cannot be placed or started."""
-        deployment = self.get(command.deployment_id)
-        return self._store.record(commands.fail_provisioning(deployment, command.reason, command.at))
+        """The deployment cannot be placed or started: it ends, and its hold is released."""
+
+        def decide() -> list[DomainEvent | None]:
+            deployment = self.get(command.deployment_id)
+            failed = commands.fail_provisioning(deployment, command.reason, command.at)
+            return [failed, self._release(deployment, command.at)]
+
+        return self._decided(decide)
 
     def request_scale(self, command: WithCapacity) -> int:
-        """Ask for another capacity; shared deployments cannot scale."""
-        deployment = self.get(command.deployment_id)
-        return self._store.record(commands.request_scale(deployment, command.capacity, command.at))
+        """Ask for another capacity, holding the larger price; shared deployments cannot scale."""
+
+        def decide() -> list[DomainEvent]:
+            deployment = self.get(command.deployment_id)
+            asked = commands.request_scale(deployment, command.capacity, command.at)
+            return [asked, self._reserve(deployment, deployment.capacity, asked.capacity, at=command.at)]
+
+        return self._decided(decide)
 
     def finish_scale(self, command: WithCapacity) -> int:
-        """The replicas now number ``capacity``."""
-        deployment = self.get(command.deployment_id)
-        return self._store.record(commands.finish_scale(deployment, command.capacity, command.at))
+        """The replicas now number ``capacity``; the hold shrinks to what runs."""
+
+        def decide() -> list[DomainEvent | None]:
+            deployment = self.get(command.deployment_id)
+            scaled = commands.finish_scale(deployment, command.capacity, command.at)
+            amount, replicas = commands.hold_of(deployment, scaled.capacity)
+            account = self._account(deployment.account_id)
+            held = reservations.settle(
+                account, deployment_id=deployment.id, amount=amount, replicas=replicas, at=command.at
+            )
+            return [scaled, held]
+
+        return self._decided(decide)
 
     def scale_to_zero(self, command: OnDeployment) -> int:
-        """Idle: release every replica (billing stops)."""
-        return self._store.record(commands.scale_to_zero(self.get(command.deployment_id), command.at))
+        """Idle: release every replica (billing stops) and the hold."""
+
+        def decide() -> list[DomainEvent | None]:
+            deployment = self.get(command.deployment_id)
+            idle = commands.scale_to_zero(deployment, command.at)
+            return [idle, self._release(deployment, command.at)]
+
+        return self._decided(decide)
 
     def degrade(self, command: WithReason) -> int:
         """Serving with fewer replicas than asked for."""
@@ -233,9 +328,14 @@ class DeploymentsService:
         return self._store.record(commands.record_sla_recovery(deployment, command.metric, command.at))
 
     def request_teardown(self, command: OnDeployment) -> int:
-        """Destroy: billing stops now; the replicas are stopped downstream."""
-        deployment = self.get(command.deployment_id)
-        return self._store.record(commands.request_teardown(deployment, command.at))
+        """Destroy: billing stops now and the hold is released; replicas stop downstream."""
+
+        def decide() -> list[DomainEvent | None]:
+            deployment = self.get(command.deployment_id)
+            teardown = commands.request_teardown(deployment, command.at)
+            return [teardown, self._release(deployment, command.at)]
+
+        return self._decided(decide)
 
     def mark_destroyed(self, command: OnDeployment) -> int:
         """Every replica is gone."""

@@ -66,6 +66,12 @@ class InsufficientCredits(DomainError):
     code = "INSUFFICIENT_CREDITS"
 
 
+class QuotaExceeded(DomainError):
+    """The account already runs as many deployments or replicas as its plan allows."""
+
+    code = "QUOTA_EXCEEDED"
+
+
 class AccountNotFound(DomainError):
     """No account with this id."""
 

@@ -1,4 +1,5 @@
-"""Fold account events into a balance per account and a ledger line per credit or charge."""
+"""Fold account events into a balance per account, a ledger line per credit or charge, and
+the credit each live deployment holds (``reservations``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ from collections.abc import Sequence
 
 import msgspec
 
-from modelyard.domain.accounts.aggregate import AccountOpened, CreditsAdded, CreditsCharged, CreditsExhausted
+from modelyard.domain.accounts.aggregate import (
+    AccountOpened,
+    CreditReleased,
+    CreditReserved,
+    CreditsAdded,
+    CreditsCharged,
+    CreditsExhausted,
+)
 from modelyard.projections.base import Positioned, Tx
 from modelyard.projections.common import account_ref, event_ref, iso
 
@@ -39,6 +47,15 @@ SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS ledger_account ON ledger (account_id, position)",
+    """
+    CREATE TABLE IF NOT EXISTS reservations (
+        account_id TEXT NOT NULL,
+        deployment_id TEXT NOT NULL,
+        amount BIGINT NOT NULL,
+        replicas INTEGER NOT NULL,
+        PRIMARY KEY (account_id, deployment_id)
+    )
+    """,
 )
 
 
@@ -61,6 +78,7 @@ LEDGER_COLUMNS = (
     "source_event", "at",
 )  # fmt: skip
 AccountEvent = AccountOpened | CreditsAdded | CreditsCharged | CreditsExhausted
+Held = CreditReserved | CreditReleased
 
 
 class BalancesProjection:
@@ -75,7 +93,7 @@ class BalancesProjection:
 
     name = "balances"
     schema: Sequence[str] = SCHEMA
-    tables: Sequence[str] = ("balances", "ledger")
+    tables: Sequence[str] = ("balances", "ledger", "reservations")
 
     def apply(self, tx: Tx, event: object, position: int) -> None:
         """Fold one account event; other events pass by."""
@@ -83,6 +101,7 @@ class BalancesProjection:
 
     def apply_batch(self, tx: Tx, events: Sequence[Positioned]) -> None:
         """See :class:`~modelyard.projections.base.Projection`."""
+        _hold(tx, [e for e, _ in events if isinstance(e, Held)])
         mine = [(e, p) for e, p in events if isinstance(e, AccountEvent)]
         if not mine:
             return
@@ -96,6 +115,22 @@ class BalancesProjection:
             + ", ".join(f"{column} = EXCLUDED.{column}" for column in COLUMNS),
             [[ref, *msgspec.structs.astuple(row)] for ref, row in accounts.items()],
         )
+
+
+def _hold(tx: Tx, events: Sequence[Held]) -> None:
+    """Apply holds and releases in order: the last word on each deployment stands."""
+    last: dict[tuple[str, str], Held] = {}
+    for event in events:
+        last[(account_ref(event.originator_id), event.deployment_id.hex)] = event
+    for (account, deployment), event in last.items():
+        key = [account, deployment]
+        tx.execute("DELETE FROM reservations WHERE account_id = %s AND deployment_id = %s", key)
+        if isinstance(event, CreditReserved):
+            tx.execute(
+                "INSERT INTO reservations (account_id, deployment_id, amount, replicas)"
+                " VALUES (%s, %s, %s, %s)",
+                [*key, event.amount, event.replicas],
+            )
 
 
 def _read(tx: Tx, refs: set[str]) -> dict[str, _Balance]:

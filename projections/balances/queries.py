@@ -10,7 +10,7 @@ import msgspec
 from modelyard.projections.base import Tx
 
 #: The tables the finance replay compares row for row.
-AUDITED = ("balances", "ledger")
+AUDITED = ("balances", "ledger", "reservations")
 
 
 class Balance(msgspec.Struct, frozen=True, kw_only=True):
@@ -20,6 +20,13 @@ class Balance(msgspec.Struct, frozen=True, kw_only=True):
     balance: int
     credited: int
     charged: int
+    # Held by live deployments (one minute each at their price); available is the rest.
+    reserved: int = 0
+
+    @property
+    def available(self) -> int:
+        """What new or bigger deployments may hold: the balance less every hold."""
+        return self.balance - self.reserved
 
 
 class DeploymentCharges(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,12 +53,21 @@ class LedgerLine(msgspec.Struct, frozen=True, kw_only=True):
 def balance_of(tx: Tx, account_id: str) -> Balance | None:
     """The account's balance row, or None before its ``AccountOpened`` is in the view."""
     rows = tx.execute(
-        "SELECT plan, balance, credited, charged FROM balances WHERE account_id = %s", [account_id]
+        "SELECT plan, balance, credited, charged,"
+        " (SELECT COALESCE(SUM(amount), 0) FROM reservations r WHERE r.account_id = b.account_id)"
+        " FROM balances b WHERE account_id = %s",
+        [account_id],
     )
     if not rows:
         return None
-    plan, balance, credited, charged = rows[0]
-    return Balance(plan=str(plan), balance=int(balance), credited=int(credited), charged=int(charged))
+    plan, balance, credited, charged, reserved = rows[0]
+    return Balance(
+        plan=str(plan),
+        balance=int(balance),
+        credited=int(credited),
+        charged=int(charged),
+        reserved=int(reserved),
+    )
 
 
 def charges_by_deployment(tx: Tx, account_id: str) -> list[DeploymentCharges]:

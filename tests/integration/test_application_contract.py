@@ -81,6 +81,13 @@ def _on(dep: UUID, at: datetime = T0) -> OnDeployment:
     return OnDeployment(deployment_id=dep, at=at)
 
 
+def _running(services: Services, dep: UUID, at: datetime = T0) -> int:
+    """Every replica of the deployment serving from ``at``, and activated: billed from then."""
+    for n in range(services.deployments.get(dep).capacity):
+        services.deployments.start_replica(ReplicaCommand(deployment_id=dep, replica=f"r{n}", at=at))
+    return services.deployments.activate(_on(dep, at))
+
+
 def _meter(services: Services, dep: UUID, minute: datetime, at: datetime) -> int:
     return services.deployments.meter(MeterMinute(deployment_id=dep, minute=minute, at=at)).amount
 
@@ -88,9 +95,10 @@ def _meter(services: Services, dep: UUID, minute: datetime, at: datetime) -> int
 def test_a_deployment_runs_is_metered_and_charged(services: Services) -> None:
     account = _funded(services)
     dep = _deploy(services, account, capacity=2)
-    services.deployments.start_replica(
-        ReplicaCommand(deployment_id=dep, replica="r0", at=T0 + timedelta(seconds=20))
-    )
+    for replica in ("r0", "r1"):
+        services.deployments.start_replica(
+            ReplicaCommand(deployment_id=dep, replica=replica, at=T0 + timedelta(seconds=20))
+        )
     services.deployments.activate(_on(dep, T0 + timedelta(seconds=30)))
     assert services.deployments.get(dep).state is State.RUNNING
     # 30 s of the first minute and the whole second minute at 1.8x of $0.15/h.
@@ -102,7 +110,7 @@ def test_a_deployment_runs_is_metered_and_charged(services: Services) -> None:
 def test_a_duplicate_minute_writes_nothing(services: Services, store: Store) -> None:
     account = _funded(services)
     dep = _deploy(services, account)
-    services.deployments.activate(_on(dep))
+    _running(services, dep)
     _meter(services, dep, T0, T0 + timedelta(minutes=1))
     before = store.recorder.max_notification_id()
     with pytest.raises(DuplicateMinute):
@@ -156,7 +164,7 @@ def test_events_recorded_together_are_written_together_or_not_at_all(
     account = _funded(services)
     stale = services.accounts.get(account)
     services.accounts.add_credits(AddCredits(account_id=account, amount=5, at=T0))
-    requested = commands.request_deployment(services.accounts.get(account), model="smollm2-135m", at=T0)
+    requested, _ = commands.request_deployment(services.accounts.get(account), model="smollm2-135m", at=T0)
     before = store.recorder.max_notification_id()
     with pytest.raises(ConcurrencyConflict):
         store.record(requested, add_credits(stale, 7, T0))
@@ -173,7 +181,7 @@ def test_positions_are_the_store_s_notification_ids_and_increase(services: Servi
     dep = services.deployments.request(RequestDeployment(account_id=opened.id, model="smollm2-135m", at=T0))
     positions.append(dep.position)
     assert positions[-1] == store.recorder.max_notification_id()
-    positions.append(services.deployments.activate(_on(dep.id)))
+    positions.append(_running(services, dep.id))
     metered = services.deployments.meter(
         MeterMinute(deployment_id=dep.id, minute=T0, at=T0 + timedelta(minutes=1))
     )
@@ -188,7 +196,7 @@ def test_everything_written_reads_back_from_a_fresh_store(store_env: dict[str, s
         writer = Services.over(first)
         account = _funded(writer)
         dep = _deploy(writer, account, prefix="dep_")
-        writer.deployments.activate(_on(dep))
+        _running(writer, dep)
         _meter(writer, dep, T0, T0 + timedelta(minutes=1))
         key = writer.keys.issue(
             IssueKey(
@@ -230,7 +238,7 @@ def test_two_meters_racing_on_one_minute_charge_it_once(store_env: dict[str, str
         winner, loser = Services.over(first), Services.over(second)
         account = _funded(winner)
         dep = _deploy(winner, account)
-        winner.deployments.activate(_on(dep))
+        _running(winner, dep)
         at = T0 + timedelta(minutes=1)
         stale = loser.deployments.get(dep), loser.accounts.get(account)
         assert _meter(winner, dep, T0, at) == 2_500

@@ -1,8 +1,9 @@
 """Writers' clocks disagree: events may arrive stamped before earlier ones.
 
 Whatever order the timestamps come in, a deployment's billing segments stay ordered and
-non-empty, and no segment reaches back into a minute that was already metered (it could
-never be charged, or would be charged twice).
+non-empty, bill between one replica and the capacity, and no segment reaches back into a
+minute that was already metered (it could never be charged, or would be charged twice) —
+a replica loss found late and dated back (``lost_at``) included.
 """
 
 from __future__ import annotations
@@ -25,8 +26,24 @@ from modelyard.domain.deployments.metering import due_minutes, meter_minute
 from modelyard.domain.shared.errors import IllegalTransition
 
 T0 = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
+
+
 # Commands and their arguments besides the deployment and the time.
+def _start(deployment: agg.Deployment, *, at: datetime) -> ev.DomainEvent:
+    return cmd.start_replica(deployment, f"r{deployment.version}", "http://127.0.0.1:9", at)
+
+
+def _lose(deployment: agg.Deployment, *, back_s: int, at: datetime) -> ev.DomainEvent:
+    replica = deployment.replicas[0] if deployment.replicas else "r0"
+    lost_at = at - timedelta(seconds=back_s) if back_s else None
+    return cmd.lose_replica(deployment, replica, "exit", at, lost_at)
+
+
 COMMANDS: list[tuple[Callable[..., ev.DomainEvent], dict[str, Any]]] = [
+    (_start, {}),
+    (_start, {}),
+    (_lose, {"back_s": 0}),
+    (_lose, {"back_s": 200}),
     (cmd.activate, {}),
     (cmd.request_scale, {"capacity": 2}),
     (cmd.finish_scale, {"capacity": 2}),
@@ -49,6 +66,7 @@ def _check(deployment: agg.Deployment) -> None:
         assert segment.end is not None
     for segment in segments:
         assert segment.end is None or segment.start < segment.end
+        assert 1 <= segment.serving <= segment.capacity
     for before, after in pairwise(segments):
         assert before.end is not None
         assert before.end <= after.start

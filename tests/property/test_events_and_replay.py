@@ -16,7 +16,13 @@ from modelyard.adapters.views.db import SqliteViews
 from modelyard.domain.accounts import aggregate as accounts
 from modelyard.domain.accounts.service import AddCredits, OpenAccount
 from modelyard.domain.deployments import events as deployment_events
-from modelyard.domain.deployments.service import MeterMinute, OnDeployment, RequestDeployment, WithCapacity
+from modelyard.domain.deployments.service import (
+    MeterMinute,
+    OnDeployment,
+    ReplicaCommand,
+    RequestDeployment,
+    WithCapacity,
+)
 from modelyard.domain.keys import aggregate as keys
 from modelyard.domain.services import Services
 from modelyard.domain.shared.errors import DomainError
@@ -100,6 +106,8 @@ def _play(services: Services, ops: list[tuple[str, int, int]]) -> list[Any]:
 def _step(services: Services, name: str, dep: Any, now: datetime) -> None:
     deployments = services.deployments
     if name == "activate":
+        # A replica serves first, so the minutes that follow are billed.
+        deployments.start_replica(ReplicaCommand(deployment_id=dep, replica=f"r{now.timestamp()}", at=now))
         deployments.activate(OnDeployment(deployment_id=dep, at=now))
     elif name == "scale":
         deployments.request_scale(WithCapacity(deployment_id=dep, capacity=2, at=now))

@@ -2,8 +2,9 @@
 
 Random sequences of commands at random times: the aggregate accepts exactly the legal
 transitions, every state has both dialects' names, no minute is charged twice, and the
-total charged equals the exact pro-rated price of the billable time within the rounding
-bound (one micro-dollar per metered minute), never more.
+total charged equals the exact pro-rated price of the replica-seconds served in billable
+states (capacity multiplier x serving/capacity, tracked here apart from the aggregate)
+within the rounding bound (one micro-dollar per metered minute), never more.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ COMMANDS: dict[str, tuple[Callable[..., ev.DomainEvent], type[ev.DomainEvent], d
     "request_teardown": (cmd.request_teardown, ev.TeardownRequested, {}),
     "mark_destroyed": (cmd.mark_destroyed, ev.Destroyed, {}),
 }
+# Events after which no replica is left.
+CLEARS_REPLICAS = (ev.ScaledToZero, ev.ProvisioningFailed, ev.Destroyed)
 
 
 class Lifecycle(RuleBasedStateMachine):
@@ -70,28 +73,38 @@ class Lifecycle(RuleBasedStateMachine):
         )
         assert self.deployment is not None
         self.charged: dict[datetime, int] = {}
-        # Exact cost of billable time so far, as (seconds x capacity tenths) at the hourly rate.
+        # Exact cost of served time so far, in micro-dollars.
         self.exact = Fraction(0)
-        self.billable_since: datetime | None = None
+        # The replicas this model saw start and not stop, and the rate billed since when.
+        self.replicas: set[str] = set()
+        self.started = 0
+        self.rate = Fraction(0)
+        self.rate_since = T0
+
+    def _model_rate(self) -> Fraction:
+        """Micro-dollars per second now, from what this model tracked (not the aggregate's segments)."""
+        assert self.deployment is not None
+        capacity = self.deployment.capacity
+        serving = min(len(self.replicas), capacity) if self.deployment.state in BILLABLE else 0
+        tenths = CAPACITY_TENTHS[capacity]
+        return Fraction(DEDICATED_HOURLY[Size.SMALL] * tenths * serving, 36_000 * capacity)
 
     def _apply(self, event: ev.DomainEvent) -> None:
         before = self.deployment
         assert before is not None
         self.deployment = agg.project_deployment(before, [event])
         assert self.deployment is not None
-        self._account(before, self.deployment, whole_second(event.timestamp))
-
-    def _account(self, before: agg.Deployment, after: agg.Deployment, at: datetime) -> None:
-        if before.billable and (not after.billable or before.capacity != after.capacity):
-            self._close(before.capacity, at)
-        if after.billable and (not before.billable or before.capacity != after.capacity):
-            self.billable_since = at
-
-    def _close(self, capacity: int, at: datetime) -> None:
-        assert self.billable_since is not None
-        seconds = int((at - self.billable_since).total_seconds())
-        self.exact += Fraction(DEDICATED_HOURLY[Size.SMALL] * CAPACITY_TENTHS[capacity] * seconds, 36_000)
-        self.billable_since = None
+        if isinstance(event, ev.ReplicaStarted):
+            self.replicas.add(event.replica)
+        elif isinstance(event, ev.ReplicaLost):
+            self.replicas.discard(event.replica)
+        elif isinstance(event, CLEARS_REPLICAS):
+            self.replicas.clear()
+        rate = self._model_rate()
+        if rate != self.rate:
+            at = whole_second(event.timestamp)
+            self.exact += self.rate * int((at - self.rate_since).total_seconds())
+            self.rate, self.rate_since = rate, at
 
     @rule(seconds=st.integers(min_value=0, max_value=200), micro=st.integers(0, 999_999))
     def wait(self, seconds: int, micro: int) -> None:
@@ -108,6 +121,31 @@ class Lifecycle(RuleBasedStateMachine):
             assert not legal, f"{name} refused from {self.deployment.state}"
             return
         assert legal, f"{name} accepted from {self.deployment.state}"
+        self._apply(event)
+
+    @rule()
+    def start_replica(self) -> None:
+        assert self.deployment is not None
+        self.started += 1
+        legal = self.deployment.state in LIFECYCLE[ev.ReplicaStarted].allowed
+        try:
+            event = cmd.start_replica(self.deployment, f"r{self.started}", "http://127.0.0.1:9", self.now)
+        except IllegalTransition:
+            assert not legal
+            return
+        self._apply(event)
+
+    @rule(which=st.integers(0, 7))
+    def lose_replica(self, which: int) -> None:
+        assert self.deployment is not None
+        if not self.deployment.replicas:
+            return
+        replica = self.deployment.replicas[which % len(self.deployment.replicas)]
+        try:
+            event = cmd.lose_replica(self.deployment, replica, "exit 1", self.now)
+        except IllegalTransition:
+            assert self.deployment.state not in LIFECYCLE[ev.ReplicaLost].allowed
+            return
         self._apply(event)
 
     @rule(duplicate=st.booleans())
@@ -136,15 +174,13 @@ class Lifecycle(RuleBasedStateMachine):
         assert self.deployment is not None
         assert status_v1(self.deployment.state)
         assert status_v2(self.deployment.state)
-        assert (self.deployment.state in BILLABLE) == self.deployment.billable
+        assert (self._model_rate() > 0) == self.deployment.billable
+        assert set(self.deployment.replicas) == self.replicas
 
     @invariant()
-    def never_charged_more_than_ran(self) -> None:
-        running = Fraction(0)
-        if self.billable_since is not None and self.deployment is not None:
-            seconds = int((whole_second(self.now) - self.billable_since).total_seconds())
-            tenths = CAPACITY_TENTHS[self.deployment.capacity]
-            running = Fraction(DEDICATED_HOURLY[Size.SMALL] * tenths * max(0, seconds), 36_000)
+    def never_charged_more_than_served(self) -> None:
+        seconds = int((whole_second(self.now) - self.rate_since).total_seconds())
+        running = self.rate * max(0, seconds)
         assert sum(self.charged.values()) <= self.exact + running
 
     def teardown(self) -> None:

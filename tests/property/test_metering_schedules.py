@@ -1,11 +1,12 @@
 """Metering under random runtime, crashes, downtime and duplicate workers, through the store.
 
 Two meter workers (two ``Store`` instances on one SQLite file, as two processes would be)
-meter a deployment whose lifecycle changes at random times. A worker may crash part-way
+meter a deployment whose lifecycle and serving replicas change at random times. A worker may crash part-way
 through its due minutes, stay down for a while, or race the other on the same minute.
 Afterwards every billable minute is charged exactly once, the account's charges equal
-the meter's, and the total equals the exact pro-rated price of the billable seconds,
-rounded down by less than one micro-dollar per charged minute: never more.
+the meter's, and the total equals the exact pro-rated price of the replica-seconds served
+in billable states (multiplier x serving/capacity), rounded down by less than one
+micro-dollar per charged minute: never more.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from modelyard.domain.deployments.metering import due_minutes, meter_minute, min
 from modelyard.domain.deployments.service import (
     MeterMinute,
     OnDeployment,
+    ReplicaCommand,
     RequestDeployment,
     WithCapacity,
     WithReason,
@@ -55,7 +57,7 @@ steps = st.lists(
         st.tuples(st.just("wait"), st.integers(1, 300), st.integers(0, 999_999)),
         st.tuples(
             st.just("life"),
-            st.sampled_from(["activate", "scale", "zero", "degrade", "recover"]),
+            st.sampled_from(["activate", "scale", "zero", "degrade", "recover", "up", "down"]),
             st.sampled_from([1, 2, 4, 8]),
         ),
         # A worker's run: which worker, and after how many minutes it crashes (5 = never).
@@ -67,27 +69,30 @@ steps = st.lists(
 
 
 class Model:
-    """What ran, tracked apart from the aggregate: billable seconds per minute and capacity."""
+    """What ran, tracked apart from the aggregate's segments: served seconds per minute, at
+    which capacity and with how many replicas."""
 
     def __init__(self) -> None:
         self.since: datetime | None = None
         self.capacity = 1
+        self.serving = 0
         self.exact = Fraction(0)
         self.billed_minutes: set[datetime] = set()
 
-    def observe(self, serving: bool, capacity: int, at: datetime) -> None:
-        """The deployment now serves (or not) at ``capacity``; close and open stretches."""
+    def observe(self, serving: int, capacity: int, at: datetime) -> None:
+        """``serving`` replicas now serve at ``capacity`` (0: nothing billed); close and open stretches."""
         at = whole_second(at)
-        if self.since is not None and (not serving or capacity != self.capacity):
+        if self.since is not None and (serving, capacity) != (self.serving, self.capacity):
             self._close(at)
         if serving and self.since is None:
             self.since = at
-        self.capacity = capacity
+        self.capacity, self.serving = capacity, serving
 
     def _close(self, at: datetime) -> None:
         assert self.since is not None
         seconds = int((at - self.since).total_seconds())
-        self.exact += Fraction(HOURLY * CAPACITY_TENTHS[self.capacity] * seconds, 36_000)
+        tenths = CAPACITY_TENTHS[self.capacity]
+        self.exact += Fraction(HOURLY * tenths * self.serving * seconds, 36_000 * self.capacity)
         minute = minute_of(self.since)
         while minute < at:
             self.billed_minutes.add(minute)
@@ -124,6 +129,14 @@ def _life(control: Services, dep: UUID, action: str, capacity: int, now: datetim
             deployments.scale_to_zero(OnDeployment(deployment_id=dep, at=now))
         elif action == "degrade":
             deployments.degrade(WithReason(deployment_id=dep, reason="a replica was lost", at=now))
+        elif action == "up":
+            name = f"r{now.timestamp()}"
+            deployments.start_replica(ReplicaCommand(deployment_id=dep, replica=name, at=now))
+        elif action == "down":
+            replicas = deployments.get(dep).replicas
+            if replicas:
+                lost = ReplicaCommand(deployment_id=dep, replica=replicas[0], reason="exit", at=now)
+                deployments.lose_replica(lost)
         else:
             deployments.recover(OnDeployment(deployment_id=dep, at=now))
     except IllegalTransition:
@@ -189,6 +202,7 @@ def test_every_billable_minute_is_charged_once_at_the_exact_price_or_less(
         control.accounts.add_credits(AddCredits(account_id=account, amount=CREDITS, at=T0))
         request = RequestDeployment(account_id=account, model="llama3.1-8b", at=T0)
         dep = control.deployments.request(request).id
+        control.deployments.start_replica(ReplicaCommand(deployment_id=dep, replica="r0", at=T0))
         model, now = Model(), T0
         for kind, a, b in plan:
             if kind == "wait":
@@ -198,14 +212,17 @@ def test_every_billable_minute_is_charged_once_at_the_exact_price_or_less(
                 deployment = control.deployments.get(dep)
                 # A scale lands one second after it was asked for (see _life); the rest at once.
                 changed_at = now + timedelta(seconds=1) if a == "scale" else now
-                model.observe(deployment.state in SERVING, deployment.capacity, changed_at)
+                serving = (
+                    min(len(deployment.replicas), deployment.capacity) if deployment.state in SERVING else 0
+                )
+                model.observe(serving, deployment.capacity, changed_at)
                 now += timedelta(seconds=1)
             elif kind == "meter":
                 _run(workers[int(str(a))], dep, now, b)
             else:
                 _race(workers[int(str(a))], workers[1 - int(str(a))], dep, now)
         control.deployments.request_teardown(OnDeployment(deployment_id=dep, at=now))
-        model.observe(False, model.capacity, now)
+        model.observe(0, model.capacity, now)
         _run(workers[0], dep, now + timedelta(minutes=2), 5)
 
         events = _events(control_store)

@@ -72,7 +72,7 @@ def _account(balance: int = 10_000_000) -> Account:
 
 
 def _new(capacity: int = 1) -> agg.Deployment:
-    requested = cmd.request_deployment(
+    requested, _ = cmd.request_deployment(
         _account(), prefix="dep_", name="chat", model="llama3.1-8b", capacity=capacity, at=T0
     )
     deployment = agg.project_deployment(None, [requested])
@@ -182,30 +182,81 @@ def test_an_illegal_transition_names_both_what_and_from_where() -> None:
         state_after(State.RUNNING, ev.Destroyed)
 
 
+def _serving_in(state: State) -> agg.Deployment:
+    deployment = _do(_new(), ev.ReplicaStarted, replica="r0")
+    for event_type in PATH_TO[state]:
+        deployment = _do(deployment, event_type)
+    assert deployment.state is state
+    return deployment
+
+
 def test_billing_runs_exactly_while_replicas_serve() -> None:
     assert {State.RUNNING, State.SCALING, State.DEGRADED} == BILLABLE
     for state in State:
-        assert _in(state).billable is (state in BILLABLE)
+        # A billable state with no replica serving bills nothing.
+        assert not _in(state).billable
+        assert _serving_in(state).billable is (state in BILLABLE)
 
 
-def test_segments_follow_activation_capacity_and_idle() -> None:
-    deployment = _do(_new(), ev.DeploymentActivated, T0 + timedelta(seconds=10, microseconds=700_000))
+def test_segments_follow_serving_replicas_capacity_and_idle() -> None:
+    deployment = _do(_new(), ev.ReplicaStarted, T0, replica="r0")
+    deployment = _do(deployment, ev.DeploymentActivated, T0 + timedelta(seconds=10, microseconds=700_000))
     deployment = _do(deployment, ev.ScaleRequested, T0 + timedelta(seconds=40), capacity=4)
-    # Still billed at the old capacity while scaling; the new rate starts with ScaledTo.
-    assert [(s.start.second, s.end, s.capacity) for s in deployment.segments] == [(10, None, 1)]
+    for replica in ("r1", "r2", "r3"):
+        deployment = _do(deployment, ev.ReplicaStarted, T0 + timedelta(seconds=45), replica=replica)
+    # Still billed at the old capacity while scaling, new replicas or not; ScaledTo bills all four.
+    assert [(s.start.second, s.end, s.capacity, s.serving) for s in deployment.segments] == [(10, None, 1, 1)]
     deployment = _do(deployment, ev.ScaledTo, T0 + timedelta(seconds=50), capacity=4)
+    deployment = _do(deployment, ev.ReplicaLost, T0 + timedelta(seconds=60), replica="r2", reason="exit 1")
     deployment = _do(deployment, ev.ScaledToZero, T0 + timedelta(seconds=80))
-    assert [(s.start, s.end, s.capacity) for s in deployment.segments] == [
-        (T0 + timedelta(seconds=10), T0 + timedelta(seconds=50), 1),
-        (T0 + timedelta(seconds=50), T0 + timedelta(seconds=80), 4),
+    assert [(s.start, s.end, s.capacity, s.serving) for s in deployment.segments] == [
+        (T0 + timedelta(seconds=10), T0 + timedelta(seconds=50), 1, 1),
+        (T0 + timedelta(seconds=50), T0 + timedelta(seconds=60), 4, 4),
+        (T0 + timedelta(seconds=60), T0 + timedelta(seconds=80), 4, 3),
     ]
     assert deployment.replicas == ()
+    # Woken with no replica yet: nothing billed until one serves.
     woken = _do(deployment, ev.DeploymentActivated, T0 + timedelta(seconds=200))
-    assert woken.segments[-1] == agg.Segment(start=T0 + timedelta(seconds=200), end=None, capacity=4)
+    assert woken.segments[-1].end == T0 + timedelta(seconds=80)
+    woken = _do(woken, ev.ReplicaStarted, T0 + timedelta(seconds=205), replica="r4")
+    assert woken.segments[-1] == agg.Segment(
+        start=T0 + timedelta(seconds=205), end=None, capacity=4, serving=1
+    )
+
+
+def test_losing_every_replica_stops_billing_whatever_the_state() -> None:
+    deployment = _do(_new(capacity=2), ev.ReplicaStarted, T0, replica="r0")
+    deployment = _do(deployment, ev.ReplicaStarted, T0, replica="r1")
+    deployment = _do(deployment, ev.DeploymentActivated, T0)
+    deployment = _do(deployment, ev.ReplicaLost, T0 + timedelta(seconds=20), replica="r0", reason="exit")
+    deployment = _do(deployment, ev.ReplicaLost, T0 + timedelta(seconds=30), replica="r1", reason="exit")
+    assert deployment.state is State.RUNNING
+    assert not deployment.billable
+    assert [(s.end, s.serving) for s in deployment.segments] == [
+        (T0 + timedelta(seconds=20), 2),
+        (T0 + timedelta(seconds=30), 1),
+    ]
+
+
+def test_a_loss_found_late_stops_billing_when_the_replica_stopped() -> None:
+    deployment = _do(_new(), ev.ReplicaStarted, T0, replica="r0")
+    deployment = _do(deployment, ev.DeploymentActivated, T0)
+    # Found after a restart at +300 s; the replica had stopped serving at +15 s.
+    lost = cmd.lose_replica(
+        deployment, "r0", "gone after a restart", T0 + timedelta(seconds=300), T0 + timedelta(seconds=15)
+    )
+    after = agg.project_deployment(deployment, [lost])
+    assert after is not None
+    assert [(s.start, s.end) for s in after.segments] == [(T0, T0 + timedelta(seconds=15))]
+    with pytest.raises(InvalidRequest, match="after its loss is recorded"):
+        cmd.lose_replica(deployment, "r0", "x", T0, T0 + timedelta(seconds=1))
+    with pytest.raises(InvalidRequest, match="UTC"):
+        cmd.lose_replica(deployment, "r0", "x", T0, datetime(2026, 5, 1, 9, 0))
 
 
 def test_an_event_stamped_before_the_last_boundary_cannot_reorder_billing() -> None:
-    deployment = _do(_new(), ev.DeploymentActivated, T0 + timedelta(seconds=30))
+    deployment = _do(_new(), ev.ReplicaStarted, T0, replica="r0")
+    deployment = _do(deployment, ev.DeploymentActivated, T0 + timedelta(seconds=30))
     # A writer whose clock runs behind: the segment still cannot end before it began.
     stopped = _do(deployment, ev.TeardownRequested, T0 + timedelta(seconds=20))
     assert stopped.segments == ()

@@ -147,6 +147,7 @@ def test_every_domain_error_has_its_documented_code_and_no_http_status() -> None
         errors.WebhookNotFound: "WEBHOOK_NOT_FOUND",
         errors.KeyNotFound: "KEY_NOT_FOUND",
         errors.ConcurrencyConflict: "CONFLICT",
+        errors.QuotaExceeded: "QUOTA_EXCEEDED",
     }
     for cls, code in table.items():
         error = cls("why it failed")

@@ -109,7 +109,9 @@ def _deployment() -> Deployment:
     assert account is not None
     funded = accounts.project_account(account, [accounts.add_credits(account, 1_000_000, T0)])
     assert funded is not None
-    deployment = project_deployment(None, [commands.request_deployment(funded, model="smollm2-135m", at=T0)])
+    deployment = project_deployment(
+        None, [commands.request_deployment(funded, model="smollm2-135m", at=T0).requested]
+    )
     assert deployment is not None
     return deployment
 

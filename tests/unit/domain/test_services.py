@@ -230,49 +230,57 @@ def test_every_command_returns_the_position_of_its_last_event(services: Services
             key_display="auxk_x…",
         )
     )
-    # Two events in one transaction: the position is the second's.
-    assert provisioned.position == last() == 4
+    # Three events in one transaction (the request, its key, the credit it holds): the
+    # position is the last one's.
+    assert provisioned.position == last() == 5
+    started = services.deployments.start_replica(
+        ReplicaCommand(deployment_id=provisioned.id, replica="r0", base_url="http://127.0.0.1:9", at=T0)
+    )
+    assert started == last() == 6
     activated = services.deployments.activate(_on(provisioned.id))
-    assert activated == last() == 5
+    assert activated == last() == 7
     metered = services.deployments.meter(MeterMinute(deployment_id=provisioned.id, minute=T0, at=T0 + M))
     # The minute and its charge, together.
     assert (metered.amount, metered.position) == (2_500, last())
-    assert metered.position == 7
+    assert metered.position == 9
     issued = services.keys.issue(
         IssueKey(account_id=opened.id, kind=KeyKind.SCOPED, secret_hash="h", display="…", at=T0)
     )
-    assert issued.position == last() == 8
+    assert issued.position == last() == 10
     usage = [
         RecordUsage(record_id=uuid4(), at=T0, deployment_id=provisioned.id.hex, model="m", account_id="a")
         for _ in range(3)
     ]
-    assert services.usage.record(usage) == last() == 11
+    assert services.usage.record(usage) == last() == 13
 
 
 def test_metering_charges_the_account_in_the_same_transaction(services: Services, store: Store) -> None:
     account = _funded(services, 3_000)
     dep = _deploy(services, account)
+    services.deployments.start_replica(ReplicaCommand(deployment_id=dep, replica="r0", at=T0))
     services.deployments.activate(_on(dep))
     before = store.recorder.max_notification_id() or 0
     assert services.deployments.meter(MeterMinute(deployment_id=dep, minute=T0, at=T0 + M)).amount == 2_500
     second = services.deployments.meter(MeterMinute(deployment_id=dep, minute=T0 + M, at=T0 + 2 * M))
     assert second.amount == 2_500
     written = [store.mapper.to_domain_event(n) for n in store.recorder.select_notifications(before + 1, 10)]
+    # 500 left after the first minute no longer covers the 2_500 held for the next: exhausted.
     assert [type(e).__name__ for e in written] == [
         "MinuteMetered",
         "CreditsCharged",
+        "CreditsExhausted",
         "MinuteMetered",
         "CreditsCharged",
-        "CreditsExhausted",
     ]
-    charged = written[3]
+    charged = written[4]
     assert isinstance(charged, accounts.CreditsCharged)
     assert (charged.deployment_id, charged.minute, charged.metered_version) == (
         dep,
         T0 + M,
-        written[2].originator_version,
+        written[3].originator_version,
     )
-    assert isinstance(written[4], accounts.CreditsExhausted)
+    assert isinstance(written[2], accounts.CreditsExhausted)
+    assert written[2].balance == 500
     assert services.accounts.get(account).balance == -2_000
     _refused(
         store,
@@ -384,7 +392,7 @@ def test_events_recorded_together_are_written_together_or_not_at_all(
     account = _funded(services)
     stale = services.accounts.get(account)
     services.accounts.add_credits(AddCredits(account_id=account, amount=5, at=T0))
-    requested = commands.request_deployment(services.accounts.get(account), model="smollm2-135m", at=T0)
+    requested, _ = commands.request_deployment(services.accounts.get(account), model="smollm2-135m", at=T0)
     _refused(
         store,
         errors.ConcurrencyConflict,

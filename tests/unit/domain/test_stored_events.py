@@ -55,6 +55,15 @@ STORED: tuple[tuple[str, bytes], ...] = (
         "modelyard.domain.accounts.aggregate:MemberRemoved",
         b'{"originator_id":"0f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a10","originator_version":6,"timestamp":"2026-05-01T09:00:07.250000Z","member_id":"1f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a11"}',
     ),
+    # Holds of credit for live deployments, as first stored.
+    (
+        "modelyard.domain.accounts.aggregate:CreditReserved",
+        b'{"originator_id":"0f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a10","originator_version":7,"timestamp":"2026-05-01T09:00:07.250000Z","deployment_id":"2f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a12","amount":8250,"replicas":4}',
+    ),
+    (
+        "modelyard.domain.accounts.aggregate:CreditReleased",
+        b'{"originator_id":"0f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a10","originator_version":8,"timestamp":"2026-05-01T09:00:07.250000Z","deployment_id":"2f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a12"}',
+    ),
     (
         "modelyard.domain.deployments.events:DeploymentRequested",
         b'{"originator_id":"2f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a12","originator_version":1,"timestamp":"2026-05-01T09:00:07.250000Z","account_id":"0f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a10","prefix":"dep_","name":"chat","model":"llama3.1-8b","size":"small","tier":"dedicated","capacity":2,"gpu_type":"h100","region":"nyc2","preset":"cost"}',
@@ -229,3 +238,22 @@ def test_old_events_fold_into_the_aggregates() -> None:
         Tier.DEDICATED,
     )
     assert deployment.last_metered == datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+
+
+def test_fields_added_later_decode_from_old_events_and_round_trip_when_set() -> None:
+    by_type = {type(event): event for event in _decoded()}
+    lost = by_type[ev.ReplicaLost]
+    metered = by_type[ev.MinuteMetered]
+    assert isinstance(lost, ev.ReplicaLost)
+    assert isinstance(metered, ev.MinuteMetered)
+    # Stored before billing followed the serving replicas: no loss time, the whole capacity.
+    assert lost.lost_at is None
+    assert [part.serving for part in metered.parts] == [None]
+    newer = (
+        msgspec.structs.replace(lost, lost_at=datetime(2026, 5, 1, 8, 59, 30, tzinfo=UTC)),
+        msgspec.structs.replace(
+            metered, parts=(ev.MeteredPart(seconds=53, capacity=2, multiplier_tenths=18, serving=1),)
+        ),
+    )
+    for event in newer:
+        assert MAPPER.to_domain_event(MAPPER.to_stored_event(event)) == event

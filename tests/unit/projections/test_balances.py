@@ -20,10 +20,11 @@ from modelyard.domain.accounts.aggregate import CreditsAdded
 from modelyard.domain.accounts.service import AddCredits, OpenAccount
 from modelyard.domain.billing.pricing import Tier, minute_price
 from modelyard.domain.catalog.models import Size
-from modelyard.domain.deployments.service import MeterMinute, OnDeployment, RequestDeployment
+from modelyard.domain.deployments.service import MeterMinute, OnDeployment, ReplicaCommand, RequestDeployment
 from modelyard.domain.services import Services
 from modelyard.domain.shared.store import Store
 from modelyard.projections.balances.projection import BalancesProjection
+from modelyard.projections.balances.queries import balance_of
 from modelyard.projections.common import account_ref
 from modelyard.workers.projection_runner import ProjectionRunner
 
@@ -61,6 +62,7 @@ def _run_dry(services: Services) -> UUID:
     services.accounts.add_credits(AddCredits(account_id=account, amount=price, at=T0))
     request = RequestDeployment(account_id=account, model="smollm2-135m", at=T0)
     deployment = services.deployments.request(request).id
+    services.deployments.start_replica(ReplicaCommand(deployment_id=deployment, replica="r0", at=T0))
     services.deployments.activate(OnDeployment(deployment_id=deployment, at=T0))
     at = T0 + M + timedelta(seconds=1)
     services.deployments.meter(MeterMinute(deployment_id=deployment, minute=T0, at=at))
@@ -97,3 +99,29 @@ def test_a_credit_for_an_account_never_opened_is_refused_loudly(tmp_path: Path) 
     with views.transaction() as tx:
         assert tx.execute("SELECT count(*) FROM ledger") == [(0,)]
     views.close()
+
+
+@pytest.mark.parametrize("batch", [1, 3, 500])
+def test_the_view_shows_what_live_deployments_hold_and_what_is_available(
+    services: Services, store: Store, tmp_path: Path, batch: int
+) -> None:
+    price = minute_price(tier=Tier.DEDICATED, size=Size.SMALL, capacity=1)
+    account = services.accounts.open_account(OpenAccount(name="acme", at=T0)).id
+    services.accounts.add_credits(AddCredits(account_id=account, amount=10 * price, at=T0))
+    request = RequestDeployment(account_id=account, model="smollm2-135m", at=T0)
+    first, second = services.deployments.request(request).id, services.deployments.request(request).id
+    services.deployments.request_teardown(OnDeployment(deployment_id=first, at=T0))
+    services.deployments.request(request)
+    views = SqliteViews(tmp_path / f"views-{batch}.sqlite3")
+    runner = ProjectionRunner(views, NotificationLogSource(store.recorder), [BalancesProjection()])
+    while runner.run_once(max_records=batch, timeout_s=0):
+        pass
+    with views.transaction() as tx:
+        shown = balance_of(tx, account_ref(account))
+        held = tx.execute("SELECT deployment_id FROM reservations")
+    views.close()
+    assert shown is not None
+    assert (shown.balance, shown.reserved, shown.available) == (10 * price, 2 * price, 8 * price)
+    assert first.hex not in {row[0] for row in held}
+    assert second.hex in {row[0] for row in held}
+    assert services.accounts.get(account).reserved == shown.reserved
