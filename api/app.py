@@ -55,7 +55,9 @@ def create_app(edge: Edge) -> Litestar:
     """The API over ``edge``; serving it starts the usage writer and the MCP sessions."""
     mcp_server, mcp_app = build_mcp(edge.instances, edge.key_cache)
 
-    @asgi("/mcp", is_mount=True, copy_scope=True)
+    # The MCP endpoint takes the management guard as the REST routes do: no session, and no
+    # stream held open, for a caller without a valid management key.
+    @asgi("/mcp", is_mount=True, copy_scope=True, guards=[ManagementGuard(edge.key_cache)])
     async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         await mcp_app(scope, receive, send)  # type: ignore[arg-type]  # Starlette's looser ASGI types
 
@@ -80,7 +82,7 @@ def create_app(edge: Edge) -> Litestar:
             "workers_health": _constant(edge.workers_health),
         },
         exception_handlers={Exception: handle_exception},
-        middleware=[AccessLog, RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm)],
+        middleware=[AccessLog, RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm, edge.key_cache)],
         logging_config=None,  # adapters/logs.py configures logging, once per process
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 import anyio
@@ -24,6 +25,13 @@ from modelyard.projections.keys.queries import principal_by_secret_hash
 
 # How long a key lookup is trusted: revocation takes effect at most this late.
 CACHE_TTL_S = 2.0
+# Known keys kept at most: an LRU, so the keys in use stay and idle ones make room.
+CACHE_MAX_KEYS = 10_000
+# Unknown keys are remembered apart, fewer and shorter: anyone can mint them, so they must
+# neither evict the known ones nor grow the cache, yet a client retrying one bad key
+# should not cost a lookup per request.
+NEGATIVE_MAX_KEYS = 1_000
+NEGATIVE_TTL_S = 1.0
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,31 +50,73 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
         return self.kind is KeyKind.SCOPED and deployment_uuid in self.grants
 
 
+class _Lru:
+    """Key hash -> (when looked up, answer), at most ``size`` entries, least recently used out."""
+
+    def __init__(self, size: int, ttl_s: float) -> None:
+        self.size, self.ttl_s = size, ttl_s
+        self.entries: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
+
+    def fresh(self, digest: str, now: float) -> tuple[float, Principal | None] | None:
+        entry = self.entries.get(digest)
+        if entry is None or now - entry[0] >= self.ttl_s:
+            return None
+        self.entries.move_to_end(digest)
+        return entry
+
+    def put(self, digest: str, now: float, principal: Principal | None) -> None:
+        self.entries[digest] = (now, principal)
+        self.entries.move_to_end(digest)
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+
 class KeyCache:
-    """Key hash -> principal (or None), each answer kept ``CACHE_TTL_S``."""
+    """Key hash -> principal (or None), each answer kept ``CACHE_TTL_S``, the cache bounded.
+
+    Known keys live in an LRU of ``CACHE_MAX_KEYS``; unknown ones in a smaller one of their
+    own (``NEGATIVE_MAX_KEYS``, ``NEGATIVE_TTL_S``), so a stream of random keys can neither
+    grow the cache nor push the keys in use out of it.
+    """
 
     def __init__(self, views: ViewDatabase) -> None:
         self._views = views
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, Principal | None]] = {}
+        self._known = _Lru(CACHE_MAX_KEYS, CACHE_TTL_S)
+        self._unknown = _Lru(NEGATIVE_MAX_KEYS, NEGATIVE_TTL_S)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._known.entries) + len(self._unknown.entries)
+
+    def _fresh(self, digest: str, now: float) -> tuple[float, Principal | None] | None:
+        with self._lock:
+            return self._known.fresh(digest, now) or self._unknown.fresh(digest, now)
 
     def cached(self, secret: str) -> bool:
         """Whether ``lookup`` would answer without the database."""
-        with self._lock:
-            entry = self._entries.get(hash_secret(secret))
-        return entry is not None and time.monotonic() - entry[0] < CACHE_TTL_S
+        return self._fresh(hash_secret(secret), time.monotonic()) is not None
+
+    def known(self, secret: str) -> bool | None:
+        """Whether the cache holds the key as valid (True), as unknown (False), or not at all (None)."""
+        entry = self._fresh(hash_secret(secret), time.monotonic())
+        return None if entry is None else entry[1] is not None
 
     def lookup(self, secret: str) -> Principal | None:
         """The principal a secret authenticates, or None for an unknown or revoked key."""
         digest = hash_secret(secret)
         now = time.monotonic()
-        with self._lock:
-            cached = self._entries.get(digest)
-        if cached and now - cached[0] < CACHE_TTL_S:
+        cached = self._fresh(digest, now)
+        if cached is not None:
             return cached[1]
         principal = self._load(digest)
         with self._lock:
-            self._entries[digest] = (now, principal)
+            if principal is None:
+                self._known.entries.pop(digest, None)  # revoked: forget it among the known
+                self._unknown.put(digest, now, None)
+            else:
+                self._unknown.entries.pop(digest, None)
+                self._known.put(digest, now, principal)
         return principal
 
     def _load(self, digest: str) -> Principal | None:

@@ -1,9 +1,11 @@
-"""Per-key request limits on every route, with the ``X-RateLimit-*`` headers on every answer.
+"""Per-caller request limits on every route, with the ``X-RateLimit-*`` headers on every answer.
 
 The count lives in the limiter the composition root hands it: PostgreSQL in cluster mode, so
-the limit holds across every API process, or in-process in the embedded default. A key
-is counted by its hash (an unauthenticated caller by its address); over the limit the
-answer is 429 RATE_LIMIT_EXCEEDED with ``Retry-After``.
+the limit holds across every API process, or in-process in the embedded default. A valid
+key is counted by its hash; every other request — no key, or a key that authenticates
+nothing — by the client's address, so minting random keys buys no fresh bucket: failed
+authentication is limited per address. Over the limit the answer is 429
+RATE_LIMIT_EXCEEDED with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -17,20 +19,37 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard.adapters.ratelimit.limiter import Decision, InProcessRateLimiter, RateLimiter
+from modelyard.api.auth import KeyCache
 from modelyard.api.errors import RateLimitExceeded, error_response
 from modelyard.domain.keys.aggregate import hash_secret
 
 WINDOW_S = 60
 
 
-def _caller(scope: Scope) -> str:
+def _bearer(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"authorization":
             scheme, _, secret = value.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and secret.strip():
-                return "key:" + hash_secret(secret.strip())
+                return secret.strip()
+    return None
+
+
+def _address(scope: Scope) -> str:
     client = scope.get("client")
     return f"ip:{client[0] if client else 'unknown'}"
+
+
+async def _caller(scope: Scope, keys: KeyCache) -> str:
+    """The bucket a request counts against: its key's if the key is valid, else its address's."""
+    secret = _bearer(scope)
+    if secret is None:
+        return _address(scope)
+    valid = keys.known(secret)
+    if valid is None:
+        # Not cached: look it up off the event loop (the handler's guard then finds it cached).
+        valid = await anyio.to_thread.run_sync(keys.lookup, secret) is not None
+    return "key:" + hash_secret(secret) if valid else _address(scope)
 
 
 def _unmetered(scope: Scope) -> bool:
@@ -45,15 +64,16 @@ class RateLimitMiddleware(ASGIMiddleware):
     # Liveness probes and the API's own documentation are never counted against a caller.
     should_bypass_for_scope = staticmethod(_unmetered)
 
-    def __init__(self, limiter: RateLimiter, limit: int) -> None:
-        self._limiter, self._limit = limiter, limit
+    def __init__(self, limiter: RateLimiter, limit: int, keys: KeyCache) -> None:
+        self._limiter, self._limit, self._keys = limiter, limit, keys
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         """Refuse over the limit; otherwise add the headers to whatever the route answers."""
         limiter, limit = self._limiter, self._limit
+        caller = await _caller(scope, self._keys)
 
         def hit() -> Decision:
-            return limiter.hit(_caller(scope), limit=limit, window_s=WINDOW_S, now=time.time())
+            return limiter.hit(caller, limit=limit, window_s=WINDOW_S, now=time.time())
 
         # The in-process counter is a dict under a lock: no reason to leave the event loop.
         in_process = isinstance(limiter, InProcessRateLimiter)
@@ -62,7 +82,7 @@ class RateLimitMiddleware(ASGIMiddleware):
         if not decision.allowed:
             response = error_response(
                 RateLimitExceeded(
-                    f"Over {limit} requests/min for this key; retry after {headers['Retry-After']} s.",
+                    f"Over {limit} requests/min for this caller; retry after {headers['Retry-After']} s.",
                     headers=headers,
                 ),
                 scope,

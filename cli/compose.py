@@ -25,7 +25,7 @@ from modelyard.adapters.eventstore.env import open_store
 from modelyard.adapters.placement.local import LocalPlacement
 from modelyard.adapters.ratelimit.limiter import InProcessRateLimiter, PostgresRateLimiter, RateLimiter
 from modelyard.adapters.state.db import open_state
-from modelyard.adapters.views.db import PostgresViews, ViewDatabase, open_views
+from modelyard.adapters.views.db import PostgresViews, ViewDatabase, open_views, private_file
 from modelyard.adapters.views.follow import ViewsFollower, log_partition
 from modelyard.api.app import Edge, create_app
 from modelyard.api.auth import KeyCache
@@ -39,7 +39,8 @@ from modelyard.domain.catalog.plans import Quota, plan_quotas
 from modelyard.domain.services import Services
 from modelyard.domain.shared.store import Store
 from modelyard.projections.registry import all_projections
-from modelyard.settings import Settings, SettingsError
+from modelyard.settings import Settings, SettingsError, StoreKind
+from modelyard.workers.janitor import Janitor, JanitorWorker
 from modelyard.workers.loop import BackgroundLoop
 from modelyard.workers.meter import Meter, MeterWorker
 from modelyard.workers.projection_runner import ProjectionRunner, log_position
@@ -47,7 +48,7 @@ from modelyard.workers.reconciler import Reconciler, ReconcilerWorker
 from modelyard.workers.relay import RelayWorker
 from modelyard.workers.views import ViewsWorker
 
-WORKERS = ("relay", "views", "meter", "reconciler")
+WORKERS = ("relay", "views", "meter", "reconciler", "janitor")
 # How stale the workers' health on /health may be (see _health_of).
 HEALTH_TTL_S = 0.5
 # The Kafka consumer group every views worker of a cluster shares.
@@ -78,6 +79,9 @@ def opened_core(settings: Settings) -> Iterator[Core]:
     """Open the store and the views (creating their tables), closed on the way out."""
     quotas = _quotas(settings)
     with ExitStack() as stack:
+        if settings.store is StoreKind.SQLITE:
+            # The data folder and every database in it are the owner's alone (0700/0600).
+            private_file(settings.sqlite_path)
         store = open_store(settings)
         stack.callback(store.close)
         views = open_views(settings)
@@ -112,12 +116,19 @@ def build_workers(core: Core, names: Sequence[str]) -> list[BackgroundLoop]:
         built.append(relay)
     if "views" in names:
         built.append(ViewsWorker(lambda: views_runner(core)))
-    if "meter" in names:
-        built.append(MeterWorker(Meter(services.deployments, core.views)))
+    # The reconciler before the meter: it records the losses of the replicas a previous
+    # process left behind before any minute of theirs is metered (and stops after it).
     if "reconciler" in names:
         placement = LocalPlacement(Path(settings.data_dir) / "replicas")
         reconciler = Reconciler(settings, services.deployments, core.views, placement)
-        built.append(ReconcilerWorker(reconciler, placement))
+        built.append(ReconcilerWorker(reconciler, placement, catch_up=lambda: catch_up(core)))
+    if "meter" in names:
+        built.append(MeterWorker(Meter(services.deployments, core.views)))
+    if "janitor" in names:
+        # The in-process limiter (embedded default) bounds its own memory; PostgreSQL's
+        # windows, in the state store, are pruned by the janitor.
+        windows = isinstance(core.state, PostgresViews)
+        built.append(JanitorWorker(Janitor(core.state, core.views, windows=windows)))
     return built
 
 

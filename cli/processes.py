@@ -25,6 +25,18 @@ def _settings() -> Settings:
         raise click.UsageError(str(exc)) from exc
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _unwind_on_sigterm() -> None:
+    """Make SIGTERM unwind this process: workers stopped (the reconciler stops its replicas
+    and records their losses), stores closed. Uvicorn shuts down on SIGTERM and then raises
+    it again once it returns; with the default action that second one killed the process
+    before any of that ran."""
+    signal.signal(signal.SIGTERM, _terminated)
+
+
 def _serve_api(app: Litestar, settings: Settings) -> None:
     # Uvicorn's access log stays off: api/access_log.py writes the one line per request (with
     # its request id). log_config=None: uvicorn's records go through configure_logging's handler.
@@ -52,6 +64,7 @@ def _listen(settings: Settings, host: str | None, port: int | None) -> Settings:
 def serve(host: str | None, port: int | None) -> None:
     """Run the whole product in one process on the embedded default."""
     settings = _listen(_settings(), host, port)
+    _unwind_on_sigterm()
     with opened_core(settings) as core:
         workers = build_workers(core, WORKERS)
         with running(workers):
@@ -64,6 +77,7 @@ def serve(host: str | None, port: int | None) -> None:
 def api(host: str | None, port: int | None) -> None:
     """Run an API process (cluster mode: several may run behind a balancer)."""
     settings = _listen(_settings(), host, port)
+    _unwind_on_sigterm()
     with opened_core(settings) as core:
         _serve_api(build_api(core), settings)
 

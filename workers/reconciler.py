@@ -6,12 +6,21 @@ running/degraded -> a dead replica is reported lost, the deployment degraded, a
 replacement started, then recovered; teardown -> stop every replica, report destroyed.
 An account whose credits ran out has its live deployments torn down. Each step is an
 event; the views (and the next pass) see the new state.
+
+Replica truth: a replica this process did not start is not one it can vouch for. Its
+replicas die with it (``engines.lifeline``), so any other replica recorded for a
+deployment it works on belonged to a process that is gone: its loss is recorded, dated
+when that process last saw its replicas (the placement's heartbeat), and the deployment
+heals as from any dead replica. ``recover`` does this once before the API serves, each
+pass again for rows the views had not caught up on, and ``release`` records the losses
+of this process's own replicas when it stops.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -27,7 +36,12 @@ from modelyard.domain.deployments.service import (
 )
 from modelyard.domain.shared.errors import DomainError
 from modelyard.projections.balances.queries import exhausted_accounts
-from modelyard.projections.deployments.queries import WorkItem, deployments_needing_work
+from modelyard.projections.deployments.queries import (
+    RecordedReplica,
+    WorkItem,
+    deployments_needing_work,
+    recorded_replicas,
+)
 from modelyard.settings import Settings
 from modelyard.workers.loop import BackgroundLoop
 
@@ -56,15 +70,35 @@ class Reconciler:
         self._clock = clock
         self._gguf = gguf_paths(settings.gguf_models)
         self.replicas: dict[UUID, dict[str, ReplicaHandle]] = {}
-        self._counter = 0
+        # When the previous process last saw its replicas: their losses are dated then.
+        self._previous_seen: datetime | None = None
+
+    def recover(self) -> None:
+        """Start-up, before the API serves: record the loss of every replica recorded for a
+        deployment this process works on (none is this process's yet), degrade the running
+        ones, and remove the logs the previous process's replicas left."""
+        self._previous_seen = self._placement.last_heartbeat()
+        self._placement.sweep()
+        with self._views.transaction() as tx:
+            targets = deployments_needing_work(tx)
+            recorded = recorded_replicas(tx)
+        for target in targets:
+            try:
+                self._reckon_foreign(target, recorded.get(target.id, []))
+            except DomainError as exc:
+                log.info("recover %s (%s): %s", target.id, target.state, exc.message)
 
     def run_once(self) -> None:
         """One pass over every deployment that needs something done."""
+        self._placement.heartbeat()
         with self._views.transaction() as tx:
             targets = deployments_needing_work(tx)
             exhausted = exhausted_accounts(tx)
+            recorded = recorded_replicas(tx)
         for target in targets:
             try:
+                if self._reckon_foreign(target, recorded.get(target.id, [])):
+                    continue  # the next pass acts on the state these losses led to
                 if target.account_id in exhausted and target.state != "teardown":
                     self._deployments.request_teardown(self._on(target))
                     continue
@@ -72,6 +106,50 @@ class Reconciler:
             except DomainError as exc:
                 # The state moved under us (another command); the next pass sees the new one.
                 log.info("reconcile %s (%s): %s", target.id, target.state, exc.message)
+        self._placement.heartbeat()
+
+    def _reckon_foreign(self, target: WorkItem, recorded: Sequence[RecordedReplica]) -> int:
+        """Record the loss of the replicas recorded for ``target`` that this process does not
+        own, degrading it if it was running; how many were lost."""
+        owned = self.replicas.get(target.id, {})
+        foreign = [row for row in recorded if row.replica not in owned]
+        if not foreign or target.state == "teardown":  # teardown forgets every replica anyway
+            return 0
+        # The store, not the views: a loss this process recorded may not have reached them yet.
+        still = set(self._deployments.get(target.id).replicas)
+        lost = [row for row in foreign if row.replica in still]
+        for row in lost:
+            self._lose(target, row.replica, "its server process is gone", lost_at=self._lost_at(row))
+        if lost and target.state == "running":
+            reason = f"{len(lost)} of {target.capacity} replicas went with the previous server process"
+            self._deployments.degrade(self._because(target, reason))
+        return len(lost)
+
+    def _lost_at(self, row: RecordedReplica) -> datetime:
+        """When a previous process's replica stopped serving: when that process last saw it."""
+        seen = self._previous_seen
+        if seen is None:
+            return self._clock()
+        return max(seen, datetime.fromisoformat(row.started_at))
+
+    def release(self) -> None:
+        """On the way out: stop every replica this process started and record each loss, so
+        the views never route to them and the next start finds nothing of this one."""
+        self._placement.stop_all()
+        owned, self.replicas = self.replicas, {}
+        for dep_id, handles in owned.items():
+            at = self._clock()
+            try:
+                for name in handles:
+                    self._deployments.lose_replica(
+                        ReplicaCommand(deployment_id=dep_id, replica=name, reason="server stopped", at=at)
+                    )
+                if handles and self._deployments.get(dep_id).state == "running":
+                    self._deployments.degrade(
+                        WithReason(deployment_id=dep_id, reason="server stopped", at=at)
+                    )
+            except DomainError as exc:
+                log.info("release %s: %s", dep_id, exc.message)
 
     def _on(self, target: WorkItem) -> OnDeployment:
         return OnDeployment(deployment_id=target.id, at=self._clock())
@@ -79,9 +157,12 @@ class Reconciler:
     def _because(self, target: WorkItem, reason: str) -> WithReason:
         return WithReason(deployment_id=target.id, reason=reason, at=self._clock())
 
-    def _lose(self, target: WorkItem, replica: str, reason: str) -> None:
+    def _lose(self, target: WorkItem, replica: str, reason: str, lost_at: datetime | None = None) -> None:
+        # Recorded now; ``lost_at`` dates when it stopped serving, where billing stops.
         self._deployments.lose_replica(
-            ReplicaCommand(deployment_id=target.id, replica=replica, reason=reason, at=self._clock())
+            ReplicaCommand(
+                deployment_id=target.id, replica=replica, reason=reason, lost_at=lost_at, at=self._clock()
+            )
         )
 
     def _step(self, target: WorkItem) -> None:
@@ -124,15 +205,21 @@ class Reconciler:
     def _resize(self, target: WorkItem, size: int) -> None:
         current = self.replicas.setdefault(target.id, {})
         while len(current) < size:
-            self._counter += 1
-            name = f"{target.id.hex}-r{self._counter}"
+            # Random, not counted: a name must never be reused by a later process for the same
+            # deployment (its rows, its log file and its loss would be mistaken for another's).
+            name = f"{target.id.hex}-r{secrets.token_hex(4)}"
             handle = self._placement.start(self._spec(target), name)
             current[name] = handle
             self._deployments.start_replica(
                 ReplicaCommand(
-                    deployment_id=target.id, replica=name, base_url=handle.base_url, at=self._clock()
+                    deployment_id=target.id,
+                    replica=name,
+                    base_url=handle.base_url,
+                    token=handle.token,
+                    at=self._clock(),
                 )
             )
+            self._placement.heartbeat()
         for name in list(current)[size:]:
             self._placement.stop(current.pop(name))
             self._lose(target, name, "scaled down")
@@ -144,7 +231,7 @@ class Reconciler:
         if not dead and missing <= 0:
             return
         for name in dead:
-            current.pop(name)
+            self._placement.stop(current.pop(name))  # reaps it, quotes and removes its log
             self._lose(target, name, "process exited")
         if target.state == "running":
             self._deployments.degrade(self._because(target, f"{missing} of {target.capacity} replicas down"))
@@ -157,17 +244,31 @@ class Reconciler:
 
 
 class ReconcilerWorker(BackgroundLoop):
-    """Runs reconciliation passes in a background thread; stops replicas on the way out."""
+    """Recovers replica truth, runs reconciliation passes in a background thread, and stops
+    (and records the loss of) its replicas on the way out."""
 
-    def __init__(self, reconciler: Reconciler, placement: LocalPlacement) -> None:
+    def __init__(
+        self, reconciler: Reconciler, placement: LocalPlacement, catch_up: Callable[[], None] | None = None
+    ) -> None:
         self.reconciler, self.placement = reconciler, placement
+        # Brings the views up to the store before recovery reads them: a replica recorded
+        # just before a crash must not be missed while the API already shows it running.
+        self._catch_up = catch_up
         super().__init__("reconciler", self._step)
 
     def _step(self) -> float:
         self.reconciler.run_once()
         return PASS_INTERVAL_S
 
+    def start(self) -> None:
+        """Record what the previous process left behind, then begin the passes."""
+        if self._catch_up is not None:
+            self._catch_up()
+        self.reconciler.recover()
+        super().start()
+
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop passes and every replica this host started."""
+        """Stop passes and every replica this host started, recording their losses."""
         super().stop(timeout)
+        self.reconciler.release()
         self.placement.stop_all()

@@ -46,6 +46,17 @@ class ReplicaSpec(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.structs.replace(self, port=port)
 
 
+class Launch(msgspec.Struct, frozen=True, kw_only=True):
+    """What one start of a replica process adds to its spec's command line.
+
+    ``parent_pid`` is the process that starts it: the replica gives up when that process
+    is gone (``lifeline``). ``log_file`` is where a replica of ours keeps its rotating log.
+    """
+
+    parent_pid: int
+    log_file: str
+
+
 class Engine(Protocol):
     """Knows how to run a replica of a spec; holds no state of its own."""
 
@@ -58,8 +69,13 @@ class Engine(Protocol):
     # hosted OpenAI-compatible APIs have none, so an upstream is checked on /v1/models.
     health_path: str
 
-    def command(self, spec: ReplicaSpec) -> list[str] | None:
+    def command(self, spec: ReplicaSpec, launch: Launch | None = None) -> list[str] | None:
         """The replica process's argv, or None when nothing needs to run here (upstream)."""
+        ...
+
+    def environment(self, token: str) -> dict[str, str]:
+        """The variables that hand the replica its token (never its command line, which any
+        user of the host can read)."""
         ...
 
     def base_url(self, spec: ReplicaSpec) -> str:
@@ -79,6 +95,21 @@ class ReplicaHandle(msgspec.Struct, kw_only=True):
     spec: ReplicaSpec | None = None
     in_flight: int = 0
     healthy: bool = True
+    # The token the replica checks on every call (empty for an upstream, which has its own key).
+    token: str = ""
+
+    def __repr__(self) -> str:
+        # Everything but the token: a handle in a log line or a test's failure must not show it.
+        return f"ReplicaHandle(name={self.name!r}, base_url={self.base_url!r}, pid={self.pid!r})"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What a call to this replica carries to be recognised by it."""
+        if self.token:
+            return {"Authorization": f"Bearer {self.token}"}
+        if self.spec is not None and self.spec.upstream_key:
+            return {"Authorization": f"Bearer {self.spec.upstream_key}"}
+        return {}
 
 
 class EngineStats(msgspec.Struct, frozen=True, kw_only=True):

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import sys
 
-from modelyard.adapters.engines.base import LOOPBACK, Engine, PlacementError, ReplicaSpec
+from modelyard.adapters.engines.base import LOOPBACK, Engine, Launch, PlacementError, ReplicaSpec
+from modelyard.adapters.engines.lifeline import LIFELINE_MODULE, TOKEN_VARIABLE
 from modelyard.adapters.engines.vllm_args import vllm_command
 
 REPLICA_MODULE = "modelyard.adapters.engines.replica"
+# vLLM checks this key on its /v1 routes (its /health stays open).
+VLLM_TOKEN_VARIABLE = "VLLM_API_KEY"  # noqa: S105 - a variable's name, not its value
 
 
-def _replica_command(spec: ReplicaSpec, backend: str) -> list[str]:
-    return [
+def _replica_command(spec: ReplicaSpec, backend: str, launch: Launch | None) -> list[str]:
+    command = [
         sys.executable, "-m", REPLICA_MODULE, "--backend", backend, "--model", spec.model,
         "--port", str(spec.port), "--context-window", str(spec.context_window),
     ]  # fmt: skip
+    if launch is not None:
+        command += ["--parent-pid", str(launch.parent_pid), "--log-file", launch.log_file]
+    return command
 
 
 def _loopback(spec: ReplicaSpec) -> str:
@@ -37,11 +43,16 @@ class LlamaCppEngine:
     start_timeout_s = 120.0
     health_path = "/health"
 
-    def command(self, spec: ReplicaSpec) -> list[str]:
+    def command(self, spec: ReplicaSpec, launch: Launch | None = None) -> list[str]:
         """The replica server with the llama.cpp backend on ``spec.path``."""
         if not spec.path:
             raise PlacementError(f"{spec.model}: a llama.cpp replica needs a GGUF file and none is mapped.")
-        return [*_replica_command(spec, "llamacpp"), "--path", spec.path, "--threads", str(spec.threads)]
+        own = _replica_command(spec, "llamacpp", launch)
+        return [*own, "--path", spec.path, "--threads", str(spec.threads)]
+
+    def environment(self, token: str) -> dict[str, str]:
+        """Our replica server reads its token from the environment."""
+        return {TOKEN_VARIABLE: token}
 
     def base_url(self, spec: ReplicaSpec) -> str:
         """The replica's loopback address."""
@@ -56,10 +67,14 @@ class SimulatedEngine:
     start_timeout_s = 30.0
     health_path = "/health"
 
-    def command(self, spec: ReplicaSpec) -> list[str]:
+    def command(self, spec: ReplicaSpec, launch: Launch | None = None) -> list[str]:
         """The replica server with the simulated backend."""
         timing = ["--ttft-ms", str(spec.ttft_ms), "--tokens-per-s", str(spec.tokens_per_s)]
-        return [*_replica_command(spec, "simulated"), *timing]
+        return [*_replica_command(spec, "simulated", launch), *timing]
+
+    def environment(self, token: str) -> dict[str, str]:
+        """Our replica server reads its token from the environment."""
+        return {TOKEN_VARIABLE: token}
 
     def base_url(self, spec: ReplicaSpec) -> str:
         """The replica's loopback address."""
@@ -74,8 +89,12 @@ class UpstreamEngine:
     start_timeout_s = 10.0
     health_path = "/v1/models"
 
-    def command(self, spec: ReplicaSpec) -> None:
+    def command(self, spec: ReplicaSpec, launch: Launch | None = None) -> None:
         """Nothing runs here: the upstream server is already up."""
+
+    def environment(self, token: str) -> dict[str, str]:
+        """Nothing is started, so nothing is handed a token; the upstream has its own key."""
+        return {}
 
     def base_url(self, spec: ReplicaSpec) -> str:
         """The upstream's base URL without a trailing ``/v1`` (the gateway appends the route)."""
@@ -94,9 +113,17 @@ class VllmEngine:
     start_timeout_s = 900.0
     health_path = "/health"
 
-    def command(self, spec: ReplicaSpec) -> list[str]:
-        """The ``vllm serve`` argv on the spec's loopback port."""
-        return vllm_command(spec.model, port=spec.port, preset=spec.preset)
+    def command(self, spec: ReplicaSpec, launch: Launch | None = None) -> list[str]:
+        """The ``vllm serve`` argv on the spec's loopback port, behind our lifeline when launched:
+        vLLM has no parent-pid option, and the lifeline's parent-death signal outlives its exec."""
+        served = vllm_command(spec.model, port=spec.port, preset=spec.preset)
+        if launch is None:
+            return served
+        return [sys.executable, "-m", LIFELINE_MODULE, "--parent-pid", str(launch.parent_pid), "--", *served]
+
+    def environment(self, token: str) -> dict[str, str]:
+        """vLLM's own API key variable: it then refuses /v1 calls without the token."""
+        return {VLLM_TOKEN_VARIABLE: token}
 
     def base_url(self, spec: ReplicaSpec) -> str:
         """The replica's loopback address."""

@@ -1,48 +1,59 @@
 """A replica process: one model behind the OpenAI chat API on a loopback port.
 
 Run as ``python -m modelyard.adapters.engines.replica --backend llamacpp --model ID --path
-FILE --port N`` (or ``--backend simulated``). It serves ``POST /v1/chat/completions``
-(streamed as server-sent events ending in ``data: [DONE]``, or whole), ``GET /health`` and
-``GET /metrics`` in Prometheus text with vLLM's metric names, so one parser reads every
-engine. A client that disconnects mid-stream cancels its generation.
+FILE --port N --parent-pid PID --log-file FILE`` (or ``--backend simulated``), with its
+token in ``MODELYARD_REPLICA_TOKEN``. It serves ``POST /v1/chat/completions`` (streamed as
+server-sent events ending in ``data: [DONE]``, or whole), ``GET /health`` and ``GET
+/metrics`` in Prometheus text with vLLM's metric names, so one parser reads every engine.
+A client that disconnects mid-stream cancels its generation.
+
+Every call must carry the token (``Authorization: Bearer …``): 401 without one, 403 with
+another. A port is only an address; the token is what tells the gateway it reached the
+replica it meant, not a process that took the port after that replica was gone. The
+replica gives up when the server that started it is gone (``lifeline``), and its log
+rotates (``LOG_MAX_BYTES`` a file, ``LOG_BACKUPS`` old ones).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
+import hmac
 import json
 import logging
 import os
-import signal
-import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from logging.handlers import RotatingFileHandler
 from typing import Any
 
 import msgspec
-from litestar import Litestar, Request, get, post
+from litestar import Litestar, MediaType, Request, get, post
 from litestar.exceptions import HTTPException
 from litestar.response import Response, Stream
 
+from modelyard.adapters.engines import lifeline
 from modelyard.adapters.engines.backends import Backend, ContextOverflow, SimulatedBackend
 from modelyard.adapters.engines.metrics import MEDIA_TYPE, ReplicaMetrics
-from modelyard.adapters.logs import configure_logging
+from modelyard.adapters.logs import LINE_FORMAT, configure_logging
 from modelyard.settings import load_log_settings
 
 # Named, not __name__: run with -m this module is __main__.
 log = logging.getLogger("modelyard.adapters.engines.replica")
 _DONE = object()
+# A replica's log is bounded: this much a file, and this many older files beside it.
+LOG_MAX_BYTES = 1 << 20
+LOG_BACKUPS = 2
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> Response[Any]:
     """An OpenAI-style error answer; every refusal is logged with its reason (a gateway 502
     or 400 is then traceable to the replica's own line)."""
     log.log(logging.ERROR if status >= 500 else logging.WARNING, "refused %d %s: %s", status, kind, message)
-    return Response({"error": {"message": message, "type": kind, "code": kind}}, status_code=status)
+    body = {"error": {"message": message, "type": kind, "code": kind}}
+    return Response(body, status_code=status, media_type=MediaType.JSON)
 
 
 def _failed(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -115,8 +126,28 @@ class Replica:
             self.metrics.left(started=not first, completed=finished)
 
 
-def build_app(replica: Replica) -> Litestar:
-    """The replica's HTTP API."""
+def token_check(token: str) -> Callable[[Request[Any, Any, Any]], Awaitable[Response[Any] | None]]:
+    """The hook run before every route: a call without ``token`` is refused (401 none, 403 another)."""
+    expected = token.encode()
+
+    async def check(request: Request[Any, Any, Any]) -> Response[Any] | None:
+        given = request.headers.get("authorization")
+        if not given:
+            return _error(
+                401, "This replica answers only the server that started it.", "authentication_error"
+            )
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), expected):
+            return _error(403, "This call was meant for another replica.", "permission_error")
+        return None
+
+    return check
+
+
+def build_app(replica: Replica, token: str) -> Litestar:
+    """The replica's HTTP API, answering only calls that carry ``token``."""
+    if not token:
+        raise ValueError("a replica needs a token to check; refusing to serve every caller")
 
     @get("/health", sync_to_thread=False)
     def health() -> dict[str, str]:
@@ -143,6 +174,7 @@ def build_app(replica: Replica) -> Litestar:
 
     return Litestar(
         route_handlers=[health, metrics, models, chat],
+        before_request=token_check(token),
         exception_handlers={Exception: _failed},
         logging_config=None,  # configure_logging in main() owns the process's logging
     )
@@ -250,24 +282,31 @@ def merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) 
     call["function"]["arguments"] += function.get("arguments") or ""
 
 
-def _die_with_parent() -> None:
-    """On Linux, get SIGTERM when the process that started this replica dies, however it
-    dies (a killed server must not leave replicas behind, holding memory and ports)."""
-    if sys.platform != "linux":
-        return
-    parent = os.getppid()
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+def log_to(path: str, level: str) -> None:
+    """Log to ``path``, rotated, and send what the process writes to its standard output and
+    error (a C library's messages, a stray print) through the same bounded log."""
+    configure_logging(level)
+    handler = RotatingFileHandler(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS)
+    handler.setFormatter(logging.Formatter(LINE_FORMAT))
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    reader, writer = os.pipe()
+    os.dup2(writer, 1)
+    os.dup2(writer, 2)
+    os.close(writer)
+    output = logging.getLogger("modelyard.adapters.engines.replica.output")
+
+    def relay() -> None:
+        with os.fdopen(reader, "rb") as lines:
+            for line in lines:
+                output.info("%s", line.decode(errors="replace").rstrip())
+
+    threading.Thread(target=relay, name="output", daemon=True).start()
 
 
-_PR_SET_PDEATHSIG = 1
-
-
-def main() -> None:
-    """Start one replica process."""
-    import uvicorn
-
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="One modelyard replica.")
     parser.add_argument("--backend", choices=["llamacpp", "simulated"], required=True)
     parser.add_argument("--model", required=True)
@@ -277,34 +316,59 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ttft-ms", type=float, default=0.0)
     parser.add_argument("--tokens-per-s", type=float, default=0.0)
-    args = parser.parse_args()
-    level = load_log_settings().level
-    configure_logging(level)
-    _die_with_parent()
-    backend: Backend
+    parser.add_argument("--parent-pid", type=int, help="give up when this process is gone")
+    parser.add_argument("--log-file", help="log here, rotated (else to standard error)")
+    return parser.parse_args()
+
+
+def _backend(args: argparse.Namespace) -> Backend:
     if args.backend == "llamacpp":
         from modelyard.adapters.engines.llamacpp_backend import LlamaCppBackend
 
-        backend = LlamaCppBackend(
+        return LlamaCppBackend(
             model=args.model, path=args.path, context_window=args.context_window, threads=args.threads
         )
-    else:
-        backend = SimulatedBackend(
-            model=args.model,
-            ttft_ms=args.ttft_ms,
-            tokens_per_s=args.tokens_per_s,
-            context_window=args.context_window,
-        )
-    # No access line per request here: the gateway logs each one. log_config=None keeps
-    # uvicorn's own records in configure_logging's format.
-    uvicorn.run(
-        build_app(Replica(backend)),
-        host="127.0.0.1",
-        port=args.port,
-        log_level=level.lower(),
-        log_config=None,
-        access_log=False,
+    return SimulatedBackend(
+        model=args.model,
+        ttft_ms=args.ttft_ms,
+        tokens_per_s=args.tokens_per_s,
+        context_window=args.context_window,
     )
+
+
+def main() -> None:
+    """Start one replica process."""
+    import uvicorn
+
+    args = _arguments()
+    if args.parent_pid is not None:
+        lifeline.hold(args.parent_pid)
+    # Taken out of the environment, so nothing this process starts inherits it.
+    token = os.environ.pop(lifeline.TOKEN_VARIABLE, "")
+    level = load_log_settings().level
+    if args.log_file:
+        log_to(args.log_file, level)
+    else:
+        configure_logging(level)
+    if args.parent_pid is not None:
+        lifeline.watch(args.parent_pid)
+    if not token:
+        log.error(
+            "no %s in the environment: a replica answers only the server that started it",
+            lifeline.TOKEN_VARIABLE,
+        )
+        raise SystemExit(2)
+    try:
+        app = build_app(Replica(_backend(args)), token)
+        # No access line per request here: the gateway logs each one. log_config=None keeps
+        # uvicorn's own records in the process's format.
+        uvicorn.run(
+            app, host="127.0.0.1", port=args.port, log_level=level.lower(), log_config=None, access_log=False
+        )
+    except Exception:
+        # Standard error goes to the log through a daemon thread that may not outlive this.
+        log.exception("the replica failed")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -3,10 +3,15 @@
 ``local`` (processes on this host) is the embedded default; a distributed implementation
 meets the same contract when users outgrow one machine. A model no implementation can
 place on this cluster raises ``PlacementError`` with the reason the API reports.
+
+Each replica is started with a token it checks on every call (``ReplicaHandle.token``) and
+gives up when the process that placed it is gone; ``heartbeat`` lets the next process date
+the loss of replicas that went with a previous one.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from modelyard.adapters.engines.base import PlacementError, ReplicaHandle, ReplicaSpec
@@ -51,4 +56,16 @@ class Placement(Protocol):
 
     def stop_all(self) -> None:
         """Stop every replica this placement started."""
+        ...
+
+    def sweep(self) -> None:
+        """Remove what replicas this placement does not hold left behind (their logs)."""
+        ...
+
+    def heartbeat(self) -> None:
+        """Record that this placement's replicas were seen now."""
+        ...
+
+    def last_heartbeat(self) -> datetime | None:
+        """When a placement over the same place last saw its replicas (None if never)."""
         ...

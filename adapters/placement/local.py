@@ -4,19 +4,30 @@ Each replica is started from its engine's command line, waited on until ``/healt
 answers, watched through its process (an exited process is a dead replica), replaced with
 a fresh process of the same spec, and stopped by terminate-then-kill with the process
 reaped, so no zombie or orphan outlives its deployment.
+
+Each start draws a fresh token (``secrets``), handed to the process in its environment and
+kept on the handle; the replica refuses calls without it. The replica is told this
+process's pid and gives up when it is gone (``engines.lifeline``), so a server killed
+outright leaves no replica behind. A replica's log (``NAME.log``, rotated by the replica)
+goes with it when it is stopped. ``heartbeat`` leaves the time this placement last saw its
+replicas in the log folder, so the next process can say when they were lost.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
 import socket
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
-from modelyard.adapters.engines.base import PlacementError, ReplicaHandle, ReplicaSpec
+from modelyard.adapters.engines.base import Launch, PlacementError, ReplicaHandle, ReplicaSpec
 from modelyard.adapters.engines.models import has_gpu
 from modelyard.adapters.engines.registry import engine_for
 
@@ -27,6 +38,12 @@ __all__ = ["LocalPlacement", "PlacementError", "ReplicaHandle"]
 STOP_GRACE_S = 10.0
 # Health polls are cheap loopback calls; ten a second makes a start return promptly.
 HEALTH_POLL_S = 0.1
+# The file whose modification time says when this host's placement last saw its replicas.
+HEARTBEAT = "placement.alive"
+# How much of a dead replica's log the server's own log quotes, to say why it died.
+TAIL_LINES = 5
+
+log = logging.getLogger(__name__)
 
 
 def _free_port() -> int:
@@ -39,11 +56,20 @@ def _healthy(handle: ReplicaHandle) -> bool:
     spec = handle.spec
     engine = engine_for(spec.engine) if spec else None
     path = engine.health_path if engine else "/health"
-    headers = {"Authorization": f"Bearer {spec.upstream_key}"} if spec and spec.upstream_key else {}
     try:
-        return httpx.get(f"{handle.base_url}{path}", headers=headers, timeout=1.0).status_code == 200
+        return httpx.get(f"{handle.base_url}{path}", headers=handle.headers, timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _tail(path: Path) -> str:
+    try:
+        with path.open("rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - 4096))
+            lines = file.read().decode(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(lines[-TAIL_LINES:])
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> None:
@@ -74,28 +100,38 @@ class LocalPlacement:
             raise PlacementError(
                 f"{spec.model} runs on the {engine.name} engine, which needs a CUDA GPU; this host has none."
             )
-        # Only a process needs a port of this host; an upstream already has its address.
+        # Only a process needs a port of this host and a token; an upstream has its address and key.
         runs_here = engine.command(spec) is not None
         bound = spec.on_port(_free_port()) if runs_here and not spec.port else spec
-        command = engine.command(bound)
-        base_url = engine.base_url(bound)
-        proc = None if command is None else self._spawn(command, name)
+        token = secrets.token_urlsafe(32) if runs_here else ""
+        launch = Launch(parent_pid=os.getpid(), log_file=str(self.log_path(name)))
+        command = engine.command(bound, launch)
+        proc = None if command is None else self._spawn(command, name, engine.environment(token))
         handle = ReplicaHandle(
             name=name,
-            base_url=base_url,
+            base_url=engine.base_url(bound),
             pid=None if proc is None else proc.pid,
             deployment=deployment,
             spec=spec,
+            token=token,
         )
         self._wait_healthy(handle, proc, engine.start_timeout_s)
         with self._lock:
             self._handles.setdefault(deployment, []).append(handle)
         return handle
 
-    def _spawn(self, command: list[str], name: str) -> subprocess.Popen[bytes]:
+    def log_path(self, name: str) -> Path:
+        """Where the replica called ``name`` logs (older, rotated files add ``.1``, ``.2``)."""
+        return self._log_dir / f"{name}.log"
+
+    def _spawn(self, command: list[str], name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         self._log_dir.mkdir(parents=True, exist_ok=True)
-        with (self._log_dir / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        # Until the replica's own rotating log is set up, its output (an import error, a bad
+        # argument) lands in the same file, so a failed start can be read there.
+        with self.log_path(name).open("ab") as out:
+            proc = subprocess.Popen(
+                command, stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=os.environ | env
+            )
         with self._lock:
             self._procs[proc.pid] = proc
         return proc
@@ -109,7 +145,8 @@ class LocalPlacement:
             if exited or time.monotonic() > deadline:
                 self.stop(handle)
                 why = "exited" if exited else f"did not answer /health within {timeout_s:.0f} s"
-                raise PlacementError(f"replica {handle.name} {why} (log: {handle.name}.log)")
+                # The log goes with the replica; stop() quoted its end in this process's log.
+                raise PlacementError(f"replica {handle.name} {why}")
             time.sleep(HEALTH_POLL_S)
 
     def start_many(self, deployment: str, spec: ReplicaSpec, count: int) -> list[ReplicaHandle]:
@@ -157,11 +194,19 @@ class LocalPlacement:
         return self.start(handle.spec, self._next_name(handle.deployment), deployment=handle.deployment)
 
     def stop(self, handle: ReplicaHandle) -> None:
-        """Terminate the replica, reap its process, and forget it."""
+        """Terminate the replica, reap its process, forget it, and remove its log.
+
+        A replica that had already exited on its own is reported first, with the end of its
+        log, since its log goes with it.
+        """
         handle.healthy = False
         proc = self._forget(handle)
+        if proc is not None and proc.poll() is not None:
+            log.warning("replica %s exited with status %s; its log ended: %s",
+                        handle.name, proc.returncode, _tail(self.log_path(handle.name)))  # fmt: skip
         if proc is not None:
             _reap(proc)
+        self._remove_log(handle.name)
 
     def _forget(self, handle: ReplicaHandle) -> subprocess.Popen[bytes] | None:
         with self._lock:
@@ -170,16 +215,47 @@ class LocalPlacement:
                 held.remove(handle)
             return self._procs.pop(handle.pid, None) if handle.pid is not None else None
 
+    def _remove_log(self, name: str) -> None:
+        for path in self._log_dir.glob(f"{name}.log*"):
+            path.unlink(missing_ok=True)
+
     def stop_deployment(self, deployment: str) -> None:
         """Stop every replica of ``deployment``."""
         for handle in self.replicas(deployment):
             self.stop(handle)
 
     def stop_all(self) -> None:
-        """Stop every replica this placement started, including ones started outside a deployment."""
+        """Stop every replica this placement started, including ones started outside a
+        deployment: all are asked to stop at once, then each is reaped and its log removed."""
         with self._lock:
             procs = list(self._procs.values())
+            names = [handle.name for held in self._handles.values() for handle in held]
             self._procs.clear()
             self._handles.clear()
         for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
             _reap(proc)
+        for name in names:
+            self._remove_log(name)
+
+    def sweep(self) -> None:
+        """Remove the logs of replicas this placement does not hold (a previous process's)."""
+        with self._lock:
+            held = {handle.name for handles in self._handles.values() for handle in handles}
+        for path in self._log_dir.glob("*.log*"):
+            if path.name.split(".log", 1)[0] not in held:
+                path.unlink(missing_ok=True)
+
+    def heartbeat(self) -> None:
+        """Record that this placement's replicas were seen now."""
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        (self._log_dir / HEARTBEAT).touch()
+
+    def last_heartbeat(self) -> datetime | None:
+        """When a placement over this folder last saw its replicas (None if never)."""
+        try:
+            return datetime.fromtimestamp((self._log_dir / HEARTBEAT).stat().st_mtime, UTC)
+        except FileNotFoundError:
+            return None

@@ -9,6 +9,7 @@ The same machinery, opened with another ``schema``, holds the state store
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -59,6 +60,29 @@ class ViewDatabase(Protocol):
         ...
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and its parents) if needed, and make it the owner's alone (0700).
+
+    The data directory holds the stores, the state (unshown keys among it) and replica
+    logs: nobody else on the machine reads any of it.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` if needed as the owner's alone (0600); an existing one is made so.
+
+    SQLite creates a database's ``-wal``, ``-shm`` and ``-journal`` files with the
+    database's own mode, so making the database private makes them private too.
+    """
+    private_dir(path.parent)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    path.chmod(0o600)
+    return path
+
+
 def _insert(table: str, columns: Sequence[str]) -> str:
     placeholders = ", ".join("%s" for _ in columns)
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608 - names are code
@@ -80,12 +104,24 @@ class _SqliteTx:
 
 
 class SqliteViews:
-    """Views in one SQLite file; one writer at a time, as SQLite wants."""
+    """Views in one SQLite file; one writer at a time, as SQLite wants.
 
-    def __init__(self, path: Path, *, schema: Sequence[str] = (TRACKING,)) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    The file is private (0600). With ``forgetful`` (the state store, which holds secrets
+    until they are forgotten) a deleted row leaves no trace in the files: ``secure_delete``
+    overwrites it with zeros, and the rollback journal (``TRUNCATE``, not WAL, which
+    would keep the row's old page until a checkpoint) is emptied as each transaction
+    commits. Readers then wait out a commit (a few milliseconds), which the state's light
+    traffic affords; the views keep WAL, whose readers never wait.
+    """
+
+    def __init__(self, path: Path, *, schema: Sequence[str] = (TRACKING,), forgetful: bool = False) -> None:
+        private_file(path)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        if forgetful:
+            self._conn.execute("PRAGMA secure_delete=ON")
+            self._conn.execute("PRAGMA journal_mode=TRUNCATE")
+        else:
+            self._conn.execute("PRAGMA journal_mode=WAL")
         self._path = path
         self._lock = threading.RLock()
         self._readers = threading.local()
@@ -93,7 +129,7 @@ class SqliteViews:
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
-        """See :class:`ViewDatabase`: WAL lets each thread read its own snapshot beside the writer."""
+        """See :class:`ViewDatabase`: each thread reads on its own connection (beside the writer, in WAL)."""
         conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self._path, isolation_level=None, timeout=30)

@@ -4,6 +4,12 @@ The upstream client is aiohttp's: httpx's connection pool scans every pooled con
 on each request (checking each socket for expiry), which under a few dozen concurrent
 requests cost two thirds of the gateway's CPU; aiohttp's connector hands out an idle
 connection without the scan.
+
+Routing goes only to replicas the views hold as started, and each call carries the token
+its replica was started with. A replica that does not answer (its process is gone) or
+refuses the token (the port now belongs to another process) is dropped from the cached
+list and the call goes to another replica of the deployment, if any; with none left the
+call is ``INSTANCE_NOT_RUNNING``. The token is never in a message or a log line.
 """
 
 from __future__ import annotations
@@ -23,7 +29,12 @@ from modelyard.adapters.placement.balancer import least_loaded
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import InstanceNotRunning
-from modelyard.projections.deployments.queries import DeploymentState, deployment_state, serving_replicas
+from modelyard.projections.deployments.queries import (
+    DeploymentState,
+    ReplicaRoute,
+    deployment_state,
+    serving_replicas,
+)
 
 # Replica addresses change only on start, loss and scale: re-reading them each second is plenty.
 REPLICAS_TTL_S = 1.0
@@ -32,6 +43,8 @@ UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=600.0, connect=5.0)
 # Upstream connections open at once, over every replica: far above what replicas admit,
 # low enough to stay inside the process's file descriptors.
 UPSTREAM_CONNECTIONS = 1024
+# What a replica of ours answers a call without its token: whoever holds that port is not it.
+NOT_THIS_REPLICA = (401, 403)
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +54,7 @@ class Forwarder:
     def __init__(self, views: ViewDatabase) -> None:
         self._views = views
         self._session: aiohttp.ClientSession | None = None
-        self._cache: dict[UUID, tuple[float, list[str]]] = {}
+        self._cache: dict[UUID, tuple[float, list[ReplicaRoute]]] = {}
         self._in_flight: dict[str, int] = {}
         self._turn = 0
         self._deployments: dict[UUID, tuple[float, DeploymentState | None]] = {}
@@ -87,55 +100,88 @@ class Forwarder:
             )
         return self._session
 
-    def _read(self, dep_id: UUID) -> list[str]:
+    def _read(self, dep_id: UUID) -> list[ReplicaRoute]:
         with self._views.read() as tx:
             return serving_replicas(tx, dep_id)
 
-    async def _replicas(self, dep_id: UUID) -> list[str]:
+    async def _replicas(self, dep_id: UUID) -> list[ReplicaRoute]:
         cached = self._cache.get(dep_id)
         if cached and time.monotonic() - cached[0] < REPLICAS_TTL_S:
             return cached[1]
-        urls = await anyio.to_thread.run_sync(self._read, dep_id)
-        self._cache[dep_id] = (time.monotonic(), urls)
-        return urls
+        routes = await anyio.to_thread.run_sync(self._read, dep_id)
+        self._cache[dep_id] = (time.monotonic(), routes)
+        return routes
 
-    @asynccontextmanager
-    async def _leased(self, dep_id: UUID) -> AsyncIterator[str]:
-        """The least-loaded replica (ties go round-robin), counted in flight for the block."""
-        urls = await self._replicas(dep_id)
-        if not urls:
+    def _drop(self, dep_id: UUID, route: ReplicaRoute) -> None:
+        """Stop routing to ``route`` until the views are read again (by then its loss is
+        usually recorded; if not, one more call finds out and goes elsewhere)."""
+        cached = self._cache.get(dep_id)
+        if cached:
+            self._cache[dep_id] = (cached[0], [r for r in cached[1] if r != route])
+
+    async def _pick(self, dep_id: UUID, tried: set[ReplicaRoute]) -> ReplicaRoute:
+        """The least-loaded replica not tried yet (ties go round-robin)."""
+        routes = [r for r in await self._replicas(dep_id) if r not in tried]
+        if not routes:
             raise InstanceNotRunning(
-                f"{ids.instance_ref(dep_id)} has no replica serving right now; poll its status."
+                f"{ids.instance_ref(dep_id)} has no replica serving right now; poll its status and retry."
             )
         self._turn += 1
-        url = least_loaded(urls, self._turn, lambda u: self._in_flight.get(u, 0))
-        self._in_flight[url] = self._in_flight.get(url, 0) + 1
+        return least_loaded(routes, self._turn, lambda r: self._in_flight.get(r.base_url, 0))
+
+    async def _call(self, route: ReplicaRoute, body: dict[str, Any]) -> aiohttp.ClientResponse | None:
+        """The replica's response to ``body``, or None when it is not there to answer."""
+        headers = {"Authorization": f"Bearer {route.token}"} if route.token else {}
         try:
-            yield url
-        finally:
-            self._in_flight[url] -= 1
+            response = await self._client().post(
+                f"{route.base_url}/v1/chat/completions", json=body, headers=headers
+            )
+        except aiohttp.ClientConnectionError:
+            return None
+        if route.token and response.status in NOT_THIS_REPLICA:
+            response.release()
+            return None
+        return response
+
+    @asynccontextmanager
+    async def _answering(self, dep_id: UUID, body: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The response of the first live replica to take ``body``, counted in flight for the block."""
+        tried: set[ReplicaRoute] = set()
+        while True:
+            route = await self._pick(dep_id, tried)
+            url = route.base_url
+            self._in_flight[url] = self._in_flight.get(url, 0) + 1
+            try:
+                response = await self._call(route, body)
+                if response is None:
+                    tried.add(route)
+                    self._drop(dep_id, route)
+                    continue
+                try:
+                    yield response
+                finally:
+                    response.release()
+                return
+            finally:
+                self._in_flight[url] -= 1
 
     async def complete(self, dep_id: UUID, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """One whole chat completion: (status, JSON body) as the replica answered."""
-        async with self._leased(dep_id) as url:
+        async with self._answering(dep_id, body) as response:
             try:
-                async with self._client().post(f"{url}/v1/chat/completions", json=body) as response:
-                    status, raw = response.status, await response.read()
+                status, raw = response.status, await response.read()
             except aiohttp.ClientConnectionError as exc:
                 self._cache.pop(dep_id, None)
-                # The replica's address and the connection error are ours to read, not the client's.
-                log.warning("replica %s of %s did not answer: %r", url, ids.instance_ref(dep_id), exc)
+                # The connection error is ours to read, not the client's.
+                log.warning("a replica of %s stopped answering mid-reply: %r", ids.instance_ref(dep_id), exc)
                 raise InstanceNotRunning(
-                    f"A replica of {ids.instance_ref(dep_id)} did not answer; retry."
+                    f"The replica of {ids.instance_ref(dep_id)} stopped answering mid-reply; retry."
                 ) from exc
         return status, _json_object(raw)
 
     async def stream(self, dep_id: UUID, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """The replica's server-sent events, line by line; closing this closes the upstream."""
-        async with (
-            self._leased(dep_id) as url,
-            self._client().post(f"{url}/v1/chat/completions", json=body) as response,
-        ):
+        async with self._answering(dep_id, body) as response:
             async for line in response.content:
                 if stripped := line.strip():
                     yield stripped

@@ -3,18 +3,25 @@
 Each takes the authenticated principal, maps the request to a typed command, calls one
 application service, waits until the views show the command's effect (read-your-writes),
 and answers with a typed response Struct read from the views.
+
+Idempotent commands keep their answer for retries *without* the instance's key: a replay
+shows the key only if it is still unseen, exactly as a fresh GET would, so a key never
+outlives its one showing in an idempotency record.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
+import msgspec
+
 from modelyard.adapters.keygen import INSTANCE_PREFIX, new_secret
 from modelyard.adapters.state import secrets
 from modelyard.adapters.views.db import ViewDatabase
-from modelyard.adapters.views.follow import ViewsFollower
+from modelyard.adapters.views.follow import POLL_S, SETTLE_TIMEOUT_S, ViewsFollower
 from modelyard.api import idempotency
 from modelyard.api.auth import Principal
 from modelyard.api.instances import presenters
@@ -36,17 +43,28 @@ from modelyard.api.instances.schemas import (
 from modelyard.domain.billing.pricing import check_capacity
 from modelyard.domain.catalog.models import CATALOG
 from modelyard.domain.deployments.service import OnDeployment, Provision, RequestDeployment, WithCapacity
+from modelyard.domain.keys.aggregate import display_of, hash_secret
 from modelyard.domain.services import Services
 from modelyard.domain.shared import ids
-from modelyard.domain.shared.errors import InstanceNotFound
+from modelyard.domain.shared.errors import ConcurrencyConflict, InstanceNotFound
 from modelyard.domain.shared.money import format_usd
 from modelyard.projections.balances.queries import balance_of, charges_by_deployment
-from modelyard.projections.deployments.queries import instance_for_account, instances_of_account
+from modelyard.projections.deployments.queries import (
+    deployment_version,
+    instance_for_account,
+    instances_of_account,
+)
 from modelyard.projections.keys.queries import instance_key_hint
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _without_key(answer: InstanceAnswer) -> InstanceAnswer:
+    """The answer as an idempotency record keeps it: the instance key left out."""
+    instance = msgspec.structs.replace(answer.data.instance, api_key=None)
+    return InstanceAnswer(data=InstanceData(instance=instance))
 
 
 class Instances:
@@ -135,45 +153,106 @@ class Instances:
         key: str | None,
         request: bytes,
         status: int,
-        run: Callable[[], InstanceAnswer],
+        run: Callable[[UUID], InstanceAnswer],
     ) -> idempotency.Outcome:
-        return idempotency.run_once(
-            self._state, account_id=principal.account_id, key=key, request=request, status=status, command=run
+        outcome = idempotency.run_once(
+            self._state,
+            account_id=principal.account_id,
+            key=key,
+            request=request,
+            status=status,
+            command=run,
+            stored=_without_key,
         )
+        return self._with_unseen_key(outcome) if outcome.replayed else outcome
+
+    def _with_unseen_key(self, outcome: idempotency.Outcome) -> idempotency.Outcome:
+        """A replayed answer, its instance's key shown again only while it is still unseen.
+
+        The first answer showed the key if the instance was serving (it has an endpoint); a
+        replay does the same with the key the secrets store still holds, which is none once
+        the key was used or the instance ended.
+        """
+        answer = msgspec.json.decode(outcome.body, type=InstanceAnswer)
+        instance = answer.data.instance
+        with self._state.read() as tx:
+            secret = secrets.peek(tx, ids.parse_deployment_id(instance.id))
+        shown = msgspec.structs.replace(instance, api_key=secret if instance.endpoint else None)
+        body = msgspec.json.encode(InstanceAnswer(data=InstanceData(instance=shown)))
+        return idempotency.Outcome(status=outcome.status, body=body, replayed=True)
 
     def _settled(self, principal: Principal, deployment: UUID, position: int) -> InstanceAnswer:
         self._follower.settle(deployment, position)
         return self.show(principal, ids.instance_ref(deployment))
 
+    def _made_before(self, principal: Principal, deployment: UUID) -> InstanceAnswer | None:
+        """The deployment an earlier attempt under the same claim recorded, or None if none did."""
+        try:
+            self._services.deployments.get(deployment)
+        except InstanceNotFound:
+            return None
+        # Recorded, so the views show it within moments (the attempt that recorded it
+        # may be racing this one): wait for its row, then answer as that attempt would.
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            with self._views.read() as tx:
+                if deployment_version(tx, deployment) is not None:
+                    break
+            time.sleep(POLL_S)
+        return self.show(principal, ids.instance_ref(deployment))
+
     def provision(
         self, principal: Principal, request: ProvisionRequest, key: str | None
     ) -> idempotency.Outcome:
-        """Provision an instance and its inference key; returns at once, ``provisioning``."""
+        """Provision an instance and its inference key; returns at once, ``provisioning``.
+
+        The new deployment's id is the idempotency claim's (``run_once``): a retry after the
+        first attempt's process died mid-command finds the deployment that attempt recorded
+        (and the secret it kept, under the same id) instead of provisioning a second one; if
+        the first attempt recorded nothing, the retry provisions, once.
+        """
         request.check_billing()
 
-        def run() -> InstanceAnswer:
-            secret, digest, display = new_secret(INSTANCE_PREFIX)
-            command = RequestDeployment(
-                account_id=ids.parse_id(principal.account_id, ids.ACCOUNT),
-                model=request.model,
-                capacity=check_capacity(request.capacity),
-                tier=request.tier,
-                name=request.name,
-                at=_now(),
-            )
-            done = self._services.deployments.provision(
-                Provision(deployment=command, key_hash=digest, key_display=display)
-            )
-            with self._state.transaction() as tx:
-                secrets.keep(tx, done.id, secret)
-            return self._settled(principal, done.id, done.position)
+        def run(claim: UUID) -> InstanceAnswer:
+            return self._made_before(principal, claim) or self._provision_as(principal, request, claim)
 
         return self._once(principal, key, idempotency.fingerprint("provision", request), 201, run)
+
+    def _provision_as(self, principal: Principal, request: ProvisionRequest, claim: UUID) -> InstanceAnswer:
+        """Provision a deployment whose id is ``claim``, its key's secret kept first."""
+        with self._state.transaction() as tx:
+            # Kept before the events are recorded, so no deployment exists whose key was
+            # lost; a retry under this claim reuses the same secret.
+            secret = secrets.hold(tx, claim, new_secret(INSTANCE_PREFIX)[0])
+        command = RequestDeployment(
+            account_id=ids.parse_id(principal.account_id, ids.ACCOUNT),
+            model=request.model,
+            capacity=check_capacity(request.capacity),
+            tier=request.tier,
+            name=request.name,
+            deployment_id=claim,
+            at=_now(),
+        )
+        digest, display = hash_secret(secret), display_of(secret)
+        provision = Provision(deployment=command, key_hash=digest, key_display=display)
+        try:
+            done = self._services.deployments.provision(provision)
+        except ConcurrencyConflict:
+            # Another attempt under this claim recorded it first: answer with that one.
+            made = self._made_before(principal, claim)
+            if made is None:
+                raise
+            return made
+        except BaseException:
+            with self._state.transaction() as tx:
+                secrets.forget(tx, claim)
+            raise
+        return self._settled(principal, done.id, done.position)
 
     def destroy(self, principal: Principal, instance_id: str, key: str | None) -> idempotency.Outcome:
         """Destroy: billing stops now; the replicas stop in the background."""
 
-        def run() -> InstanceAnswer:
+        def run(_: UUID) -> InstanceAnswer:
             deployment = self._owned(principal, instance_id)
             position = self._services.deployments.request_teardown(
                 OnDeployment(deployment_id=deployment, at=_now())
@@ -189,7 +268,7 @@ class Instances:
     ) -> idempotency.Outcome:
         """Ask for capacity 1, 2, 4 or 8."""
 
-        def run() -> InstanceAnswer:
+        def run(_: UUID) -> InstanceAnswer:
             deployment = self._owned(principal, instance_id)
             command = WithCapacity(
                 deployment_id=deployment, capacity=check_capacity(request.capacity), at=_now()

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import NamedTuple
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from modelyard.domain.accounts.aggregate import Account, CreditReserved
 from modelyard.domain.accounts.reservations import reserve
@@ -54,6 +54,7 @@ def request_deployment(
     at: datetime,
     prefix: str = ids.INSTANCE,
     quotas: Mapping[Plan, Quota] = PLAN_QUOTAS,
+    deployment_id: UUID | None = None,
 ) -> Admitted:
     """A new deployment for ``account``, provisioning, if the catalog, hardware, quota and credit allow.
 
@@ -61,7 +62,8 @@ def request_deployment(
     preset, GPU type and region known and the model fit the GPU; then the plan's quota must
     have room and the available credit cover the hold (its first minute; see
     ``accounts.aggregate``). Checked in that order, so the first thing wrong is what is
-    reported. ``prefix`` only records which dialect asked.
+    reported. ``prefix`` only records which dialect asked; ``deployment_id`` is the new
+    id if the caller chose it (else a random one).
     """
     spec = deployable_model(model)
     checked = check_capacity(capacity)
@@ -72,7 +74,7 @@ def request_deployment(
     if region is not None:
         check_region(region)
     requested = ev.DeploymentRequested(
-        originator_id=uuid4(),
+        originator_id=deployment_id or uuid4(),
         originator_version=1,
         timestamp=at,
         account_id=account.id,
@@ -103,8 +105,10 @@ def _guard(deployment: Deployment, event_type: type[DomainEvent]) -> int:
     return deployment.version + 1
 
 
-def start_replica(deployment: Deployment, replica: str, base_url: str, at: datetime) -> ev.ReplicaStarted:
-    """A replica came up healthy and answers at ``base_url``."""
+def start_replica(
+    deployment: Deployment, replica: str, base_url: str, at: datetime, token: str = ""
+) -> ev.ReplicaStarted:
+    """A replica came up healthy and answers at ``base_url`` to calls that carry ``token``."""
     version = _guard(deployment, ev.ReplicaStarted)
     return ev.ReplicaStarted(
         originator_id=deployment.id,
@@ -112,6 +116,7 @@ def start_replica(deployment: Deployment, replica: str, base_url: str, at: datet
         timestamp=at,
         replica=replica,
         base_url=base_url,
+        token=token,
     )
 
 

@@ -63,12 +63,17 @@ class DeploymentRequested(DomainEvent, frozen=True, kw_only=True):
     preset: Preset = Preset.BALANCED
 
 
-class ReplicaStarted(DomainEvent, frozen=True, kw_only=True):
+# omit_defaults: an event without a token encodes as it did before tokens existed, byte for byte.
+class ReplicaStarted(DomainEvent, frozen=True, kw_only=True, omit_defaults=True):
     """A replica came up healthy and serves the deployment."""
 
     replica: str
     # Where the replica answers; the gateway routes requests there.
     base_url: str = ""
+    # What the replica was started with and checks on every call, so a request for it never
+    # lands on another process that took its port later. It names a replica, grants no user
+    # anything, and is useless once the replica stops. Added later: older events have none.
+    token: str = ""
 
 
 # ``omit_defaults``: a loss with no ``lost_at`` is stored as it was before the field existed.

@@ -53,6 +53,9 @@ class RequestDeployment(msgspec.Struct, frozen=True, kw_only=True):
     preset: str = "balanced"
     # Which dialect asked (``inst_`` or ``dep_``): recorded, never read by the domain.
     prefix: str = ids.INSTANCE
+    # The new deployment's id, if the caller chose it (an idempotent retry names the one its
+    # first attempt may have made: the store refuses a second under the same id).
+    deployment_id: UUID | None = None
     at: datetime
 
 
@@ -80,11 +83,12 @@ class OnDeployment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ReplicaCommand(OnDeployment, frozen=True, kw_only=True):
-    """A replica came up (at ``base_url``) or went away (for ``reason``, since ``lost_at``
-    when that is known to be earlier: billing stops there)."""
+    """A replica came up (at ``base_url``, checking ``token``) or went away (for ``reason``,
+    since ``lost_at`` when that is known to be earlier: billing stops there)."""
 
     replica: str
     base_url: str = ""
+    token: str = ""
     reason: str = ""
     lost_at: datetime | None = None
 
@@ -181,6 +185,7 @@ class DeploymentsService:
             at=command.at,
             prefix=command.prefix,
             quotas=self._quotas,
+            deployment_id=command.deployment_id,
         )
 
     def _reserve(
@@ -228,7 +233,7 @@ class DeploymentsService:
         """A replica came up healthy and answers at ``base_url``."""
         deployment = self.get(command.deployment_id)
         return self._store.record(
-            commands.start_replica(deployment, command.replica, command.base_url, command.at)
+            commands.start_replica(deployment, command.replica, command.base_url, command.at, command.token)
         )
 
     def lose_replica(self, command: ReplicaCommand) -> int:

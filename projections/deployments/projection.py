@@ -56,6 +56,16 @@ SCHEMA = (
         PRIMARY KEY (deployment_id, replica)
     )
     """,
+    # The token each replica checks, beside its row in ``replicas``. A table of its own, not a
+    # column there: a views database made before tokens existed gains it by this CREATE alone.
+    """
+    CREATE TABLE IF NOT EXISTS replica_tokens (
+        deployment_id TEXT NOT NULL,
+        replica TEXT NOT NULL,
+        token TEXT NOT NULL,
+        PRIMARY KEY (deployment_id, replica)
+    )
+    """,
     """
     CREATE TABLE IF NOT EXISTS sla_breaches (
         deployment_id TEXT NOT NULL,
@@ -109,7 +119,7 @@ class DeploymentsProjection(OneByOne):
 
     name = "deployments"
     schema: Sequence[str] = SCHEMA
-    tables: Sequence[str] = ("deployments", "replicas", "sla_breaches")
+    tables: Sequence[str] = ("deployments", "replicas", "replica_tokens", "sla_breaches")
 
     def apply(self, tx: Tx, event: object, position: int) -> None:
         """Fold one event; events of other aggregates pass by."""
@@ -175,12 +185,20 @@ class DeploymentsProjection(OneByOne):
                 " started_at = EXCLUDED.started_at",
                 [dep_id, event.replica, event.base_url, iso(event.timestamp)],
             )
-        elif isinstance(event, ev.ReplicaLost):
             tx.execute(
-                "DELETE FROM replicas WHERE deployment_id = %s AND replica = %s", [dep_id, event.replica]
+                "INSERT INTO replica_tokens (deployment_id, replica, token) VALUES (%s, %s, %s)"
+                " ON CONFLICT (deployment_id, replica) DO UPDATE SET token = EXCLUDED.token",
+                [dep_id, event.replica, event.token],
             )
+        elif isinstance(event, ev.ReplicaLost):
+            for table in ("replicas", "replica_tokens"):
+                tx.execute(
+                    f"DELETE FROM {table} WHERE deployment_id = %s AND replica = %s",  # noqa: S608 - names are code
+                    [dep_id, event.replica],
+                )
         elif isinstance(event, ev.ScaledToZero | ev.Destroyed | ev.ProvisioningFailed | ev.TeardownRequested):
             tx.execute("DELETE FROM replicas WHERE deployment_id = %s", [dep_id])
+            tx.execute("DELETE FROM replica_tokens WHERE deployment_id = %s", [dep_id])
 
     def _breach(self, tx: Tx, dep_id: str, event: ev.SlaBreached | ev.SlaRecovered, position: int) -> None:
         value = event.value if isinstance(event, ev.SlaBreached) else None

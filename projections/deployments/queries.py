@@ -109,12 +109,37 @@ def deployment_version(tx: Tx, deployment_id: UUID) -> int | None:
     return int(rows[0][0]) if rows else None
 
 
-def serving_replicas(tx: Tx, deployment_id: UUID) -> list[str]:
-    """The base URLs of a deployment's started replicas, in replica-name order."""
+class ReplicaRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one replica answers and the token it checks (never shown: the repr leaves it out)."""
+
+    replica: str
+    base_url: str
+    token: str
+
+    def __repr__(self) -> str:
+        return f"ReplicaRoute(replica={self.replica!r}, base_url={self.base_url!r})"
+
+
+class RecordedReplica(msgspec.Struct, frozen=True, kw_only=True):
+    """A replica the view holds as started for a deployment, and when it started."""
+
+    replica: str
+    started_at: str
+
+
+def serving_replicas(tx: Tx, deployment_id: UUID) -> list[ReplicaRoute]:
+    """A deployment's started replicas with their tokens, in replica-name order.
+
+    A replica started before tokens existed has none (``""``); it is a replica of a process
+    long gone, and the reconciler records its loss.
+    """
     rows = tx.execute(
-        "SELECT base_url FROM replicas WHERE deployment_id = %s ORDER BY replica", [deployment_id.hex]
+        "SELECT r.replica, r.base_url, COALESCE(t.token, '') FROM replicas r"
+        " LEFT JOIN replica_tokens t ON t.deployment_id = r.deployment_id AND t.replica = r.replica"
+        " WHERE r.deployment_id = %s ORDER BY r.replica",
+        [deployment_id.hex],
     )
-    return [str(row[0]) for row in rows]
+    return [ReplicaRoute(replica=str(name), base_url=str(url), token=str(token)) for name, url, token in rows]
 
 
 def _marks(values: tuple[str, ...]) -> str:
@@ -124,6 +149,11 @@ def _marks(values: tuple[str, ...]) -> str:
 _NEEDING_WORK = (
     "SELECT id, state, capacity, pending_capacity, model, preset, account_id FROM deployments"  # noqa: S608 - placeholders only
     f" WHERE state IN ({_marks(NEEDING_WORK)})"
+)
+_RECORDED = (
+    "SELECT r.deployment_id, r.replica, r.started_at FROM replicas r"  # noqa: S608 - placeholders only
+    " JOIN deployments d ON d.id = r.deployment_id"
+    f" WHERE d.state IN ({_marks(NEEDING_WORK)}) ORDER BY r.deployment_id, r.replica"
 )
 _OWING_MINUTES = (
     f"SELECT id FROM deployments WHERE state IN ({_marks(SERVING)})"  # noqa: S608 - placeholders only
@@ -147,6 +177,18 @@ def deployments_needing_work(tx: Tx) -> list[WorkItem]:
     ]
 
 
+def recorded_replicas(tx: Tx) -> dict[UUID, list[RecordedReplica]]:
+    """The replicas the view holds as started, by deployment, for deployments the reconciler
+    works on; the reconciler compares them with the ones it owns."""
+    rows = tx.execute(_RECORDED, NEEDING_WORK)
+    found: dict[UUID, list[RecordedReplica]] = {}
+    for dep, replica, started in rows:
+        found.setdefault(UUID(hex=str(dep)), []).append(
+            RecordedReplica(replica=str(replica), started_at=str(started))
+        )
+    return found
+
+
 def deployments_owing_minutes(tx: Tx) -> list[UUID]:
     """The meter's candidates: live deployments, and ended ones not metered to their end."""
     return [UUID(hex=str(row[0])) for row in tx.execute(_OWING_MINUTES, [*SERVING, *ENDED])]
@@ -157,5 +199,6 @@ def stored_ids(tx: Tx) -> dict[str, set[str]]:
     return {
         "deployments": {str(r[0]) for r in tx.execute("SELECT id FROM deployments")},
         "replicas": {str(r[0]) for r in tx.execute("SELECT deployment_id FROM replicas")},
+        "replica_tokens": {str(r[0]) for r in tx.execute("SELECT deployment_id FROM replica_tokens")},
         "sla_breaches": {str(r[0]) for r in tx.execute("SELECT deployment_id FROM sla_breaches")},
     }

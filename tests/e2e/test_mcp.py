@@ -67,16 +67,15 @@ def test_mcp_tools_provision_poll_destroy(simulated: Yard) -> None:
     anyio.run(_flow, simulated.urls[0], simulated.key)
 
 
-def test_mcp_without_a_key_gets_the_documented_error(simulated: Yard) -> None:
+def test_mcp_without_a_key_gets_the_documented_error_before_a_session_opens(simulated: Yard) -> None:
     async def flow() -> None:
-        async with (
-            httpx2.AsyncClient(timeout=30) as http,
-            streamable_http_client(f"{simulated.urls[0]}/mcp", http_client=http) as streams,
-            ClientSession(streams[0], streams[1]) as session,
-        ):
-            await session.initialize()
-            result = await session.call_tool("list_instances", {})
-            assert result.is_error
-            assert "API_KEY_REQUIRED" in result.content[0].text
+        async with httpx2.AsyncClient(timeout=30) as http:
+            answer = await http.post(
+                f"{simulated.urls[0]}/mcp",
+                json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}},
+                headers={"Accept": "application/json, text/event-stream"},
+            )
+        assert answer.status_code == 401
+        assert answer.json()["error"]["code"] == "API_KEY_REQUIRED"
 
     anyio.run(flow)

@@ -137,7 +137,8 @@ def test_every_view_stores_a_deployment_as_its_hex(store: Store, tmp_path: Path)
                 row = deployments.instance_for_account(tx, account, parsed)
                 assert row is not None
                 assert row.id == dep
-                assert deployments.serving_replicas(tx, parsed) == [f"http://r{made.index(dep)}"]
+                routes = deployments.serving_replicas(tx, parsed)
+                assert [r.base_url for r in routes] == [f"http://r{made.index(dep)}"]
                 assert keys.instance_key_hint(tx, parsed) == f"k{made.index(dep)}"
             # Three records in three spellings, one row: 3 requests, 9 completion tokens.
             assert metrics.requests_of_deployment(tx, dep) == (3, 9, 0)

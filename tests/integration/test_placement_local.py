@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -34,7 +35,8 @@ def _exists(pid: int) -> bool:
 
 
 def _chat(handle: ReplicaHandle, text: str) -> str:
-    client = openai.OpenAI(base_url=f"{handle.base_url}/v1", api_key="unused", max_retries=0)
+    key = handle.token or (handle.spec.upstream_key if handle.spec else None) or "none"
+    client = openai.OpenAI(base_url=f"{handle.base_url}/v1", api_key=key, max_retries=0)
     reply = client.chat.completions.create(model="sim", messages=[{"role": "user", "content": text}])
     return reply.choices[0].message.content or ""
 
@@ -100,9 +102,13 @@ def test_a_replica_that_cannot_load_its_model_fails_placement(
 
 def test_an_upstream_replica_runs_nothing_and_serves_through_its_url(placement: LocalPlacement) -> None:
     server = placement.start(SIMULATED, "backing", deployment="elsewhere")
-    upstream = ReplicaSpec(model="sim", engine="upstream", upstream_url=f"{server.base_url}/v1/")
+    # An upstream has its own key: here, the token of the replica standing in for it.
+    upstream = ReplicaSpec(
+        model="sim", engine="upstream", upstream_url=f"{server.base_url}/v1/", upstream_key=server.token
+    )
     handle = placement.start(upstream, "routed", deployment="dep_u")
     assert handle.pid is None
+    assert handle.token == ""
     assert handle.base_url == server.base_url
     assert placement.alive(handle)
     assert _chat(handle, "via upstream") == "via upstream"
@@ -141,3 +147,51 @@ def test_the_balancer_picks_the_least_loaded_healthy_replica(placement: LocalPla
     assert picks == {a.name, c.name}
     with pytest.raises(NoHealthyReplica):
         balancer.acquire("dep_none")
+
+
+def test_a_stopped_replica_takes_its_log_with_it(placement: LocalPlacement, tmp_path: Path) -> None:
+    kept = placement.start(SIMULATED, "kept", deployment="dep_l")
+    gone = placement.start(SIMULATED, "gone", deployment="dep_l")
+    assert placement.log_path("gone").exists()
+    placement.stop(gone)
+    assert list(tmp_path.glob("gone.log*")) == []
+    assert placement.log_path("kept").exists()
+    placement.stop_all()
+    assert list(tmp_path.glob("*.log*")) == []
+    assert not placement.alive(kept)
+
+
+def test_a_replica_that_died_is_reported_with_the_end_of_its_log(
+    placement: LocalPlacement, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    handle = placement.start(SIMULATED, "dying", deployment="dep_d")
+    assert handle.pid is not None
+    os.kill(handle.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while placement.alive(handle) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with caplog.at_level("WARNING", logger="modelyard.adapters.placement.local"):
+        placement.stop(handle)
+    assert f"replica dying exited with status {-signal.SIGKILL}" in caplog.text
+    assert "Application startup complete" in caplog.text
+    assert list(tmp_path.glob("dying.log*")) == []
+
+
+def test_a_sweep_removes_the_logs_of_replicas_it_does_not_hold(
+    placement: LocalPlacement, tmp_path: Path
+) -> None:
+    held = placement.start(SIMULATED, "held", deployment="dep_s")
+    for leftover in ("old-r1.log", "old-r1.log.1", "older.log"):
+        (tmp_path / leftover).write_text("from a previous server\n")
+    placement.sweep()
+    assert sorted(p.name for p in tmp_path.glob("*.log*")) == ["held.log"]
+    assert placement.alive(held)
+
+
+def test_the_heartbeat_says_when_the_placement_last_saw_its_replicas(placement: LocalPlacement) -> None:
+    assert placement.last_heartbeat() is None
+    before = datetime.now(UTC)
+    placement.heartbeat()
+    seen = placement.last_heartbeat()
+    assert seen is not None
+    assert abs((seen - before).total_seconds()) < 5

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from psycopg_pool import ConnectionPool
 
-from modelyard.adapters.ratelimit.limiter import InProcessRateLimiter, PostgresRateLimiter
+from modelyard.adapters.ratelimit.limiter import InProcessRateLimiter, PostgresRateLimiter, RateLimiter
 
 pytestmark = pytest.mark.integration
 
@@ -75,16 +75,34 @@ def test_headers_count_down_and_refusal_says_when_to_retry(pg_dsn: str) -> None:
         first = limiter.hit("key_a", limit=2, window_s=60, now=120.5)
         second = limiter.hit("key_a", limit=2, window_s=60, now=130.0)
         third = limiter.hit("key_a", limit=2, window_s=60, now=170.2)
-        next_window = limiter.hit("key_a", limit=2, window_s=60, now=180.0)
+        across_the_boundary = limiter.hit("key_a", limit=2, window_s=60, now=180.0)
+        half_slid_out = limiter.hit("key_a", limit=2, window_s=60, now=210.0)
         other_key = limiter.hit("key_b", limit=2, window_s=60, now=170.2)
     assert (first.allowed, first.remaining, first.reset_s) == (True, 1, 60)
     assert (second.allowed, second.remaining) == (True, 0)
     assert not third.allowed
-    assert third.headers()["Retry-After"] == "10"
+    # Two in the window 120-180 slide out over 180-240: one is gone (room for one) at 210.
+    assert third.headers()["Retry-After"] == "40"
     assert third.headers()["X-RateLimit-Limit"] == "2"
-    assert next_window.allowed
-    assert next_window.remaining == 1
+    assert not across_the_boundary.allowed
+    assert across_the_boundary.headers()["Retry-After"] == "30"
+    assert half_slid_out.allowed
+    assert half_slid_out.remaining == 0
     assert other_key.allowed
+
+
+def _boundary_burst(limiter: RateLimiter) -> int:
+    """A full burst just before a minute ends, another just after: how many get through."""
+    burst = [limiter.hit("edge", limit=10, window_s=60, now=119.9) for _ in range(10)]
+    after = [limiter.hit("edge", limit=10, window_s=60, now=120.0 + i / 10) for i in range(10)]
+    return sum(d.allowed for d in burst + after)
+
+
+def test_a_burst_on_each_side_of_a_minute_boundary_gets_the_limit_once(pg_dsn: str) -> None:
+    # A fixed window admitted all twenty (ten in each minute); the sliding window ten.
+    with ConnectionPool(pg_dsn, min_size=1, max_size=1) as pool:
+        assert _boundary_burst(PostgresRateLimiter(pool)) == 10
+    assert _boundary_burst(InProcessRateLimiter()) == 10
 
 
 def test_in_process_limiter_counts_the_same_way() -> None:
@@ -92,4 +110,8 @@ def test_in_process_limiter_counts_the_same_way() -> None:
     decisions = [limiter.hit("k", limit=3, window_s=60, now=61.0 + i) for i in range(5)]
     assert [d.allowed for d in decisions] == [True, True, True, False, False]
     assert [d.remaining for d in decisions] == [2, 1, 0, 0, 0]
-    assert limiter.hit("k", limit=3, window_s=60, now=120.0).allowed
+    # Refused requests took nothing: at 120 the three admitted ones still fill the window.
+    assert not limiter.hit("k", limit=3, window_s=60, now=120.0).allowed
+    # By 140 a third of them has slid out: room for one.
+    assert limiter.hit("k", limit=3, window_s=60, now=140.0).allowed
+    assert not limiter.hit("k", limit=3, window_s=60, now=140.0).allowed

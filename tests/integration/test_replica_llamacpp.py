@@ -34,7 +34,7 @@ def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaHandle]
 
 @pytest.fixture
 def client(replica: ReplicaHandle) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{replica.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+    return openai.OpenAI(base_url=f"{replica.base_url}/v1", api_key=replica.token, max_retries=0, timeout=120)
 
 
 def _greedy(client: openai.OpenAI, max_tokens: int = 24) -> str:
@@ -177,7 +177,7 @@ def test_a_dropped_stream_frees_the_replica(replica: ReplicaHandle) -> None:
         "messages": [{"role": "user", "content": "Count from 1 to 1000, one number per line."}],
     }
     with (
-        httpx.Client(base_url=replica.base_url, timeout=120) as http,
+        httpx.Client(base_url=replica.base_url, headers=replica.headers, timeout=120) as http,
         http.stream("POST", "/v1/chat/completions", json=body) as response,
     ):
         lines = response.iter_lines()
@@ -185,13 +185,13 @@ def test_a_dropped_stream_frees_the_replica(replica: ReplicaHandle) -> None:
         assert parse_metrics(http.get("/metrics").text).running == 1
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        text = httpx.get(f"{replica.base_url}/metrics").text
+        text = httpx.get(f"{replica.base_url}/metrics", headers=replica.headers).text
         if "modelyard:engine_generations_active{" in text and _gauge(text) == 0:
             break
         time.sleep(0.1)
-    stats = parse_metrics(httpx.get(f"{replica.base_url}/metrics").text)
+    stats = parse_metrics(httpx.get(f"{replica.base_url}/metrics", headers=replica.headers).text)
     assert (stats.running, stats.waiting) == (0, 0)
-    assert _gauge(httpx.get(f"{replica.base_url}/metrics").text) == 0
+    assert _gauge(httpx.get(f"{replica.base_url}/metrics", headers=replica.headers).text) == 0
 
 
 def _gauge(text: str) -> float:

@@ -48,15 +48,15 @@ def replica(replica_logs: Path) -> Iterator[ReplicaHandle]:
 
 @pytest.fixture
 def client(replica: ReplicaHandle) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{replica.base_url}/v1", api_key="unused", max_retries=0)
+    return openai.OpenAI(base_url=f"{replica.base_url}/v1", api_key=replica.token, max_retries=0)
 
 
 def _stats(replica: ReplicaHandle) -> EngineStats:
-    return parse_metrics(httpx.get(f"{replica.base_url}/metrics").text)
+    return parse_metrics(httpx.get(f"{replica.base_url}/metrics", headers=replica.headers).text)
 
 
 def _metric(replica: ReplicaHandle, name: str) -> float:
-    for line in httpx.get(f"{replica.base_url}/metrics").text.splitlines():
+    for line in httpx.get(f"{replica.base_url}/metrics", headers=replica.headers).text.splitlines():
         if line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} is not exposed")
@@ -118,7 +118,7 @@ def test_a_client_that_leaves_mid_stream_stops_the_generation(replica: ReplicaHa
     words = " ".join(f"w{i}" for i in range(400))
     body = {"model": "m", "stream": True, "max_tokens": 400, "messages": [{"role": "user", "content": words}]}
     with (
-        httpx.Client(base_url=replica.base_url, timeout=30) as http,
+        httpx.Client(base_url=replica.base_url, headers=replica.headers, timeout=30) as http,
         http.stream("POST", "/v1/chat/completions", json=body) as response,
     ):
         lines = response.iter_lines()
@@ -140,7 +140,7 @@ def test_a_client_that_leaves_mid_stream_stops_the_generation(replica: ReplicaHa
 
 def test_models_health_and_ttft_metrics(replica: ReplicaHandle, client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list()] == ["sim-model"]
-    assert httpx.get(f"{replica.base_url}/health").json()["status"] == "ok"
+    assert httpx.get(f"{replica.base_url}/health", headers=replica.headers).json()["status"] == "ok"
     before = _stats(replica)
     client.chat.completions.create(model="x", messages=[{"role": "user", "content": "a b c"}])
     after = _stats(replica)
@@ -161,19 +161,23 @@ def test_a_malformed_request_is_an_openai_style_400(client: openai.OpenAI) -> No
 
 def test_bad_json_and_bad_max_tokens_are_400s(replica: ReplicaHandle) -> None:
     url = f"{replica.base_url}/v1/chat/completions"
-    broken = httpx.post(url, content=b"{not json", headers={"Content-Type": "application/json"})
+    broken = httpx.post(
+        url, content=b"{not json", headers={"Content-Type": "application/json", **replica.headers}
+    )
     assert broken.status_code == 400
     assert broken.json()["error"]["type"] == "invalid_request_error"
     messages = [{"role": "user", "content": "hi"}]
     for bad in (0, -3, "ten"):
-        reply = httpx.post(url, json={"messages": messages, "max_tokens": bad})
+        reply = httpx.post(url, json={"messages": messages, "max_tokens": bad}, headers=replica.headers)
         assert reply.status_code == 400
         assert "max_tokens" in reply.json()["error"]["message"]
 
 
 def test_a_refusal_is_logged_with_its_reason(replica: ReplicaHandle, replica_logs: Path) -> None:
     answer = httpx.post(
-        f"{replica.base_url}/v1/chat/completions", json={"model": "sim-model", "messages": []}
+        f"{replica.base_url}/v1/chat/completions",
+        json={"model": "sim-model", "messages": []},
+        headers=replica.headers,
     )
     assert answer.status_code == 400
     expected = "refused 400 invalid_request_error: 'messages' must be a non-empty array."
@@ -183,3 +187,32 @@ def test_a_refusal_is_logged_with_its_reason(replica: ReplicaHandle, replica_log
         assert time.monotonic() < deadline, log.read_text()[-2000:]
         time.sleep(0.05)
     assert "WARNING modelyard.adapters.engines.replica" in log.read_text()
+
+
+@pytest.mark.parametrize("path", ["/health", "/metrics", "/v1/models", "/v1/chat/completions"])
+def test_every_route_refuses_a_call_without_the_replicas_token(replica: ReplicaHandle, path: str) -> None:
+    url = f"{replica.base_url}{path}"
+    body = {"model": "sim-model", "messages": [{"role": "user", "content": "hi"}]}
+
+    def call(headers: dict[str, str]) -> httpx.Response:
+        if path.endswith("completions"):
+            return httpx.post(url, json=body, headers=headers)
+        return httpx.get(url, headers=headers)
+
+    assert replica.token
+    assert call({}).status_code == 401
+    assert call({"Authorization": "Bearer someone-elses-token"}).status_code == 403
+    assert call({"Authorization": f"Basic {replica.token}"}).status_code == 403
+    assert call(replica.headers).status_code == 200
+
+
+def test_the_token_is_in_no_log_line_and_not_on_the_command_line(
+    replica: ReplicaHandle, replica_logs: Path
+) -> None:
+    httpx.get(f"{replica.base_url}/health", headers={"Authorization": "Bearer wrong"})
+    assert replica.pid is not None
+    cmdline = Path(f"/proc/{replica.pid}/cmdline").read_bytes()
+    assert replica.token.encode() not in cmdline
+    for log in replica_logs.glob("*.log*"):
+        assert replica.token not in log.read_text(errors="replace")
+    assert replica.token not in repr(replica)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from modelyard.adapters.engines.backends import SimulatedBackend
-from modelyard.adapters.engines.base import EngineStats, PlacementError, ReplicaSpec, parse_metrics
+from modelyard.adapters.engines.base import EngineStats, Launch, PlacementError, ReplicaSpec, parse_metrics
+from modelyard.adapters.engines.lifeline import LIFELINE_MODULE, TOKEN_VARIABLE
 from modelyard.adapters.engines.metrics import ReplicaMetrics
 from modelyard.adapters.engines.models import SMOLLM2_FILE, gguf_paths, replica_spec
 from modelyard.adapters.engines.registry import ENGINES, engine_for
@@ -124,3 +125,29 @@ def test_throughput_and_mean_ttft_come_from_two_readings() -> None:
     assert empty.ttft_percentile_s(50) is None
     with pytest.raises(ValueError, match="positive"):
         later.throughput(earlier, 0)
+
+
+def test_a_launched_replica_is_told_its_parent_and_log_and_gets_its_token_from_the_environment() -> None:
+    launch = Launch(parent_pid=4242, log_file="/data/replicas/r.log")
+    for name in ("llamacpp", "simulated"):
+        engine = engine_for(name)
+        spec = ReplicaSpec(model="m", engine=name, path="m.gguf", port=8101)
+        command = engine.command(spec, launch)
+        assert command is not None
+        assert (_arg(command, "--parent-pid"), _arg(command, "--log-file")) == (
+            "4242",
+            "/data/replicas/r.log",
+        )
+        assert engine.environment("s3cret") == {TOKEN_VARIABLE: "s3cret"}
+        assert not any("s3cret" in part for part in command)
+    assert engine_for("upstream").environment("s3cret") == {}
+
+
+def test_a_launched_vllm_replica_runs_behind_the_lifeline_with_its_key_in_the_environment() -> None:
+    spec = ReplicaSpec(model="llama3.1-8b", engine="vllm", port=8200)
+    engine = engine_for("vllm")
+    command = engine.command(spec, Launch(parent_pid=7, log_file="/x.log"))
+    assert command[1:3] == ["-m", LIFELINE_MODULE]
+    assert _arg(command, "--parent-pid") == "7"
+    assert command[command.index("--") + 1 :] == engine.command(spec)
+    assert engine.environment("k") == {"VLLM_API_KEY": "k"}

@@ -1,0 +1,306 @@
+"""``modelyard serve`` killed outright at random points, restarted on the same data, again and again.
+
+A seeded loop drives provisions, chats, scales and destroys against the simulated engine
+and kills the server with SIGKILL at a random moment of it. Each time:
+
+- no replica of the killed server outlives it (each is told its parent and gives up);
+- after the restart, once each instance is back to running, every chat to it succeeds;
+- every replica the views route to belongs to the running server and answers its token;
+
+and a graceful stop leaves no replica process of the data directory, records the loss of
+each replica it stopped, and ``modelyard audit replay`` rebuilds the finance views
+identically at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from modelyard.adapters.eventstore.env import store_env
+from modelyard.adapters.views.db import SqliteViews
+from modelyard.domain.services import Services
+from modelyard.domain.shared import ids
+from modelyard.domain.shared.store import Store
+from modelyard.projections.deployments.queries import ReplicaRoute, serving_replicas
+from modelyard.settings import load_settings
+
+from .conftest import Yard, free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+SEED = 20261129
+ROUNDS = 5
+# Live instances at most: enough for scales and destroys to meet provisions, few enough for 2 cores.
+MAX_LIVE = 3
+SETTLED = ("running", "destroyed", "failed")
+# How long a restarted server may take to bring every instance back to running.
+RECOVERY_S = 120.0
+# How long a replica may outlive its server (the kernel's signal is at once; the watchdog a second).
+ORPHAN_GRACE_S = 15.0
+REPLICA_MODULE = b"modelyard.adapters.engines.replica"
+
+
+@dataclass
+class Instance:
+    """What the test knows of one instance it provisioned."""
+
+    id: str
+    key: str = ""
+    gone: bool = False
+    # A destroy was sent (it may have landed even if the server died before answering).
+    destroying: bool = False
+
+
+@dataclass
+class Run:
+    """The yard, its live server, and the instances so far."""
+
+    yard: Yard
+    data: Path
+    rng: random.Random
+    server: subprocess.Popen[bytes] | None = None
+    url: str = ""
+    instances: list[Instance] = field(default_factory=list)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.yard.key}"}
+
+    def start(self) -> None:
+        self.url = self.yard.start("serve", port=free_port())
+        self.server = self.yard.procs[-1]
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[Run]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELYARD_", "POSTGRES_"))}
+    data = tmp_path / "data"
+    yard = Yard(
+        env=env | {"MODELYARD_DATA_DIR": str(data), "MODELYARD_ENGINE": "simulated"}, cwd=tmp_path, urls=[]
+    )
+    yard.fund("50.00")
+    made = Run(yard=yard, data=data, rng=random.Random(SEED))
+    yield made
+    yard.stop()
+
+
+def replica_processes(data: Path) -> dict[int, tuple[int, int]]:
+    """The replica processes of this data directory: pid -> (the server pid it names, its port).
+
+    A replica's command line names its log file under the data directory: the marker.
+    """
+    marker = str(data / "replicas").encode()
+    found: dict[int, tuple[int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if REPLICA_MODULE not in args or not any(arg.startswith(marker) for arg in args):
+            continue
+        parent = int(args[args.index(b"--parent-pid") + 1])
+        found[int(entry.name)] = (parent, int(args[args.index(b"--port") + 1]))
+    return found
+
+
+def wait_for_no_replicas(data: Path, of_server: int | None = None) -> None:
+    """Every replica (of ``of_server``, or of any server) of the data directory is gone."""
+    deadline = time.monotonic() + ORPHAN_GRACE_S
+    while True:
+        left = {pid: v for pid, v in replica_processes(data).items() if of_server in (None, v[0])}
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"replica processes outlived their server: {left}"
+        time.sleep(0.2)
+
+
+# --- the mix of operations ---------------------------------------------------------------
+
+
+def _live(run: Run) -> list[Instance]:
+    return [i for i in run.instances if not i.gone]
+
+
+def _provision(run: Run, client: httpx.Client) -> bool:
+    """Provision one more instance unless enough are live; whether one was accepted."""
+    if len(_live(run)) >= MAX_LIVE:
+        return False
+    answer = client.post("/v1/provision", json={"model": "smollm2-135m", "capacity": run.rng.choice((1, 2))})
+    if answer.status_code not in (200, 201, 202):
+        return False  # a quota or the balance said no: the storm goes on without it
+    run.instances.append(Instance(id=answer.json()["data"]["instance"]["id"]))
+    return True
+
+
+def _scale(run: Run, client: httpx.Client) -> None:
+    if live := _live(run):
+        target = run.rng.choice(live)
+        client.post(f"/v1/instances/{target.id}/scale", json={"capacity": run.rng.choice((1, 2))})
+
+
+def _destroy(run: Run, client: httpx.Client) -> None:
+    if len(live := _live(run)) > 1:
+        target = run.rng.choice(live)
+        target.destroying = True
+        if client.delete(f"/v1/instances/{target.id}").status_code in (200, 202):
+            target.gone = True
+
+
+def _chat(run: Run, client: httpx.Client) -> None:
+    if live := [i for i in _live(run) if i.key]:
+        target = run.rng.choice(live)
+        client.post(
+            f"/v1/{target.id}/chat",
+            headers={"Authorization": f"Bearer {target.key}"},
+            json={"message": "during the storm"},
+        )
+
+
+OPERATIONS: tuple[Callable[[Run, httpx.Client], object], ...] = (
+    _provision, _provision, _chat, _chat, _scale, _destroy,
+)  # fmt: skip
+
+
+def storm_then_kill(run: Run) -> int:
+    """Operations until a timer kills the server with SIGKILL; the killed server's pid."""
+    server = run.server
+    assert server is not None
+    killer = threading.Timer(run.rng.uniform(0.2, 4.0), lambda: os.kill(server.pid, signal.SIGKILL))
+    killer.start()
+    with httpx.Client(base_url=run.url, headers=run.headers, timeout=30) as client:
+        while server.poll() is None:
+            try:
+                run.rng.choice(OPERATIONS)(run, client)
+            except httpx.TransportError:
+                break  # killed mid-request
+            time.sleep(run.rng.uniform(0.0, 0.3))
+    killer.join()
+    server.wait(timeout=30)
+    return server.pid
+
+
+# --- what must hold after each restart ---------------------------------------------------
+
+
+def settle(run: Run, client: httpx.Client) -> dict[str, dict[str, Any]]:
+    """Poll every instance until it is running (or ended); the last view of each."""
+    deadline = time.monotonic() + RECOVERY_S
+    views: dict[str, dict[str, Any]] = {}
+    for instance in (i for i in run.instances if not i.gone):
+        while True:
+            found = client.get(f"/v1/instances/{instance.id}")
+            if found.status_code == 404 and instance.destroying:
+                break  # destroyed: a destroyed instance is not found
+            assert found.status_code == 200, found.text
+            view = found.json()["data"]["instance"]
+            if view["status"] in SETTLED:
+                break
+            assert time.monotonic() < deadline, f"{instance.id} stuck at {view['status']}"
+            time.sleep(0.3)
+        if found.status_code == 404:
+            instance.gone = True
+            continue
+        views[instance.id] = view
+        instance.gone = view["status"] != "running"
+        instance.key = instance.key or view.get("api_key") or ""
+    return views
+
+
+def _routes(run: Run, instance_id: str) -> list[ReplicaRoute]:
+    views = SqliteViews(run.data / "views.sqlite3")
+    try:
+        with views.read() as tx:
+            return serving_replicas(tx, ids.parse_deployment_id(instance_id))
+    finally:
+        views.close()
+
+
+def check_routes(run: Run, running: list[str], views: dict[str, dict[str, Any]]) -> None:
+    """Each replica the views route to is one of this server's, at full strength, and knows its token."""
+    assert run.server is not None
+    processes = replica_processes(run.data)
+    ours = {port for parent, port in processes.values() if parent == run.server.pid}
+    assert all(parent == run.server.pid for parent, _ in processes.values()), processes
+    for instance_id in running:
+        routes = _routes(run, instance_id)
+        assert len(routes) == views[instance_id]["capacity"], (instance_id, routes)
+        for route in routes:
+            assert int(route.base_url.rsplit(":", 1)[1]) in ours, (route, processes)
+            health = httpx.get(f"{route.base_url}/health", headers={"Authorization": f"Bearer {route.token}"})
+            assert health.status_code == 200
+
+
+def check_chats(run: Run, running: list[str]) -> None:
+    """Every chat to a running instance succeeds, each one, no retries."""
+    keyed = [i for i in run.instances if i.id in running and i.key]
+    assert len(keyed) == len(running), "a running instance whose key the test never saw"
+    for instance in keyed:
+        for n in range(3):
+            chat = httpx.post(
+                f"{run.url}/v1/{instance.id}/chat",
+                headers={"Authorization": f"Bearer {instance.key}"},
+                json={"message": f"after the restart {n}"},
+                timeout=30,
+            )
+            assert chat.status_code == 200, (instance.id, chat.text)
+            assert chat.json()["data"]["message"] == f"after the restart {n}"
+
+
+def recorded_replicas(run: Run) -> dict[str, tuple[str, ...]]:
+    """The replicas the store holds as serving, for each live instance (the server stopped)."""
+    store = Store(env=store_env(load_settings(run.yard.env)))
+    try:
+        deployments = Services.over(store).deployments
+        return {i.id: deployments.get(ids.parse_deployment_id(i.id)).replicas for i in _live(run)}
+    finally:
+        store.close()
+
+
+def check_after_restart(run: Run) -> None:
+    """What a restarted server owes: instances back to running, routes true, chats answered."""
+    with httpx.Client(base_url=run.url, headers=run.headers, timeout=30) as client:
+        views = settle(run, client)
+    running = [i for i, view in views.items() if view["status"] == "running"]
+    check_routes(run, running, views)
+    check_chats(run, running)
+
+
+def test_a_server_killed_at_random_points_comes_back_true(run: Run) -> None:
+    run.start()
+    with httpx.Client(base_url=run.url, headers=run.headers, timeout=30) as client:
+        assert _provision(run, client)
+    check_after_restart(run)
+    for _ in range(ROUNDS):
+        killed = storm_then_kill(run)
+        wait_for_no_replicas(run.data, of_server=killed)
+        run.start()
+        check_after_restart(run)
+    assert any(not i.gone for i in run.instances), "the storm left nothing running to check"
+    # A graceful stop records its replicas' losses; the next start heals as after a crash.
+    assert run.server is not None
+    run.server.terminate()
+    run.server.wait(timeout=60)
+    wait_for_no_replicas(run.data)
+    assert recorded_replicas(run) == {i.id: () for i in _live(run)}
+    run.start()
+    check_after_restart(run)
+    run.server.terminate()
+    run.server.wait(timeout=60)
+    wait_for_no_replicas(run.data)
+    assert list((run.data / "replicas").glob("*.log*")) == []
+    replay = run.yard.cli("audit", "replay")
+    assert replay.stdout.startswith("identical"), replay.stdout + replay.stderr

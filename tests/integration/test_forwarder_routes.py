@@ -1,0 +1,127 @@
+"""The gateway routes only to a live replica that knows its token.
+
+A deployment's view holds three replicas: one whose process is gone (nothing listens on
+its port), one whose port is held by another replica (which refuses the token), and one
+genuine. Every call reaches the genuine one; with it gone too, the call is
+``INSTANCE_NOT_RUNNING``, never a relayed refusal or a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from modelyard.adapters.engines.base import ReplicaHandle, ReplicaSpec
+from modelyard.adapters.eventlog.sources import NotificationLogSource
+from modelyard.adapters.placement.local import LocalPlacement
+from modelyard.adapters.views.db import SqliteViews
+from modelyard.api.gateway.forwarder import Forwarder
+from modelyard.domain.accounts.service import AddCredits, OpenAccount
+from modelyard.domain.deployments.service import OnDeployment, Provision, ReplicaCommand, RequestDeployment
+from modelyard.domain.services import Services
+from modelyard.domain.shared.errors import InstanceNotRunning
+from modelyard.domain.shared.store import Store
+from modelyard.projections.registry import all_projections
+from modelyard.workers.projection_runner import ProjectionRunner
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+BODY = {"model": "sim", "messages": [{"role": "user", "content": "reached"}]}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(
+        env={
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(tmp_path / "events.sqlite3"),
+            "CREATE_TABLE": "y",
+        }
+    )
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def placement(tmp_path: Path) -> Iterator[LocalPlacement]:
+    held = LocalPlacement(tmp_path / "replicas", gpu=False)
+    yield held
+    held.stop_all()
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _deployment(store: Store, routes: list[tuple[str, str]]) -> UUID:
+    """A running deployment whose recorded replicas are ``routes`` (base URL, token)."""
+    services = Services.over(store)
+    account = services.accounts.open_account(OpenAccount(name="routes", at=T0)).id
+    services.accounts.add_credits(AddCredits(account_id=account, amount=50_000_000, at=T0))
+    request = RequestDeployment(account_id=account, model="smollm2-135m", capacity=2, at=T0)
+    dep = services.deployments.provision(Provision(deployment=request, key_hash="h", key_display="k")).id
+    for n, (url, token) in enumerate(routes):
+        services.deployments.start_replica(
+            ReplicaCommand(deployment_id=dep, replica=f"{dep.hex}-r{n}", base_url=url, token=token, at=T0)
+        )
+    services.deployments.activate(OnDeployment(deployment_id=dep, at=T0))
+    return dep
+
+
+def _views(store: Store, tmp_path: Path) -> SqliteViews:
+    views = SqliteViews(tmp_path / "views.sqlite3")
+    views.ensure([statement for p in all_projections() for statement in p.schema])
+    ProjectionRunner(views, NotificationLogSource(store.recorder), all_projections()).run_until_idle()
+    return views
+
+
+async def _calls(forwarder: Forwarder, dep: UUID, n: int) -> list[tuple[int, str]]:
+    answers = []
+    try:
+        for _ in range(n):
+            status, body = await forwarder.complete(dep, BODY)
+            answers.append((status, body["choices"][0]["message"]["content"]))
+            lines = [line async for line in forwarder.stream(dep, {**BODY, "stream": True})]
+            assert lines[-1] == b"data: [DONE]"
+    finally:
+        await forwarder.close()
+    return answers
+
+
+def _start_two(placement: LocalPlacement) -> tuple[ReplicaHandle, ReplicaHandle]:
+    spec = ReplicaSpec(model="sim", engine="simulated")
+    return placement.start(spec, "other", deployment="x"), placement.start(spec, "genuine", deployment="x")
+
+
+def test_calls_reach_the_live_replica_past_a_dead_port_and_a_stranger(
+    store: Store, placement: LocalPlacement, tmp_path: Path
+) -> None:
+    other, genuine = _start_two(placement)
+    dead = f"http://127.0.0.1:{_unused_port()}"
+    dep = _deployment(
+        store, [(dead, "t-dead"), (other.base_url, "not-its-token"), (genuine.base_url, genuine.token)]
+    )
+    views = _views(store, tmp_path)
+    answers = asyncio.run(_calls(Forwarder(views), dep, 6))
+    assert answers == [(200, "reached")] * 6
+
+
+def test_with_no_live_replica_left_the_call_is_instance_not_running(
+    store: Store, placement: LocalPlacement, tmp_path: Path
+) -> None:
+    other, _ = _start_two(placement)
+    dead = f"http://127.0.0.1:{_unused_port()}"
+    dep = _deployment(store, [(dead, "t-dead"), (other.base_url, "not-its-token")])
+    views = _views(store, tmp_path)
+    with pytest.raises(InstanceNotRunning) as refused:
+        asyncio.run(_calls(Forwarder(views), dep, 1))
+    assert "127.0.0.1" not in refused.value.message
+    assert "t-dead" not in refused.value.message
