@@ -1,10 +1,15 @@
-"""One error envelope for the whole API, rendered by one handler from one table.
+"""One error table for the whole API, and one error shape per route family, rendered by one handler.
 
-Every error reaches the client as ``{"success": false, "error": {"code", "message", "docs"}}``.
-Every named refusal, the domain's and the edge's own below (keys, rate limits, malformed
-requests), is a ``ModelyardError`` with a stable code; ``STATUS_OF`` is the one place a code
-becomes an HTTP status. Whatever Litestar raises for a malformed request or an unknown
-route is mapped here too, so nothing a client sends can produce a bare 500.
+The first dialect's routes (management, ``/v1/{id}/chat``, everything else) answer
+``{"success": false, "error": {"code", "message", "docs"}}``; the OpenAI-compatible routes
+(those whose handler says ``opt={"errors": "openai"}``) answer OpenAI's
+``{"error": {"message", "type", "code", "param"}}``, so OpenAI clients read them as they
+read OpenAI's. Every named refusal, the domain's and the edge's own below (keys, rate
+limits, malformed requests), is a ``ModelyardError`` with a stable code; ``STATUS_OF`` is
+the one place a code becomes an HTTP status. Whatever Litestar raises for a malformed
+request or an unknown route is mapped here too, so nothing a client sends can produce a
+bare 500, and no answer carries an exception's text or an internal address: the detail
+goes to the log.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import Scope
 
 from modelyard.domain.shared.errors import ModelyardError
 
@@ -53,6 +59,7 @@ STATUS_OF: dict[str, int] = {
     "RATE_LIMIT_EXCEEDED": 429,
     "INTERNAL_ERROR": 500,
     "PROVISIONING_FAILED": 502,
+    "ENGINE_ERROR": 502,
 }
 # The codes Litestar's own HTTP errors get, by status; any other status is a 400 or a 500.
 _CODE_OF_HTTP: dict[int, str] = {
@@ -60,6 +67,13 @@ _CODE_OF_HTTP: dict[int, str] = {
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
 }
+# What a handler's ``opt`` says to answer errors in OpenAI's shape.
+OPENAI_ERRORS = {"errors": "openai"}
+# OpenAI's error ``type`` by status (what its own API answers); any other status below 500
+# is an ``invalid_request_error``.
+_OPENAI_TYPE_OF: dict[int, str] = {402: "insufficient_quota", 429: "requests"}
+# A message echoes at most this much: a refusal may quote what the client sent.
+MAX_MESSAGE = 500
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,12 +91,43 @@ class ErrorEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     error: ErrorBody
 
 
-class EdgeError(ModelyardError):
-    """A refusal of the HTTP edge itself; it may ask for response headers (``Retry-After``)."""
+class OpenAIErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``error`` object of OpenAI's error shape; ``code`` is the same stable code."""
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    message: str
+    type: str
+    code: str
+    param: str | None
+
+
+class OpenAIError(msgspec.Struct, frozen=True, kw_only=True):
+    """What the OpenAI-compatible routes answer when they fail."""
+
+    error: OpenAIErrorBody
+
+
+class EdgeError(ModelyardError):
+    """A refusal of the HTTP edge itself; it may ask for response headers (``Retry-After``)
+    and name the request field it is about (``param``)."""
+
+    def __init__(
+        self, message: str, *, headers: dict[str, str] | None = None, param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.headers = headers or {}
+        self.param = param
+
+
+class InvalidBody(EdgeError):
+    """The body is not what the route takes: not JSON, nested too deep, a wrong or unknown field."""
+
+    code = "INVALID_REQUEST"
+
+
+class EngineError(EdgeError):
+    """The instance's engine failed on a request it accepted (its detail is logged, not shown)."""
+
+    code = "ENGINE_ERROR"
 
 
 class ApiKeyRequired(EdgeError):
@@ -115,47 +160,83 @@ class RouteNotFound(EdgeError):
     code = "NOT_FOUND"
 
 
-def error_response(error: ModelyardError) -> Response[Any]:
-    """The envelope for one named error, at the status ``STATUS_OF`` gives its code."""
-    headers = error.headers if isinstance(error, EdgeError) else None
-    return _envelope(error.code, STATUS_OF[error.code], error.message, headers)
+def error_response(error: ModelyardError, scope: Scope | None = None) -> Response[Any]:
+    """The error for one named refusal, at the status ``STATUS_OF`` gives its code, in the
+    shape of the route ``scope`` reached (the envelope when there is none)."""
+    edge = error if isinstance(error, EdgeError) else None
+    return _render(
+        scope,
+        error.code,
+        STATUS_OF[error.code],
+        error.message,
+        headers=edge.headers if edge else None,
+        param=edge.param if edge else None,
+    )
 
 
-def _envelope(code: str, status: int, message: str, headers: dict[str, str] | None = None) -> Response[Any]:
-    body = ErrorEnvelope(success=False, error=ErrorBody(code=code, message=message, docs=DOCS_BASE + code))
+def _render(
+    scope: Scope | None,
+    code: str,
+    status: int,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
+) -> Response[Any]:
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + "…"
+    body: ErrorEnvelope | OpenAIError
+    if speaks_openai(scope):
+        kind = "server_error" if status >= 500 else _OPENAI_TYPE_OF.get(status, "invalid_request_error")
+        body = OpenAIError(error=OpenAIErrorBody(message=message, type=kind, code=code, param=param))
+    else:
+        body = ErrorEnvelope(
+            success=False, error=ErrorBody(code=code, message=message, docs=DOCS_BASE + code)
+        )
     return Response(content=body, status_code=status, headers=headers or {})
 
 
-def handle_exception(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """Render any exception as the envelope; the one place errors become HTTP.
+def speaks_openai(scope: Scope | None) -> bool:
+    """Whether the route this request reached answers errors in OpenAI's shape."""
+    handler = scope.get("route_handler") if scope is not None else None
+    return handler is not None and handler.opt.get("errors") == OPENAI_ERRORS["errors"]
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Render any exception in its route's error shape; the one place errors become HTTP.
 
     An exception nobody named is logged with its traceback and answered 500; so is a named
-    error whose code is missing from ``STATUS_OF`` (a test keeps that from shipping).
+    error whose code is missing from ``STATUS_OF`` (a test keeps that from shipping). A
+    server-side failure's own text is logged, never answered.
     """
+    scope = request.scope
     if isinstance(exc, ModelyardError) and exc.code in STATUS_OF:
-        return error_response(exc)
+        return error_response(exc, scope)
     if isinstance(exc, ValidationException):
-        return _envelope("INVALID_REQUEST", 400, _validation_message(exc))
+        message, param = _validation_message(exc)
+        return _render(scope, "INVALID_REQUEST", 400, message, param=param)
     if isinstance(exc, NotFoundException):
-        return _envelope("NOT_FOUND", 404, "No such route.")
-    if isinstance(exc, HTTPException):
-        return _envelope(_http_code(exc.status_code), exc.status_code, str(exc.detail))
+        return _render(scope, "NOT_FOUND", 404, "No such route.")
+    if isinstance(exc, HTTPException) and exc.status_code < 500:
+        return _render(scope, _http_code(exc.status_code), exc.status_code, str(exc.detail))
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
     log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-    return _envelope("INTERNAL_ERROR", 500, "The server failed to answer; the error is logged.")
+    return _render(scope, "INTERNAL_ERROR", status, "The server failed to answer; the error is logged.")
 
 
-def _validation_message(exc: ValidationException) -> str:
+def _validation_message(exc: ValidationException) -> tuple[str, str | None]:
+    """Litestar's account of a request that does not fit the route, as (message, field)."""
     extra = exc.extra
-    if isinstance(extra, list) and extra:
+    if isinstance(extra, list) and extra and isinstance(extra[0], dict):
         first = extra[0]
-        if isinstance(first, dict):
-            where = first.get("key") or first.get("source") or "body"
-            return f"Invalid request: {first.get('message', exc.detail)} ({where})."
-    return f"Invalid request: {exc.detail}."
+        key = first.get("key") if isinstance(first.get("key"), str) else None
+        where = key or first.get("source") or "body"
+        return f"Invalid request: {first.get('message', exc.detail)} ({where}).", key
+    return f"Invalid request: {exc.detail}.", None
 
 
 def _http_code(status: int) -> str:
-    return _CODE_OF_HTTP.get(status, "INVALID_REQUEST" if status < 500 else "INTERNAL_ERROR")
+    return _CODE_OF_HTTP.get(status, "INVALID_REQUEST")
 
 
 def documented(*statuses: int) -> dict[int, ResponseSpec]:
@@ -166,5 +247,14 @@ def documented(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
-# What every authenticated route can answer besides success.
+def documented_openai(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI responses for OpenAI's error shape at these statuses."""
+    return {
+        status: ResponseSpec(data_container=OpenAIError, description="Error: branch on error.code")
+        for status in statuses
+    }
+
+
+# What every authenticated route can answer besides success, in each shape.
 COMMON_ERRORS = documented(400, 401, 402, 403, 404, 409, 429, 502)
+COMMON_OPENAI_ERRORS = documented_openai(400, 401, 403, 404, 409, 429, 502)

@@ -84,7 +84,8 @@ class RateLimitMiddleware(ASGIMiddleware):
                 RateLimitExceeded(
                     f"Over {limit} requests/min for this caller; retry after {headers['Retry-After']} s.",
                     headers=headers,
-                )
+                ),
+                scope,
             )
             await response.to_asgi_response(app=None, request=None)(scope, receive, send)  # type: ignore[arg-type]
             return

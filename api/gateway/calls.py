@@ -116,7 +116,7 @@ class Gateway:
             call.deployment_id, {k: v for k, v in upstream.items() if v is not None}
         )
         if status != 200:
-            return upstream_error(status, answer)
+            raise upstream_error(status, answer)
         usage = answer.get("usage") or {}
         await self._finish(call, usage)
         data = {
@@ -131,7 +131,7 @@ class Gateway:
         """An OpenAI chat completion, whole; the request's ``model`` is echoed, not used."""
         status, answer = await self.forwarder.complete(call.deployment_id, {**body, "model": call.model})
         if status != 200:
-            return upstream_error(status, answer)
+            raise upstream_error(status, answer)
         await self._finish(call, answer.get("usage") or {})
         return {**answer, "model": body.get("model") or call.model}
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, RawBody, SkipValidation
 from litestar.response import Stream
 
-from modelyard.api.errors import COMMON_ERRORS
+from modelyard.api.errors import COMMON_ERRORS, COMMON_OPENAI_ERRORS, OPENAI_ERRORS
 from modelyard.api.gateway.calls import Call, Gateway
-from modelyard.api.gateway.requests import NativeChat, openai_body
-from modelyard.domain.shared.errors import InvalidRequest
+from modelyard.api.gateway.requests import ChatRequest, native_body, openai_body
 
-Authorization = Annotated[str, HeaderParameter(name="authorization")]
+# Optional to Litestar, so that a request without one is API_KEY_REQUIRED (401) from the
+# key check, not a missing-parameter 400.
+Authorization = Annotated[str, HeaderParameter(name="authorization", required=False)]
 
 
 class GatewayController(Controller):
@@ -34,17 +34,14 @@ class GatewayController(Controller):
     ) -> Any:
         """``{"message": …}`` -> ``{"success": true, "data": {message, model, usage, response_time_ms}}``."""
         call = await gateway.open(authorization, instance_id)
-        try:
-            chat = msgspec.json.decode(body or b"null", type=NativeChat)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise InvalidRequest(f"Invalid request: {exc}.") from None
-        return await gateway.native(call, chat)
+        return await gateway.native(call, native_body(body))
 
     @post(
         "/{instance_id:str}/v1/chat/completions",
         operation_id="chatCompletionsOnInstance",
         status_code=200,
-        responses=COMMON_ERRORS,
+        responses=COMMON_OPENAI_ERRORS,
+        opt=OPENAI_ERRORS,
     )
     async def openai_on_instance(
         self,
@@ -57,7 +54,13 @@ class GatewayController(Controller):
         call = await gateway.open(authorization, instance_id)
         return await _answer(gateway, call, openai_body(body))
 
-    @post("/chat/completions", operation_id="chatCompletions", status_code=200, responses=COMMON_ERRORS)
+    @post(
+        "/chat/completions",
+        operation_id="chatCompletions",
+        status_code=200,
+        responses=COMMON_OPENAI_ERRORS,
+        opt=OPENAI_ERRORS,
+    )
     async def openai_by_key(
         self,
         gateway: NamedDependency[SkipValidation[Gateway]],
@@ -69,7 +72,8 @@ class GatewayController(Controller):
         return await _answer(gateway, call, openai_body(body))
 
 
-async def _answer(gateway: Gateway, call: Call, body: dict[str, Any]) -> Any:
-    if body.get("stream"):
-        return Stream(gateway.stream(call, body), media_type="text/event-stream")
-    return await gateway.complete(call, body)
+async def _answer(gateway: Gateway, call: Call, request: ChatRequest) -> Any:
+    """Forward what the client sent and the gateway accepted, whole or as a stream."""
+    if request.streamed:
+        return Stream(gateway.stream(call, request.forwarded()), media_type="text/event-stream")
+    return await gateway.complete(call, request.forwarded())

@@ -14,6 +14,7 @@ call is ``INSTANCE_NOT_RUNNING``. The token is never in a message or a log line.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +45,7 @@ UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=600.0, connect=5.0)
 UPSTREAM_CONNECTIONS = 1024
 # What a replica of ours answers a call without its token: whoever holds that port is not it.
 NOT_THIS_REPLICA = (401, 403)
+log = logging.getLogger(__name__)
 
 
 class Forwarder:
@@ -170,6 +172,8 @@ class Forwarder:
                 status, raw = response.status, await response.read()
             except aiohttp.ClientConnectionError as exc:
                 self._cache.pop(dep_id, None)
+                # The connection error is ours to read, not the client's.
+                log.warning("a replica of %s stopped answering mid-reply: %r", ids.instance_ref(dep_id), exc)
                 raise InstanceNotRunning(
                     f"The replica of {ids.instance_ref(dep_id)} stopped answering mid-reply; retry."
                 ) from exc
@@ -195,4 +199,5 @@ def _json_object(raw: bytes) -> dict[str, Any]:
         decoded = None
     if isinstance(decoded, dict):
         return decoded
-    return {"error": {"message": f"The engine answered something other than JSON: {raw[:200]!r}"}}
+    log.warning("engine answered something other than a JSON object: %.200r", raw)
+    return {"error": {"message": "The engine answered something other than JSON."}}

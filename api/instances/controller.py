@@ -4,8 +4,10 @@ Handlers are a few lines: they take the use cases (``Instances``, the one inject
 dependency: Litestar resolves two independent ones in a task group per request, which
 cost more than the handler), the caller (``request.user``, authenticated by the
 management guard before the body is read) and the request, and answer typed response
-Structs. Commands honour ``Idempotency-Key``: a retry with the same key
-returns the first answer and changes nothing.
+Structs. A body's nesting is measured before Litestar decodes it (``bounded_body``):
+too deep is INVALID_REQUEST, never a RecursionError. Commands honour
+``Idempotency-Key``: a retry with the same key returns the first answer and changes
+nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, SkipValidation
 
 from modelyard.api import idempotency
 from modelyard.api.auth import Principal
+from modelyard.api.bodies import bounded_body
 from modelyard.api.errors import COMMON_ERRORS
 from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.schemas import (
@@ -39,6 +42,7 @@ class InstancesController(Controller):
 
     path = "/v1"
     tags = ["instances"]
+    before_request = staticmethod(bounded_body)
 
     @post(
         "/provision", operation_id="provision", status_code=201, sync_to_thread=True, responses=COMMON_ERRORS

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from modelyard.domain.shared.errors import InvalidBillingMode
 
+# A catalog id: the longest in the catalog is a few dozen characters.
+ModelId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+# An instance's name: what a person would type, printable, one line.
+InstanceName = Annotated[str, msgspec.Meta(max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
 
 class ProvisionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``POST /v1/provision``. ``capacity`` is checked by the domain (INVALID_CAPACITY); a
-    ``billing`` field, of any value, is refused with INVALID_BILLING_MODE."""
+    """``POST /v1/provision``. ``capacity`` and ``tier`` are checked by the domain
+    (INVALID_CAPACITY for any capacity but 1, 2, 4 or 8, even ``"4"``, so it is not typed
+    here); a ``billing`` field, of any value, is refused with INVALID_BILLING_MODE. The
+    body's nesting is bounded before it is decoded (``api.bodies``)."""
 
-    model: str
+    model: ModelId
     capacity: Any = 1
-    tier: str = "dedicated"
-    name: str = ""
+    tier: Annotated[str, msgspec.Meta(max_length=32)] = "dedicated"
+    name: InstanceName = ""
     billing: Any = msgspec.UNSET
 
     def check_billing(self) -> None:
@@ -28,7 +35,7 @@ class ProvisionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
 
 class ScaleRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``POST /v1/instances/{id}/scale``."""
+    """``POST /v1/instances/{id}/scale``; ``capacity`` is checked by the domain (INVALID_CAPACITY)."""
 
     capacity: Any
 
