@@ -153,14 +153,16 @@ def _replica_metrics(yard: Yard, instance_id: str, name: str = "vllm:num_request
 
     store = Store(env=store_env(load_settings(yard.env)))
     try:
-        urls = [e.base_url for e in store.events.get(ids.parse_deployment_id(instance_id))
-                if isinstance(e, ev.ReplicaStarted)]  # fmt: skip
+        # Each replica answers only calls carrying the token it was started with.
+        replicas = [(e.base_url, e.token) for e in store.events.get(ids.parse_deployment_id(instance_id))
+                    if isinstance(e, ev.ReplicaStarted)]  # fmt: skip
     finally:
         store.close()
     lines = []
-    for url in urls:
-        text = httpx.get(f"{url}/metrics").text
-        lines += [line for line in text.splitlines() if line.startswith(name)]
+    for url, token in replicas:
+        answer = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200, answer.text
+        lines += [line for line in answer.text.splitlines() if line.startswith(name)]
     return lines
 
 
