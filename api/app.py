@@ -23,7 +23,7 @@ from litestar.types import Receive, Scope, Send
 
 from modelyard import __version__
 from modelyard.adapters.ratelimit.limiter import RateLimiter
-from modelyard.api.access_log import AccessLog
+from modelyard.api.access_log import AccessLog, flush_lines
 from modelyard.api.auth import KeyCache, ManagementGuard
 from modelyard.api.errors import handle_exception
 from modelyard.api.gateway.calls import Gateway
@@ -70,6 +70,7 @@ def create_app(edge: Edge) -> Litestar:
                 edge.gateway.usage.stop()
         finally:
             await edge.gateway.forwarder.close()
+            flush_lines()
 
     management = Router(
         path="/", route_handlers=[InstancesController], guards=[ManagementGuard(edge.key_cache)]

@@ -73,22 +73,27 @@ def main() -> None:
     with served(MODELYARD_ENGINE="simulated", MODELYARD_RATE_LIMIT_RPM="100000000") as (base, key, env):
         got = provision_running(base, key)
         store = Store(env=store_env(load_settings(env)))
-        replica = next(
-            e.base_url
+        started = next(
+            e
             for e in store.events.get(ids.parse_deployment_id(str(got["id"])))
             if isinstance(e, ev.ReplicaStarted)
         )
         store.close()
+        replica = started.base_url
+        # The replica answers only calls with the token it was started with, as the gateway sends.
+        own = {"Authorization": f"Bearer {started.token}"}
         via = f"{got['openai_base_url']}/chat/completions"
         infer = {"Authorization": f"Bearer {got['api_key']}"}
         direct_url = f"{replica}/v1/chat/completions"
         # Warm both paths first: connection pools, the key and deployment caches, the JIT-free
         # but lazy parts of the stack. Only what follows is measured.
-        asyncio.run(_load(direct_url, {}, clients=50, seconds=2, rate=100.0))
+        asyncio.run(_load(direct_url, own, clients=50, seconds=2, rate=100.0))
         asyncio.run(_load(via, infer, clients=50, seconds=2, rate=100.0))
         for clients in (50, 200):
             for rate in (200.0, None):
-                direct, direct_rps = asyncio.run(_load(direct_url, {}, clients=clients, seconds=5, rate=rate))
+                direct, direct_rps = asyncio.run(
+                    _load(direct_url, own, clients=clients, seconds=5, rate=rate)
+                )
                 gated, gated_rps = asyncio.run(_load(via, infer, clients=clients, seconds=5, rate=rate))
                 mode = "at 200 req/s" if rate else "saturated  "
                 print(

@@ -9,7 +9,7 @@ import pytest
 from litestar import Litestar, get
 from litestar.testing import TestClient
 
-from modelyard.api.access_log import AccessLog
+from modelyard.api.access_log import AccessLog, flush_lines
 from modelyard.api.errors import handle_exception
 
 LINE = re.compile(r"(?P<method>[A-Z]+) (?P<path>\S+) (?P<status>\d{3}) (?P<ms>\d+\.\d)ms id=(?P<id>\S+)")
@@ -35,6 +35,7 @@ def _app() -> Litestar:
 
 
 def _access_lines(caplog: pytest.LogCaptureFixture) -> list[re.Match[str]]:
+    flush_lines()  # lines are handed to logging in batches; the test's loop is gone by now
     lines = [r.getMessage() for r in caplog.records if r.name == "modelyard.access"]
     matches = [LINE.fullmatch(line) for line in lines]
     assert all(matches), lines
