@@ -8,8 +8,8 @@ idempotency, without a loopback HTTP call. Tool descriptions are written for an 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import anyio
 import msgspec
@@ -22,7 +22,7 @@ from modelyard.api import idempotency
 from modelyard.api.auth import KeyCache, Principal, management_principal
 from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.schemas import ProvisionRequest, ScaleRequest
-from modelyard.domain.shared.errors import ModelyardError
+from modelyard.domain.shared.errors import InvalidRequest, ModelyardError
 
 INSTRUCTIONS = (
     "modelyard provisions private model deployments billed per minute from prepaid credits. "
@@ -59,6 +59,17 @@ class Tools:
         return data
 
 
+R = TypeVar("R", bound=msgspec.Struct)
+
+
+def _typed(kind: type[R], fields: Mapping[str, object]) -> R:
+    """A tool's arguments as the REST route's request Struct, with the same bounds and words."""
+    try:
+        return msgspec.convert(fields, kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"Invalid arguments: {exc}.") from None
+
+
 def build_mcp(instances: Instances, keys: KeyCache) -> tuple[MCPServer[Any], Starlette]:
     """The MCP server and its streamable-HTTP ASGI app (served at the mount point itself)."""
     server: MCPServer[Any] = MCPServer(name="modelyard", instructions=INSTRUCTIONS)
@@ -77,8 +88,11 @@ def build_mcp(instances: Instances, keys: KeyCache) -> tuple[MCPServer[Any], Sta
         'shared'). Returns immediately with status 'provisioning': poll get_instance until
         'running'. When retrying a provision after an error or timeout, pass the SAME
         idempotency_key as the first attempt so no second instance is created."""
-        request = ProvisionRequest(model=model, capacity=capacity, tier=tier)
-        return await tools.call(ctx, lambda who: instances.provision(who, request, idempotency_key or None))
+        fields = {"model": model, "capacity": capacity, "tier": tier}
+        return await tools.call(
+            ctx,
+            lambda who: instances.provision(who, _typed(ProvisionRequest, fields), idempotency_key or None),
+        )
 
     @server.tool()
     async def get_instance(ctx: Context, instance_id: str) -> dict[str, Any]:
@@ -94,8 +108,10 @@ def build_mcp(instances: Instances, keys: KeyCache) -> tuple[MCPServer[Any], Sta
     @server.tool()
     async def scale(ctx: Context, instance_id: str, capacity: int) -> dict[str, Any]:
         """Change an instance's capacity to 1, 2, 4 or 8 replicas (cost x1.0, x1.8, x3.3, x6.0)."""
-        request = ScaleRequest(capacity=capacity)
-        return await tools.call(ctx, lambda who: instances.scale(who, instance_id, request, None))
+        fields = {"capacity": capacity}
+        return await tools.call(
+            ctx, lambda who: instances.scale(who, instance_id, _typed(ScaleRequest, fields), None)
+        )
 
     @server.tool()
     async def destroy(ctx: Context, instance_id: str) -> dict[str, Any]:

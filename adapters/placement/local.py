@@ -30,6 +30,7 @@ import httpx
 from modelyard.adapters.engines.base import Launch, PlacementError, ReplicaHandle, ReplicaSpec
 from modelyard.adapters.engines.models import has_gpu
 from modelyard.adapters.engines.registry import engine_for
+from modelyard.adapters.views.db import private_dir
 
 __all__ = ["LocalPlacement", "PlacementError", "ReplicaHandle"]
 
@@ -125,7 +126,7 @@ class LocalPlacement:
         return self._log_dir / f"{name}.log"
 
     def _spawn(self, command: list[str], name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        self._log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self._log_dir)
         # Until the replica's own rotating log is set up, its output (an import error, a bad
         # argument) lands in the same file, so a failed start can be read there.
         with self.log_path(name).open("ab") as out:
@@ -250,7 +251,7 @@ class LocalPlacement:
 
     def heartbeat(self) -> None:
         """Record that this placement's replicas were seen now."""
-        self._log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self._log_dir)
         (self._log_dir / HEARTBEAT).touch()
 
     def last_heartbeat(self) -> datetime | None:

@@ -48,7 +48,7 @@ from modelyard.domain.services import Services
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import ConcurrencyConflict, InstanceNotFound
 from modelyard.domain.shared.money import format_usd
-from modelyard.projections.balances.queries import balance_of, charges_by_deployment
+from modelyard.projections.balances.queries import Balance, balance_of, charges_by_deployment
 from modelyard.projections.deployments.queries import (
     deployment_version,
     instance_for_account,
@@ -111,15 +111,17 @@ class Instances:
         """The account's prepaid balance."""
         with self._views.read() as tx:
             found = balance_of(tx, principal.account_id)
-        balance = found.balance if found else 0
+        row = found or Balance(plan="free", balance=0, credited=0, charged=0)
         return BalanceAnswer(
             data=BalanceData(
                 account_id=principal.account_id,
-                plan=found.plan if found else "free",
-                balance_usd=format_usd(balance),
-                balance_micros=balance,
-                credited_usd=format_usd(found.credited if found else 0),
-                charged_usd=format_usd(found.charged if found else 0),
+                plan=row.plan,
+                balance_usd=format_usd(row.balance),
+                balance_micros=row.balance,
+                credited_usd=format_usd(row.credited),
+                charged_usd=format_usd(row.charged),
+                reserved_usd=format_usd(row.reserved),
+                available_usd=format_usd(row.available),
             )
         )
 

@@ -129,6 +129,9 @@ class BalanceData(msgspec.Struct, frozen=True, kw_only=True):
     balance_micros: int
     credited_usd: str
     charged_usd: str
+    # Held by live deployments (a minute each at its price), and what is left for new ones.
+    reserved_usd: str = "0.000000"
+    available_usd: str = "0.000000"
 
 
 class BalanceAnswer(msgspec.Struct, frozen=True, kw_only=True):

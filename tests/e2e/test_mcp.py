@@ -59,6 +59,10 @@ async def _flow(url: str, key: str) -> None:
         bad = await session.call_tool("scale", {"instance_id": instance_id, "capacity": 3})
         assert bad.is_error
         assert "INVALID_CAPACITY" in bad.content[0].text
+        # The REST route's bounds hold for a tool's arguments too, in our words.
+        long = await session.call_tool("provision", {"model": "m" * 200})
+        assert long.is_error
+        assert "INVALID_REQUEST: Invalid arguments: Expected `str` of length <= 128" in long.content[0].text
         _data(await session.call_tool("destroy", {"instance_id": instance_id}))
         assert "charged_usd" in _data(await session.call_tool("usage", {}))
 

@@ -28,6 +28,7 @@ from modelyard.domain.deployments.metering import due_minutes
 from modelyard.domain.deployments.service import MeterMinute, OnDeployment
 from modelyard.domain.services import Services
 from modelyard.domain.shared import ids
+from modelyard.domain.shared.money import format_usd
 from modelyard.domain.shared.store import Store
 from modelyard.settings import load_settings
 
@@ -104,6 +105,10 @@ def test_twenty_provisions_on_credit_for_two_start_two_and_never_overdraw(credit
     # A twenty-first, later, is refused too: the two still hold all the credit.
     late = client.post("/v1/provision", json=body)
     assert (late.status_code, late.json()["error"]["code"]) == (402, "INSUFFICIENT_CREDITS")
+    # The balance says so: a minute of each is held, nothing is available.
+    shown = client.get("/v1/balance").json()["data"]
+    assert shown["reserved_usd"] == format_usd(2 * TICK)
+    assert Decimal(shown["available_usd"]) <= 0
     client.close()
     yard.stop()
 
