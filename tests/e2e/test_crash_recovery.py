@@ -14,6 +14,7 @@ identically at the end.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -80,6 +81,8 @@ class Run:
     server: subprocess.Popen[bytes] | None = None
     url: str = ""
     instances: list[Instance] = field(default_factory=list)
+    # When each SIGKILL was sent: a replica serves no later than the first after its start.
+    kills: list[datetime] = field(default_factory=list)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -186,7 +189,12 @@ def storm_then_kill(run: Run) -> int:
     """Operations until a timer kills the server with SIGKILL; the killed server's pid."""
     server = run.server
     assert server is not None
-    killer = threading.Timer(run.rng.uniform(0.2, 4.0), lambda: os.kill(server.pid, signal.SIGKILL))
+
+    def kill() -> None:
+        run.kills.append(datetime.now(UTC))  # replicas die with it: the truth billing must match
+        os.kill(server.pid, signal.SIGKILL)
+
+    killer = threading.Timer(run.rng.uniform(0.2, 4.0), kill)
     killer.start()
     with httpx.Client(base_url=run.url, headers=run.headers, timeout=30) as client:
         while server.poll() is None:
@@ -314,28 +322,33 @@ def test_a_server_killed_at_random_points_comes_back_true(run: Run) -> None:
     check_billing(run)
 
 
-def served_replica_seconds(history: list[object]) -> float:
+def served_replica_seconds(history: list[object], kills: list[datetime]) -> float:
     """Replica-seconds a deployment's replicas really served while it was billable.
 
-    Walks its events: a replica serves from its start until its loss (``lost_at`` when a
-    restarted server dated it back to the dead one's last heartbeat), counted while the
-    deployment is running, scaling or degraded, and at most its capacity (a scale-up's new
-    replicas are billed once the scale is done)."""
-    live: set[str] = set()
+    The truth comes from outside the system under test where it can: a replica serves from
+    its start until its recorded loss or the first SIGKILL the test sent after its start,
+    whichever is first (replicas die with their server, whatever a restarted one records
+    later). Counted while the deployment is running, scaling or degraded, and at most its
+    capacity (a scale-up's new replicas are billed once the scale is done)."""
+    never = datetime.max.replace(tzinfo=UTC)
+    ends: dict[str, datetime] = {}  # serving replica -> when it dies with its server
     state, capacity, served = State.PROVISIONING, 0, 0.0
     since: datetime | None = None
     for event in history:
-        at = getattr(event, "lost_at", None) or event.timestamp
+        at: datetime = event.timestamp
         if since is not None and state in BILLABLE:
-            served += min(len(live), capacity) * max(0.0, (at - since).total_seconds())
+            cuts = sorted({since, at, *(k for k in kills if since < k < at)})
+            for start, stop in itertools.pairwise(cuts):
+                serving = sum(1 for end in ends.values() if end > start)
+                served += min(serving, capacity) * (stop - start).total_seconds()
         since = at if since is None else max(since, at)
         match event:
             case ev.DeploymentRequested(capacity=asked) | ev.ScaledTo(capacity=asked):
                 capacity = asked
             case ev.ReplicaStarted(replica=name):
-                live.add(name)
+                ends[name] = min((k for k in kills if k > at), default=never)
             case ev.ReplicaLost(replica=name):
-                live.discard(name)
+                ends.pop(name, None)
         state = target_of(type(event)) or state
     return served
 
@@ -358,7 +371,7 @@ def check_billing(run: Run) -> None:
                 if isinstance(event, ev.MinuteMetered)
                 for part in event.parts
             )
-            served = served_replica_seconds(history)
+            served = served_replica_seconds(history, run.kills)
             minutes = len([e for e in history if isinstance(e, ev.MinuteMetered)])
             # A second a minute for each replica (the storm runs one or two): boundaries are
             # billed in whole seconds.
