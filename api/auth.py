@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from typing import Any
 
 import anyio
 import msgspec
+from cachetools import TTLCache
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
@@ -50,27 +50,6 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
         return self.kind is KeyKind.SCOPED and deployment_uuid in self.grants
 
 
-class _Lru:
-    """Key hash -> (when looked up, answer), at most ``size`` entries, least recently used out."""
-
-    def __init__(self, size: int, ttl_s: float) -> None:
-        self.size, self.ttl_s = size, ttl_s
-        self.entries: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
-
-    def fresh(self, digest: str, now: float) -> tuple[float, Principal | None] | None:
-        entry = self.entries.get(digest)
-        if entry is None or now - entry[0] >= self.ttl_s:
-            return None
-        self.entries.move_to_end(digest)
-        return entry
-
-    def put(self, digest: str, now: float, principal: Principal | None) -> None:
-        self.entries[digest] = (now, principal)
-        self.entries.move_to_end(digest)
-        while len(self.entries) > self.size:
-            self.entries.popitem(last=False)
-
-
 class KeyCache:
     """Key hash -> principal (or None), each answer kept ``CACHE_TTL_S``, the cache bounded.
 
@@ -81,42 +60,44 @@ class KeyCache:
 
     def __init__(self, views: ViewDatabase) -> None:
         self._views = views
+        # cachetools' caches are not thread-safe; lookups run in worker threads.
         self._lock = threading.Lock()
-        self._known = _Lru(CACHE_MAX_KEYS, CACHE_TTL_S)
-        self._unknown = _Lru(NEGATIVE_MAX_KEYS, NEGATIVE_TTL_S)
+        self._known: TTLCache[str, Principal] = TTLCache(CACHE_MAX_KEYS, CACHE_TTL_S, timer=time.monotonic)
+        self._unknown: TTLCache[str, bool] = TTLCache(NEGATIVE_MAX_KEYS, NEGATIVE_TTL_S, timer=time.monotonic)
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._known.entries) + len(self._unknown.entries)
+            return len(self._known) + len(self._unknown)
 
-    def _fresh(self, digest: str, now: float) -> tuple[float, Principal | None] | None:
+    def _cached(self, digest: str) -> tuple[bool, Principal | None]:
+        """(whether the key is cached, its principal: None for a key cached as unknown)."""
         with self._lock:
-            return self._known.fresh(digest, now) or self._unknown.fresh(digest, now)
+            principal = self._known.get(digest)
+            return principal is not None or digest in self._unknown, principal
 
     def cached(self, secret: str) -> bool:
         """Whether ``lookup`` would answer without the database."""
-        return self._fresh(hash_secret(secret), time.monotonic()) is not None
+        return self._cached(hash_secret(secret))[0]
 
     def known(self, secret: str) -> bool | None:
         """Whether the cache holds the key as valid (True), as unknown (False), or not at all (None)."""
-        entry = self._fresh(hash_secret(secret), time.monotonic())
-        return None if entry is None else entry[1] is not None
+        hit, principal = self._cached(hash_secret(secret))
+        return principal is not None if hit else None
 
     def lookup(self, secret: str) -> Principal | None:
         """The principal a secret authenticates, or None for an unknown or revoked key."""
         digest = hash_secret(secret)
-        now = time.monotonic()
-        cached = self._fresh(digest, now)
-        if cached is not None:
-            return cached[1]
+        hit, found = self._cached(digest)
+        if hit:
+            return found
         principal = self._load(digest)
         with self._lock:
             if principal is None:
-                self._known.entries.pop(digest, None)  # revoked: forget it among the known
-                self._unknown.put(digest, now, None)
+                self._known.pop(digest, None)  # revoked: forget it among the known
+                self._unknown[digest] = True
             else:
-                self._unknown.entries.pop(digest, None)
-                self._known.put(digest, now, principal)
+                self._unknown.pop(digest, None)
+                self._known[digest] = principal
         return principal
 
     def _load(self, digest: str) -> Principal | None:

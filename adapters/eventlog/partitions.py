@@ -15,7 +15,7 @@ from kafka import KafkaConsumer
 from kafka.partitioner import murmur2
 
 
-def record_key(aggregate_id: UUID) -> bytes:
+def record_key(aggregate_id: UUID | str) -> bytes:
     """The Kafka key of every record of one aggregate (the relay sends it)."""
     return str(aggregate_id).encode()
 

@@ -14,6 +14,7 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from modelyard.adapters.eventlog.partitions import record_key
 from modelyard.adapters.state import positions as stored
 from modelyard.adapters.views.db import ViewDatabase
 
@@ -85,7 +86,7 @@ class Relay:
         futures = [
             self._producer.send(
                 self._topic,
-                key=str(row.originator_id).encode(),
+                key=record_key(row.originator_id),
                 value=row.state,
                 headers=[
                     ("notification_id", str(row.id).encode()),

@@ -47,32 +47,38 @@ class Gateway:
     def __init__(self, keys: KeyCache, forwarder: Forwarder, usage: UsageWriter, state: ViewDatabase) -> None:
         self.keys, self.forwarder, self.usage, self._state = keys, forwarder, usage, state
 
-    def _open(self, authorization: str, instance_id: str, started: float) -> Call:
-        """Authenticate, and check the instance exists and serves."""
-        deployment = ids.parse_deployment_id(instance_id)
+    def _open(self, authorization: str, deployment: uuid.UUID, shown: str, started: float) -> Call:
+        """Authenticate, and check the instance (``shown`` as the client named it) exists and serves."""
         principal = inference_principal(self.keys, authorization, deployment.hex)
         found = self.forwarder.deployment(deployment)
         if found is None or found.state == "destroyed":
-            raise InstanceNotFound(f"No instance {instance_id} (or it was destroyed).")
+            raise InstanceNotFound(f"No instance {shown} (or it was destroyed).")
         if found.state not in SERVING:
-            raise InstanceNotRunning(f"{instance_id} is {found.state}, not running: poll its status first.")
+            raise InstanceNotRunning(f"{shown} is {found.state}, not running: poll its status first.")
         return Call(deployment_id=deployment, model=found.model, principal=principal, started=started)
 
-    async def open(self, authorization: str, instance_id: str) -> Call:
+    async def _opened(self, authorization: str, deployment: uuid.UUID, shown: str) -> Call:
         """``_open`` on the event loop when its lookups are cached, in a thread when not."""
         started = time.perf_counter()
-        deployment = ids.parse_deployment_id(instance_id)
         if self.forwarder.cached(deployment) and self.keys.cached(bearer_secret(authorization)):
-            return self._open(authorization, instance_id, started)
-        return await anyio.to_thread.run_sync(self._open, authorization, instance_id, started)
+            return self._open(authorization, deployment, shown, started)
+        return await anyio.to_thread.run_sync(self._open, authorization, deployment, shown, started)
+
+    async def open(self, authorization: str, instance_id: str) -> Call:
+        """The call on the instance the path names."""
+        return await self._opened(authorization, ids.parse_deployment_id(instance_id), instance_id)
 
     async def open_by_key(self, authorization: str) -> Call:
         """The call on the instance an ``auxk_`` key belongs to."""
         secret = bearer_secret(authorization)
-        principal = await anyio.to_thread.run_sync(self.keys.lookup, secret)
+        if self.keys.cached(secret):
+            principal = self.keys.lookup(secret)
+        else:
+            principal = await anyio.to_thread.run_sync(self.keys.lookup, secret)
         if principal is None or principal.deployment_uuid is None:
             raise InvalidApiKey("This route takes an instance's auxk_ key.")
-        return await self.open(authorization, ids.instance_ref(uuid.UUID(hex=principal.deployment_uuid)))
+        deployment = uuid.UUID(hex=principal.deployment_uuid)
+        return await self._opened(authorization, deployment, ids.instance_ref(deployment))
 
     def _record(self, call: Call, usage: dict[str, Any], status: int, *, streamed: bool) -> None:
         """Queue the usage record; on an instance key's first use, retire its one-time showing."""
