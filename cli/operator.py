@@ -9,14 +9,16 @@ from datetime import UTC, datetime
 import click
 
 from modelyard.adapters.keygen import MANAGEMENT_PREFIX, new_secret
-from modelyard.cli.compose import Core, operating
+from modelyard.adapters.ledger.export import ExportFormat, MalformedExport, StoreEvents, export_text
+from modelyard.adapters.ledger.verify import EventLookup, KafkaLookup, StoreLookup, verify_export
+from modelyard.cli.compose import Core, opened_core, operating
 from modelyard.domain.accounts.service import AddCredits, OpenAccount
 from modelyard.domain.keys.aggregate import KeyKind
 from modelyard.domain.keys.service import IssueKey, RevokeKey
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import DomainError
 from modelyard.domain.shared.money import format_usd, parse_usd
-from modelyard.projections.balances.queries import ledger_of_account
+from modelyard.projections.balances.queries import export_rows, ledger_of_account
 from modelyard.settings import Settings, SettingsError, load_settings
 from modelyard.workers.audit import replay
 
@@ -140,3 +142,52 @@ def ledger_command(account_id: str) -> None:
         extra = f"  [{line.source_event}, {line.minute}]" if line.source_event else ""
         money = f"{sign}{format_usd(line.amount)}  {format_usd(line.balance_after)}"
         click.echo(f"{line.position}  {line.at}  {line.kind}  {money}  {line.event_id}{extra}")
+
+
+@audit.command("export")
+@click.option("--account", "account_id", default=None, help="One account's ledger (default: every account).")
+@click.option("--format", "fmt", type=click.Choice([f.value for f in ExportFormat]), default="jsonl")
+@click.option("--output", type=click.File("w"), default="-", show_default=True)
+def export_command(account_id: str | None, fmt: str, output: click.utils.LazyFile) -> None:
+    """Export the ledger, each line chained to the one before and to the events it came from."""
+    with _operating() as core:
+        with core.views.read() as tx:
+            rows = export_rows(tx, account_id)
+        if account_id is not None and not rows:
+            raise click.ClickException(f"no ledger lines for {account_id}")
+        try:
+            for text in export_text(rows, StoreEvents(core.store.recorder), ExportFormat(fmt)):
+                output.write(text)
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@audit.command("verify")
+@click.argument("export_file", type=click.File("r"))
+@click.option(
+    "--against",
+    type=click.Choice(["chain", "store", "kafka"]),
+    default="store",
+    show_default=True,
+    help="chain: the hashes only; store or kafka: also every line against its events.",
+)
+def verify_command(export_file: click.utils.LazyFile, against: str) -> None:
+    """Re-compute an export's chain and check its lines against the events; name the first bad line."""
+    text = export_file.read()
+    try:
+        if against == "store":
+            with opened_core(_settings()) as core:
+                verdict = verify_export(text, StoreLookup(core.store.recorder))
+        else:
+            verify_export_against: EventLookup | None = None
+            if against == "kafka":
+                settings = _settings()
+                if not settings.uses_kafka:
+                    raise click.UsageError("--against kafka needs MODELYARD_KAFKA_BOOTSTRAP (cluster mode)")
+                verify_export_against = KafkaLookup(settings.kafka_bootstrap, settings.kafka_topic)
+            verdict = verify_export(text, verify_export_against)
+    except MalformedExport as exc:
+        raise click.ClickException(f"not an export: {exc}") from exc
+    if not verdict.intact:
+        raise click.ClickException(f"line {verdict.bad_line} is bad: {verdict.reason}")
+    click.echo(f"intact: {verdict.lines} lines, chain head {verdict.head} (checked against {against})")

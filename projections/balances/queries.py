@@ -119,3 +119,45 @@ def charged_deployments(tx: Tx) -> set[str]:
     """Every deployment id the ledger holds, as stored (for consistency checks)."""
     rows = tx.execute("SELECT DISTINCT deployment_id FROM ledger WHERE deployment_id IS NOT NULL")
     return {str(row[0]) for row in rows}
+
+
+class ExportRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One ledger line as the export writes it: whose it is, and the events it came from."""
+
+    position: int
+    account_id: str
+    kind: str
+    amount: int
+    balance_after: int
+    deployment_id: str | None
+    minute: str | None
+    at: str
+    event_id: str
+    source_event: str | None
+
+
+def export_rows(tx: Tx, account_id: str | None = None) -> list[ExportRow]:
+    """The ledger of one account (or of every account), in the order the events were stored."""
+    select = (
+        "SELECT position, account_id, kind, amount, balance_after, deployment_id, minute, at,"
+        " event_id, source_event FROM ledger"
+    )
+    if account_id is None:
+        rows = tx.execute(select + " ORDER BY position", [])
+    else:
+        rows = tx.execute(select + " WHERE account_id = %s ORDER BY position", [account_id])
+    return [
+        ExportRow(
+            position=int(position),
+            account_id=str(account),
+            kind=str(kind),
+            amount=int(amount),
+            balance_after=int(balance),
+            deployment_id=None if deployment is None else str(deployment),
+            minute=None if minute is None else str(minute),
+            at=str(at),
+            event_id=str(event_id),
+            source_event=None if source is None else str(source),
+        )
+        for position, account, kind, amount, balance, deployment, minute, at, event_id, source in rows
+    ]
