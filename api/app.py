@@ -26,6 +26,8 @@ from modelyard.adapters.ratelimit.limiter import RateLimiter
 from modelyard.api.access_log import AccessLog, flush_lines
 from modelyard.api.auth import KeyCache, ManagementGuard
 from modelyard.api.errors import handle_exception
+from modelyard.api.finance.actions import Finance
+from modelyard.api.finance.controller import FinanceController
 from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.controller import GatewayController
 from modelyard.api.health.controller import HealthController, WorkersHealth
@@ -41,6 +43,7 @@ class Edge:
 
     instances: Instances
     gateway: Gateway
+    finance: Finance
     key_cache: KeyCache
     limiter: RateLimiter
     rate_limit_rpm: int
@@ -73,13 +76,16 @@ def create_app(edge: Edge) -> Litestar:
             flush_lines()
 
     management = Router(
-        path="/", route_handlers=[InstancesController], guards=[ManagementGuard(edge.key_cache)]
+        path="/",
+        route_handlers=[InstancesController, FinanceController],
+        guards=[ManagementGuard(edge.key_cache)],
     )
     return Litestar(
         route_handlers=[HealthController, management, GatewayController, mcp_endpoint],
         dependencies={
             "instances": _constant(edge.instances),
             "gateway": _constant(edge.gateway),
+            "finance": _constant(edge.finance),
             "workers_health": _constant(edge.workers_health),
         },
         exception_handlers={Exception: handle_exception},

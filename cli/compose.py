@@ -19,6 +19,7 @@ from pathlib import Path
 
 from litestar import Litestar
 
+from modelyard.adapters.engines.models import PlacementError, gguf_paths, replica_spec
 from modelyard.adapters.eventlog.partitions import TopicPartitions
 from modelyard.adapters.eventlog.sources import EventSource, KafkaSource, NotificationLogSource
 from modelyard.adapters.eventstore.env import open_store
@@ -29,6 +30,7 @@ from modelyard.adapters.views.db import PostgresViews, ViewDatabase, open_views,
 from modelyard.adapters.views.follow import ViewsFollower, log_partition
 from modelyard.api.app import Edge, create_app
 from modelyard.api.auth import KeyCache
+from modelyard.api.finance.actions import Finance, PlacementCheck
 from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.usage import UsageWriter
@@ -171,6 +173,19 @@ def _health_of(workers: Sequence[BackgroundLoop]) -> WorkersHealth:
     return health
 
 
+def placement_check(settings: Settings) -> PlacementCheck:
+    """Whether this host can place a model with a preset: (engine, None) or (None, why not)."""
+    gguf = gguf_paths(settings.gguf_models)
+
+    def check(model: str, preset: str) -> tuple[str | None, str | None]:
+        try:
+            return replica_spec(model, engine=settings.engine, gguf=gguf, preset=preset).engine, None
+        except PlacementError as exc:
+            return None, str(exc)
+
+    return check
+
+
 def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
     """The API of this process over the core's services, views and state.
 
@@ -190,6 +205,7 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
     edge = Edge(
         instances=instances,
         gateway=gateway,
+        finance=Finance(core.services, core.views, core.store.recorder, placement_check(settings)),
         key_cache=keys,
         limiter=_limiter(core.state),
         rate_limit_rpm=settings.rate_limit_rpm,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TextIO
 
 import click
 
@@ -148,7 +149,7 @@ def ledger_command(account_id: str) -> None:
 @click.option("--account", "account_id", default=None, help="One account's ledger (default: every account).")
 @click.option("--format", "fmt", type=click.Choice([f.value for f in ExportFormat]), default="jsonl")
 @click.option("--output", type=click.File("w"), default="-", show_default=True)
-def export_command(account_id: str | None, fmt: str, output: click.utils.LazyFile) -> None:
+def export_command(account_id: str | None, fmt: str, output: TextIO) -> None:
     """Export the ledger, each line chained to the one before and to the events it came from."""
     with _operating() as core:
         with core.views.read() as tx:
@@ -171,7 +172,7 @@ def export_command(account_id: str | None, fmt: str, output: click.utils.LazyFil
     show_default=True,
     help="chain: the hashes only; store or kafka: also every line against its events.",
 )
-def verify_command(export_file: click.utils.LazyFile, against: str) -> None:
+def verify_command(export_file: TextIO, against: str) -> None:
     """Re-compute an export's chain and check its lines against the events; name the first bad line."""
     text = export_file.read()
     try:

@@ -151,8 +151,11 @@ def _read_jsonl(text: str) -> tuple[list[ChainLine], ChainEnd | None]:
             continue
         try:
             fields = _line_decoder.decode(raw)
-            closing = fields.get("kind") == END and "head" in fields
-            parsed = msgspec.convert(fields, ChainEnd if closing else ChainLine)
+            parsed: ChainLine | ChainEnd
+            if fields.get("kind") == END and "head" in fields:
+                parsed = msgspec.convert(fields, ChainEnd)
+            else:
+                parsed = msgspec.convert(fields, ChainLine)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise MalformedExport(f"line {number} is not an export line: {exc}") from None
         if end is not None:

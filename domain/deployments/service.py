@@ -24,7 +24,7 @@ from modelyard.domain.accounts import reservations
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments import aggregate as deployments
-from modelyard.domain.deployments import commands
+from modelyard.domain.deployments import commands, quotes
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.lifecycle import State
 from modelyard.domain.deployments.metering import meter_minute
@@ -210,6 +210,20 @@ class DeploymentsService:
         """Record a new deployment (provisioning) and its hold; returns its id."""
         position, events = self._recorded(lambda: self._requested(command))
         return Created(id=events[0].originator_id, position=position)
+
+    def quote(self, command: RequestDeployment) -> quotes.Quote:
+        """What ``command`` would cost, and whether it would be admitted now; records nothing."""
+        return quotes.quote_deployment(
+            self._account(command.account_id),
+            model=command.model,
+            capacity=command.capacity,
+            tier=command.tier,
+            gpu_type=command.gpu_type,
+            region=command.region,
+            preset=command.preset,
+            at=command.at,
+            quotas=self._quotas,
+        )
 
     def provision(self, command: Provision) -> Provisioned:
         """Request a deployment, hold its credit and issue its instance key, together."""

@@ -161,3 +161,13 @@ def export_rows(tx: Tx, account_id: str | None = None) -> list[ExportRow]:
         )
         for position, account, kind, amount, balance, deployment, minute, at, event_id, source in rows
     ]
+
+
+def charges_between(tx: Tx, deployment_id: UUID, since: str, until: str) -> tuple[int, int]:
+    """(minutes, micro-dollars) charged for the deployment's minutes in ``[since, until)``."""
+    rows = tx.execute(
+        "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM ledger"
+        " WHERE deployment_id = %s AND kind = 'charge' AND minute >= %s AND minute < %s",
+        [deployment_id.hex, since, until],
+    )
+    return int(rows[0][0]), int(rows[0][1])

@@ -91,6 +91,12 @@ def instances_of_account(tx: Tx, account_id: str) -> list[Deployment]:
     return [_deployment(row) for row in rows]
 
 
+def every_deployment(tx: Tx) -> list[tuple[str, Deployment]]:
+    """(account id, deployment) for every deployment of the installation, oldest first."""
+    rows = tx.execute(_DEPLOYMENT.replace(" FROM", ", account_id FROM", 1) + " ORDER BY created_at", [])
+    return [(str(row[-1]), _deployment(row[:-1])) for row in rows]
+
+
 def instance_for_account(tx: Tx, account_id: str, deployment_id: UUID) -> Deployment | None:
     """One deployment if it belongs to the account (destroyed or not), else None."""
     rows = tx.execute(f"{_DEPLOYMENT} WHERE account_id = %s AND id = %s", [account_id, deployment_id.hex])

@@ -76,6 +76,16 @@ def usage_of_deployment(tx: Tx, deployment_id: UUID, since_minute: str) -> Usage
     return summarise(rows)
 
 
+def usage_between(tx: Tx, deployment_id: UUID, since_minute: str, until_minute: str) -> Usage:
+    """One deployment's usage in the minutes ``[since_minute, until_minute)``."""
+    rows = tx.execute(
+        "SELECT requests, errors, prompt_tokens, completion_tokens, latency_hist, ttft_hist"
+        " FROM metrics_minute WHERE deployment_id = %s AND minute >= %s AND minute < %s",
+        [deployment_id.hex, since_minute, until_minute],
+    )
+    return summarise(rows)
+
+
 def requests_of_deployment(tx: Tx, deployment_id: UUID) -> tuple[int, int, int]:
     """(requests, completion tokens, errors) a deployment served, over all time."""
     rows = tx.execute(

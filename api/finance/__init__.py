@@ -1,0 +1,1 @@
+"""Finance over HTTP: the chained ledger export, quotes before provisioning, reconciliation."""
