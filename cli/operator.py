@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 import click
 
 from modelyard.adapters.keygen import MANAGEMENT_PREFIX, new_secret
 from modelyard.adapters.ledger.export import ExportFormat, MalformedExport, StoreEvents, export_text
+from modelyard.adapters.ledger.reconcile import reconcile
 from modelyard.adapters.ledger.verify import EventLookup, KafkaLookup, StoreLookup, verify_export
 from modelyard.cli.compose import Core, opened_core, operating
 from modelyard.domain.accounts.service import AddCredits, OpenAccount
@@ -192,3 +193,27 @@ def verify_command(export_file: TextIO, against: str) -> None:
     if not verdict.intact:
         raise click.ClickException(f"line {verdict.bad_line} is bad: {verdict.reason}")
     click.echo(f"intact: {verdict.lines} lines, chain head {verdict.head} (checked against {against})")
+
+
+@audit.command("reconcile")
+@click.option("--account", "account_id", default=None, help="One account (default: the whole installation).")
+@click.option("--since", type=click.DateTime(), default=None, help="UTC; default: 30 days before --until.")
+@click.option("--until", type=click.DateTime(), default=None, help="UTC; default: now.")
+def reconcile_command(account_id: str | None, since: datetime | None, until: datetime | None) -> None:
+    """Per deployment: replica-seconds served, minutes and dollars billed, tokens; flag differences."""
+    end = (until or datetime.now(UTC)).replace(tzinfo=UTC)
+    start = since.replace(tzinfo=UTC) if since else end - timedelta(days=30)
+    with _operating() as core:
+        rows = reconcile(core.store.recorder, core.views, account_id=account_id, since=start, until=end)
+    click.echo(
+        "deployment  model  replica_s  minutes  billed_usd  served_usd  diff_micros  tokens_in/out  flag"
+    )
+    for r in rows:
+        flag = "FLAGGED" if r.flagged else "ok"
+        money = f"{format_usd(r.billed_micros)}  {format_usd(r.served_micros)}  {r.difference_micros:+d}"
+        tokens = f"{r.prompt_tokens}/{r.completion_tokens}"
+        served = f"{r.replica_seconds}  {r.minutes_billed}"
+        click.echo(f"{r.deployment_id}  {r.model}  {served}  {money}  {tokens}  {flag}")
+    flagged = [r.deployment_id for r in rows if r.flagged]
+    if flagged:
+        raise click.ClickException(f"{len(flagged)} deployments billed beyond rounding of what they served")

@@ -27,6 +27,10 @@ from modelyard.projections.metrics.projection import minute_key
 from modelyard.projections.metrics.queries import usage_between
 
 
+def _minute(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
 class Reconciled(msgspec.Struct, frozen=True, kw_only=True):
     """One deployment's period: what it served, what was billed, what was used."""
 
@@ -79,19 +83,22 @@ def _one(  # noqa: PLR0917 - one private step of reconcile, its arguments in its
     until: datetime,
 ) -> Reconciled:
     events = _events(recorder, deployment)
+    # Whole minutes: charges are per minute. Serving is compared up to the last minute the
+    # meter recorded; charges over the whole period, so one with nothing metered is a difference.
+    start, stop = _minute(since), _minute(until)
     metered = metered_until(events)
-    end = since if metered is None else max(since, min(until, metered))
-    serving = served(events, since, end)
+    end = start if metered is None else max(start, min(stop, metered))
+    serving = served(events, start, end)
     with views.read() as tx:
-        minutes, billed = charges_between(tx, deployment.id, iso(since), iso(end))
-        usage = usage_between(tx, deployment.id, minute_key(since), minute_key(end))
+        minutes, billed = charges_between(tx, deployment.id, iso(start), iso(stop))
+        usage = usage_between(tx, deployment.id, minute_key(start), minute_key(stop))
     tolerance = serving.tolerance_per_minute * max(minutes, 1)
     difference = billed - serving.expected_micros
     return Reconciled(
         deployment_id=ids.public_id(deployment.prefix, deployment.id),
         account_id=account,
         model=deployment.model,
-        since=iso(since),
+        since=iso(start),
         until=iso(end),
         replica_seconds=round(serving.replica_seconds, 3),
         minutes_billed=minutes,
