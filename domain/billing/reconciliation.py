@@ -10,6 +10,7 @@ counts whole seconds). A larger difference is flagged.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -41,68 +42,74 @@ class Served(msgspec.Struct, frozen=True, kw_only=True):
     tolerance_per_minute: int
 
 
-class _Sweep:
+class _Timeline:
+    """The deployment's history as time, not as event order: when each replica served
+    (a loss found late ends its replica when it was lost), and when the deployment was live
+    and at which capacity."""
+
     def __init__(self) -> None:
         self.state: State | None = None
-        self.capacity = 1
-        self.replicas: set[str] = set()
         self.hourly = 0
-        self.at: datetime | None = None
-        self.replica_us = 0
-        self.numerator = 0
-
-    def advance(self, to: datetime, since: datetime, until: datetime) -> None:
-        """Count the stretch from the last event to ``to``, clipped to ``[since, until)``."""
-        if self.at is not None and self.state in BILLABLE:
-            start, end = max(self.at, since), min(to, until)
-            serving = min(len(self.replicas), self.capacity)
-            if end > start and serving:
-                micros = (end - start) // timedelta(microseconds=1)
-                self.replica_us += serving * micros
-                self.numerator += part_numerator(
-                    self.hourly, capacity=self.capacity, serving=serving, seconds=micros
-                )
-        if self.at is None or to > self.at:
-            self.at = to
+        self.capacity = 1
+        # (from, live, capacity): the deployment's billable state and capacity from then on.
+        self.phases: list[tuple[datetime, bool, int]] = []
+        self.open: dict[str, datetime] = {}
+        self.served: list[tuple[datetime, datetime]] = []
 
     def apply(self, event: DomainEvent) -> None:
+        at = event.timestamp
         if isinstance(event, ev.DeploymentRequested):
-            self.capacity = event.capacity
+            self.state, self.capacity = State.PROVISIONING, event.capacity
             self.hourly = hourly_micros(event.tier, event.size)
-            self.state = State.PROVISIONING
+        elif self.state is None:
             return
-        if self.state is None:
-            return
-        self.state = state_after(self.state, type(event))
+        else:
+            self.state = state_after(self.state, type(event))
         if isinstance(event, ev.ReplicaStarted):
-            self.replicas.add(event.replica)
-        elif isinstance(event, ev.ReplicaLost):
-            self.replicas.discard(event.replica)
+            self.open.setdefault(event.replica, at)
+        elif isinstance(event, ev.ReplicaLost) and event.replica in self.open:
+            start = self.open.pop(event.replica)
+            self.served.append((start, max(start, event.lost_at or at)))
         elif isinstance(event, ev.ScaledTo):
             self.capacity = event.capacity
         elif isinstance(event, ev.Destroyed | ev.ScaledToZero):
-            self.replicas.clear()
+            self.served += [(start, max(start, at)) for start in self.open.values()]
+            self.open.clear()
+        self.phases.append((at, self.state in BILLABLE, self.capacity))
 
-
-def _when(event: DomainEvent) -> datetime:
-    # A replica found lost after the fact stopped serving when it was lost, not when recorded.
-    if isinstance(event, ev.ReplicaLost) and event.lost_at is not None:
-        return event.lost_at
-    return event.timestamp
+    def sweep(self, since: datetime, until: datetime) -> tuple[int, int]:
+        """(replica-microseconds, price numerator) served in ``[since, until)``."""
+        intervals = [*self.served, *((start, until) for start in self.open.values())]
+        times = {since, until, *(p[0] for p in self.phases), *(t for span in intervals for t in span)}
+        cuts = sorted(t for t in times if since <= t <= until)
+        replica_us = numerator = 0
+        phase = 0
+        phases = sorted(self.phases, key=lambda p: p[0])
+        for start, end in itertools.pairwise(cuts):
+            while phase + 1 < len(phases) and phases[phase + 1][0] <= start:
+                phase += 1
+            if not phases or phases[phase][0] > start:
+                continue
+            _, live, capacity = phases[phase]
+            serving = min(sum(1 for a, b in intervals if a <= start < b), capacity)
+            if live and serving:
+                micros = (end - start) // timedelta(microseconds=1)
+                replica_us += serving * micros
+                numerator += part_numerator(self.hourly, capacity=capacity, serving=serving, seconds=micros)
+        return replica_us, numerator
 
 
 def served(events: Iterable[DomainEvent], since: datetime, until: datetime) -> Served:
     """What the deployment's ``events`` say it served in ``[since, until)``."""
-    sweep = _Sweep()
+    timeline = _Timeline()
     for event in events:
-        sweep.advance(_when(event), since, until)
-        sweep.apply(event)
-    if sweep.at is not None and until > sweep.at:
-        sweep.advance(until, since, until)
-    full_rate_per_second = sweep.hourly * CAPACITY_TENTHS.get(sweep.capacity, 10) // (SECONDS_PER_HOUR * 10)
+        timeline.apply(event)
+    replica_us, numerator = timeline.sweep(since, until)
+    tenths = CAPACITY_TENTHS.get(max((p[2] for p in timeline.phases), default=1), 10)
+    full_rate_per_second = timeline.hourly * tenths // (SECONDS_PER_HOUR * 10)
     return Served(
-        replica_seconds=sweep.replica_us / _MICROS_PER_SECOND,
-        expected_micros=sweep.numerator // (MINUTE_DENOMINATOR * _MICROS_PER_SECOND),
+        replica_seconds=replica_us / _MICROS_PER_SECOND,
+        expected_micros=numerator // (MINUTE_DENOMINATOR * _MICROS_PER_SECOND),
         tolerance_per_minute=1 + full_rate_per_second + 1,
     )
 

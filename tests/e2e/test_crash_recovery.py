@@ -32,6 +32,8 @@ import pytest
 
 from modelyard.adapters.eventstore.env import store_env
 from modelyard.adapters.views.db import SqliteViews
+from modelyard.domain.accounts.aggregate import charge_minute
+from modelyard.domain.billing.pricing import minute_price
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.lifecycle import BILLABLE, State, target_of
 from modelyard.domain.deployments.metering import due_minutes
@@ -42,7 +44,7 @@ from modelyard.domain.shared.store import Store
 from modelyard.projections.deployments.queries import ReplicaRoute, serving_replicas
 from modelyard.settings import load_settings
 
-from .conftest import Yard, free_port
+from .conftest import MODELYARD, Yard, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -320,6 +322,7 @@ def test_a_server_killed_at_random_points_comes_back_true(run: Run) -> None:
     replay = run.yard.cli("audit", "replay")
     assert replay.stdout.startswith("identical"), replay.stdout + replay.stderr
     check_billing(run)
+    check_reconciliation(run)
 
 
 def served_replica_seconds(history: list[object], kills: list[datetime]) -> float:
@@ -379,3 +382,46 @@ def check_billing(run: Run) -> None:
             assert abs(billed - served) <= tolerance, (instance.id, billed, served, minutes)
     finally:
         store.close()
+
+
+def check_reconciliation(run: Run) -> None:
+    """``audit reconcile`` finds billed equal to served for every instance; the export of the
+    ledger verifies against the store; then a charge written with no replica serving behind
+    it (through the test's own store access) is flagged, on its instance only."""
+    until = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S")
+    report = run.yard.cli("audit", "reconcile", "--until", until)
+    assert "FLAGGED" not in report.stdout, report.stdout
+    billed = [i for i in run.instances if f"{i.id}  " in report.stdout]
+    assert len(billed) == len(run.instances), report.stdout
+    export = run.data.parent / "ledger.jsonl"
+    run.yard.cli("audit", "export", "--output", str(export))
+    assert run.yard.cli("audit", "verify", str(export)).stdout.startswith("intact: ")
+    store = Store(env=store_env(load_settings(run.yard.env)))
+    try:
+        services = Services.over(store)
+        every = [services.deployments.get(ids.parse_deployment_id(i.id)) for i in run.instances]
+        metered = [d for d in every if d.last_metered is not None]
+        assert metered, "no instance was ever metered"
+        deployment = metered[0]
+        victim = deployment.id
+        assert deployment.last_metered is not None
+        account = services.accounts.get(deployment.account_id)
+        forged = charge_minute(
+            account,
+            deployment_id=victim,
+            minute=deployment.last_metered + timedelta(minutes=1),
+            amount=minute_price(tier=deployment.tier, size=deployment.size, capacity=deployment.capacity),
+            metered_version=deployment.version,
+            at=datetime.now(UTC),
+        )
+        store.record(*forged)
+    finally:
+        store.close()
+    flagged = subprocess.run(
+        [MODELYARD, "audit", "reconcile", "--until", until],
+        env=run.yard.env, cwd=run.yard.cwd, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert flagged.returncode == 1, flagged.stdout + flagged.stderr
+    rows = [line for line in flagged.stdout.splitlines() if line.endswith("FLAGGED")]
+    assert len(rows) == 1, flagged.stdout
+    assert rows[0].startswith(ids.instance_ref(victim)), flagged.stdout
