@@ -112,3 +112,39 @@ def test_cluster_mode_replays_identically_from_the_store_and_from_kafka(cluster_
     for source in ("store", "kafka"):
         replay = _run(cluster_env, "audit", "replay", "--source", source)
         assert replay.stdout.startswith("identical: 4 events"), replay.stdout
+
+
+def test_cluster_mode_export_verifies_against_the_store_and_kafka(
+    cluster_env: dict[str, str], tmp_path: Path
+) -> None:
+    account = _run(cluster_env, "accounts", "create", "--name", "x", "--credits", "2").stdout.split()[1]
+    _run(cluster_env, "credits", "add", account, "0.5")
+    export = tmp_path / "ledger.csv"
+    deadline = time.monotonic() + 60
+    while True:
+        _run(
+            cluster_env,
+            "audit",
+            "export",
+            "--account",
+            account,
+            "--format",
+            "csv",
+            "--output",
+            str(export),
+            ok=False,
+        )
+        if (export.exists() and len(export.read_text().splitlines()) == 4) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(export.read_text().splitlines()) == 4, export.read_text()  # header, 2 credits, the end
+    for against in ("store", "kafka"):
+        verified = _run(cluster_env, "audit", "verify", str(export), "--against", against)
+        assert verified.stdout.startswith("intact: 2 lines"), verified.stdout
+    lines = export.read_text().splitlines()
+    lines[1], lines[2] = lines[2], lines[1]
+    export.write_text("\n".join(lines) + "\n")
+    for against in ("chain", "kafka"):
+        swapped = _run(cluster_env, "audit", "verify", str(export), "--against", against, ok=False)
+        assert swapped.returncode == 1
+        assert "line 1 is bad" in swapped.stderr, swapped.stderr
