@@ -46,23 +46,6 @@ class EventDigest(msgspec.Struct, frozen=True, kw_only=True):
         return cls(ref=ref, position=int(position) if position else None, sha256=digest)
 
 
-class ChainLine(msgspec.Struct, frozen=True, kw_only=True):
-    """One exported credit or charge with its place in the chain."""
-
-    line: int
-    position: int
-    account_id: str
-    kind: str
-    amount: int
-    balance_after: int
-    deployment_id: str | None
-    minute: str | None
-    at: str
-    events: tuple[EventDigest, ...]
-    prev: str
-    hash: str
-
-
 class ChainEnd(msgspec.Struct, frozen=True, kw_only=True):
     """The closing line: how many lines the chain has and the hash of the last."""
 
@@ -85,6 +68,14 @@ class Unchained(msgspec.Struct, frozen=True, kw_only=True):
     events: tuple[EventDigest, ...]
 
 
+class ChainLine(Unchained, frozen=True, kw_only=True):
+    """One exported credit or charge with its place in the chain."""
+
+    line: int
+    prev: str
+    hash: str
+
+
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     """What verifying an export found: the first bad line (1-based, as exported) and why."""
 
@@ -104,7 +95,7 @@ def event_digest(topic: str, state: bytes) -> str:
     return hashlib.sha256(topic.encode() + b"\n" + state).hexdigest()
 
 
-def _values(line: ChainLine | Unchained, number: int) -> list[str]:
+def _values(line: Unchained, number: int) -> list[str]:
     return [
         str(number), str(line.position), line.account_id, line.kind, str(line.amount),
         str(line.balance_after), line.deployment_id or "", line.minute or "", line.at,
@@ -112,7 +103,7 @@ def _values(line: ChainLine | Unchained, number: int) -> list[str]:
     ]  # fmt: skip
 
 
-def line_hash(prev: str, line: ChainLine | Unchained, number: int) -> str:
+def line_hash(prev: str, line: Unchained, number: int) -> str:
     """The hash of line ``number`` after a line hashed ``prev``."""
     text = _UNIT.join([prev, *_values(line, number)])
     return hashlib.sha256(text.encode()).hexdigest()
