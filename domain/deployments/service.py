@@ -396,7 +396,9 @@ class DeploymentsService:
         """
         by_account: dict[UUID, list[UUID]] = {}
         for deployment_id in command.deployment_ids:
-            by_account.setdefault(self.get(deployment_id).account_id, []).append(deployment_id)
+            # A deployment's account never changes: any cached copy names it.
+            known = self._store.peek(deployment_id, deployments.Deployment) or self.get(deployment_id)
+            by_account.setdefault(known.account_id, []).append(deployment_id)
         charged = 0
         for account_id, deployment_ids in by_account.items():
             most = None if command.most is None else command.most - charged
@@ -408,7 +410,7 @@ class DeploymentsService:
     ) -> int:
         charged = lost = 0
         while most is None or charged < most:
-            events = self._due_events(
+            events, complete = self._due_events(
                 account_id, deployment_ids, at, None if most is None else most - charged
             )
             if not events:
@@ -421,12 +423,15 @@ class DeploymentsService:
                     break  # another meter is at work on this account; it carries on from here
                 continue
             charged += sum(isinstance(e, ev.MinuteMetered) for e in events)
+            if complete:
+                break
         return charged
 
     def _due_events(
         self, account_id: UUID, deployment_ids: Sequence[UUID], at: datetime, most: int | None
-    ) -> list[DomainEvent]:
-        """One account's due minutes and their charges (at most ``METER_BATCH`` events)."""
+    ) -> tuple[list[DomainEvent], bool]:
+        """One account's due minutes and their charges (at most ``METER_BATCH`` events), and
+        whether that is all of them."""
         account = self._account(account_id)
         events: list[DomainEvent] = []
         minutes = 0
@@ -434,7 +439,7 @@ class DeploymentsService:
             deployment = self.get(deployment_id)
             for minute in due_minutes(deployment, at):
                 if len(events) >= METER_BATCH or (most is not None and minutes >= most):
-                    return events
+                    return events, False
                 metered = meter_minute(deployment, minute, at)
                 if metered is None:
                     continue
@@ -454,7 +459,7 @@ class DeploymentsService:
                 account = _folded(accounts.project_account, account, *charges)
                 events += [metered, *charges]
                 minutes += 1
-        return events
+        return events, True
 
 
 def _folded(project: Projector[A], state: A, *new: DomainEvent) -> A:

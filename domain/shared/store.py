@@ -123,6 +123,14 @@ class Store(Application[UUID]):
         self._advance(events)
         return max((r.notification.id for r in recordings), default=0)
 
+    def peek(self, aggregate_id: UUID, kind: type[A]) -> A | None:
+        """The cached copy of an aggregate of ``kind``, maybe behind the store; no I/O.
+
+        Only for what never changes once recorded (which account a deployment bills).
+        """
+        cached = self._cached(aggregate_id)
+        return cached if isinstance(cached, kind) else None
+
     def forget(self) -> None:
         """Empty the cache (what a fresh process starts with)."""
         with self._lock:
