@@ -1,9 +1,13 @@
 """The meter: every completed minute of every deployment's runtime, charged once.
 
-A background loop (one per cluster is enough; two are harmless) walks the deployments
-that may owe minutes and meters each due minute in order. The aggregate refuses a minute
-already metered, so a duplicate worker, a restart or a crash between two minutes charges
-nothing twice; a meter that was down catches up, minute by minute.
+A background loop (one per cluster is enough; two are harmless) takes the deployments
+that may owe minutes from the views and meters their due minutes, oldest first, one
+transaction per account (``DeploymentsService.meter_due``): per tick it reads each
+account and deployment once (cached by the store, fast-forwarded by a few rows) and
+writes each minute's ``MinuteMetered`` and ``CreditsCharged`` at their aggregates' next
+versions. A duplicate worker's transaction conflicts and writes nothing, a crash writes a
+whole transaction or none of it, and a minute already metered is no longer due, so
+nothing is charged twice; a meter that was down catches up.
 """
 
 from __future__ import annotations
@@ -14,9 +18,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from modelyard.adapters.views.db import ViewDatabase
-from modelyard.domain.deployments.metering import due_minutes
-from modelyard.domain.deployments.service import DeploymentsService, MeterMinute
-from modelyard.domain.shared.errors import ConcurrencyConflict, DuplicateMinute
+from modelyard.domain.deployments.service import DeploymentsService, MeterDue
 from modelyard.projections.deployments.queries import deployments_owing_minutes
 from modelyard.workers.loop import BackgroundLoop
 
@@ -45,17 +47,11 @@ class Meter:
             return deployments_owing_minutes(tx)
 
     def run(self) -> int:
-        """Meter every due minute now; returns how many minutes were charged."""
-        now = self._clock()
-        charged = 0
-        for deployment_id in self.candidates():
-            for minute in due_minutes(self._deployments.get(deployment_id), now):
-                try:
-                    self._deployments.meter(MeterMinute(deployment_id=deployment_id, minute=minute, at=now))
-                except (DuplicateMinute, ConcurrencyConflict):
-                    break  # another meter got there first; it will carry on from here
-                charged += 1
-        return charged
+        """Meter every due minute now, one transaction per account; returns how many were charged."""
+        candidates = tuple(self.candidates())
+        if not candidates:
+            return 0
+        return self._deployments.meter_due(MeterDue(deployment_ids=candidates, at=self._clock()))
 
 
 class MeterWorker(BackgroundLoop):

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import psycopg
+from eventsourcing.utils import get_topic
 
+from modelyard.adapters.eventstore.recorder import OrderedPostgresRecorder
 from modelyard.domain.shared.store import Store
 from modelyard.settings import Settings, StoreKind
+
+# Appends in one round trip, ids in commit order (see ``recorder``).
+_ORDERED_APPENDS = {
+    "APPLICATION_RECORDER_TOPIC": get_topic(OrderedPostgresRecorder),
+    "POSTGRES_ENABLE_DB_FUNCTIONS": "y",
+}
 
 
 def store_env(settings: Settings) -> dict[str, str]:
@@ -26,6 +34,7 @@ def store_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_USER": pg.user,
         "POSTGRES_PASSWORD": pg.password,
         "CREATE_TABLE": "y",
+        **_ORDERED_APPENDS,
     }
 
 
@@ -40,6 +49,7 @@ def postgres_env_from_conninfo(conninfo: str) -> dict[str, str]:
         "POSTGRES_USER": parts.get("user", ""),
         "POSTGRES_PASSWORD": parts.get("password", ""),
         "CREATE_TABLE": "y",
+        **_ORDERED_APPENDS,
     }
 
 

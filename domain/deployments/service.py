@@ -13,6 +13,7 @@ it can never pass a check its first try would have failed on newer state.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
@@ -27,12 +28,22 @@ from modelyard.domain.deployments import aggregate as deployments
 from modelyard.domain.deployments import commands, quotes
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.lifecycle import State
-from modelyard.domain.deployments.metering import meter_minute
+from modelyard.domain.deployments.metering import due_minutes, meter_minute
 from modelyard.domain.keys import aggregate as keys
 from modelyard.domain.shared import ids
-from modelyard.domain.shared.errors import AccountNotFound, ConcurrencyConflict, InstanceNotFound
+from modelyard.domain.shared.errors import (
+    AccountNotFound,
+    ConcurrencyConflict,
+    DuplicateMinute,
+    InstanceNotFound,
+)
 from modelyard.domain.shared.events import DomainEvent
-from modelyard.domain.shared.store import Created, Store
+from modelyard.domain.shared.store import A, Created, Projector, Store
+
+log = logging.getLogger(__name__)
+# Events in one metering transaction at most: a meter catching up after downtime writes
+# its backlog in several.
+METER_BATCH = 1_000
 
 # How often a command that lost a race on the account is decided again. Each lost round
 # means another writer's command was recorded, so some writer always makes progress.
@@ -129,6 +140,17 @@ class MeterMinute(OnDeployment, frozen=True, kw_only=True):
     """Meter one completed UTC minute of runtime and charge it."""
 
     minute: datetime
+
+
+class MeterDue(msgspec.Struct, frozen=True, kw_only=True):
+    """Meter and charge every completed, unmetered minute of these deployments as of ``at``.
+
+    ``most`` bounds the minutes metered (what a worker that dies part-way got done).
+    """
+
+    deployment_ids: tuple[UUID, ...]
+    at: datetime
+    most: int | None = None
 
 
 class Metered(msgspec.Struct, frozen=True, kw_only=True):
@@ -375,3 +397,87 @@ class DeploymentsService:
             at=command.at,
         )
         return Metered(amount=metered.amount, position=self._store.record(metered, *charges))
+
+    def meter_due(self, command: MeterDue) -> int:
+        """Meter every due minute of the deployments, one transaction per account; the count.
+
+        The meter's tick. Per account it reads the account and each of its deployments
+        (cached, fast-forwarded: a few rows) and writes, in one transaction, each due
+        minute's ``MinuteMetered`` on its deployment and ``CreditsCharged`` on the account,
+        each at the next version of its aggregate. A raced meter's transaction conflicts
+        and writes nothing; it is decided again on fresh state, where the minutes the other
+        meter charged are no longer due. So every minute is charged once, whoever crashes.
+        """
+        by_account: dict[UUID, list[UUID]] = {}
+        for deployment_id in command.deployment_ids:
+            # A deployment's account never changes: any cached copy names it.
+            known = self._store.peek(deployment_id, deployments.Deployment) or self.get(deployment_id)
+            by_account.setdefault(known.account_id, []).append(deployment_id)
+        charged = 0
+        for account_id, deployment_ids in by_account.items():
+            most = None if command.most is None else command.most - charged
+            charged += self._meter_account(account_id, deployment_ids, command.at, most)
+        return charged
+
+    def _meter_account(
+        self, account_id: UUID, deployment_ids: Sequence[UUID], at: datetime, most: int | None
+    ) -> int:
+        charged = lost = 0
+        while most is None or charged < most:
+            events, complete = self._due_events(
+                account_id, deployment_ids, at, None if most is None else most - charged
+            )
+            if not events:
+                break
+            try:
+                self._store.record(*events)
+            except ConcurrencyConflict:
+                lost += 1
+                if lost == ATTEMPTS:
+                    break  # another meter is at work on this account; it carries on from here
+                continue
+            charged += sum(isinstance(e, ev.MinuteMetered) for e in events)
+            if complete:
+                break
+        return charged
+
+    def _due_events(
+        self, account_id: UUID, deployment_ids: Sequence[UUID], at: datetime, most: int | None
+    ) -> tuple[list[DomainEvent], bool]:
+        """One account's due minutes and their charges (at most ``METER_BATCH`` events), and
+        whether that is all of them."""
+        account = self._account(account_id)
+        events: list[DomainEvent] = []
+        minutes = 0
+        for deployment_id in deployment_ids:
+            deployment = self.get(deployment_id)
+            for minute in due_minutes(deployment, at):
+                if len(events) >= METER_BATCH or (most is not None and minutes >= most):
+                    return events, False
+                metered = meter_minute(deployment, minute, at)
+                if metered is None:
+                    continue
+                try:
+                    charges = accounts.charge_minute(
+                        account,
+                        deployment_id=deployment.id,
+                        minute=minute,
+                        amount=metered.amount,
+                        metered_version=metered.originator_version,
+                        at=at,
+                    )
+                except DuplicateMinute:
+                    log.warning("minute %s of %s is charged but not metered", minute, deployment_id)
+                    break
+                deployment = _folded(deployments.project_deployment, deployment, metered)
+                account = _folded(accounts.project_account, account, *charges)
+                events += [metered, *charges]
+                minutes += 1
+        return events, True
+
+
+def _folded(project: Projector[A], state: A, *new: DomainEvent) -> A:
+    """``state`` after ``new``: what the store will load once they are recorded."""
+    after = project(state, new)
+    assert after is not None
+    return after

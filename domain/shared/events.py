@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -33,6 +33,10 @@ class NotThisAggregate(TypeError):
 
 class Aggregate(msgspec.Struct, frozen=True, kw_only=True):
     """The state an aggregate's events fold into."""
+
+    # Bumped when what the events fold into changes meaning without changing its fields:
+    # snapshots taken before are then ignored (see ``snapshots``).
+    snapshot_revision: ClassVar[int] = 0
 
     id: UUID
     version: int

@@ -17,6 +17,7 @@ from modelyard.domain.deployments.events import MinuteMetered
 from modelyard.domain.deployments.lifecycle import State
 from modelyard.domain.deployments.metering import meter_minute
 from modelyard.domain.deployments.service import (
+    MeterDue,
     MeterMinute,
     OnDeployment,
     ReplicaCommand,
@@ -268,3 +269,35 @@ def test_a_naive_time_is_refused_before_anything_is_written(services: Services, 
     with pytest.raises(InvalidRequest, match="UTC"):
         services.accounts.add_credits(AddCredits(account_id=account, amount=5, at=T0.replace(tzinfo=None)))
     assert store.recorder.max_notification_id() == before
+
+
+def test_a_meter_tick_charges_each_due_minute_once_and_a_stale_meter_s_tick_nothing(
+    store_env: dict[str, str],
+) -> None:
+    first, second = Store(env=store_env), Store(env=store_env)
+    try:
+        winner, loser = Services.over(first), Services.over(second)
+        account = _funded(winner)
+        deps = tuple(_deploy(winner, account) for _ in range(3))
+        for dep in deps:
+            _running(winner, dep)
+        for dep in deps:
+            loser.deployments.get(dep)  # the second meter's cache now holds what is about to change
+        at = T0 + timedelta(minutes=3, seconds=5)
+        assert winner.deployments.meter_due(MeterDue(deployment_ids=deps, at=at)) == 9
+        before = second.recorder.max_notification_id()
+        assert loser.deployments.meter_due(MeterDue(deployment_ids=deps, at=at)) == 0
+        assert second.recorder.max_notification_id() == before
+        assert loser.accounts.get(account).balance == 10_000_000 - 9 * 2_500
+        assert {loser.deployments.get(d).last_metered for d in deps} == {T0 + timedelta(minutes=2)}
+        events = [first.mapper.to_domain_event(n) for n in first.recorder.select_notifications(1, 1_000)]
+        metered = [(e.originator_id, e.minute) for e in events if isinstance(e, MinuteMetered)]
+        charged = [(e.deployment_id, e.minute) for e in events if isinstance(e, CreditsCharged)]
+        assert (
+            sorted(metered)
+            == sorted(charged)
+            == sorted({(d, T0 + timedelta(minutes=m)) for d in deps for m in range(3)})
+        )
+    finally:
+        first.close()
+        second.close()
