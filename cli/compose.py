@@ -19,6 +19,7 @@ from pathlib import Path
 
 from litestar import Litestar
 
+from modelyard.adapters.engines.capacity import host_capacity
 from modelyard.adapters.eventlog.partitions import TopicPartitions
 from modelyard.adapters.eventlog.sources import EventSource, KafkaSource, NotificationLogSource
 from modelyard.adapters.eventstore.env import open_store
@@ -34,6 +35,7 @@ from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
+from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import Quota, plan_quotas
 from modelyard.domain.services import Services
@@ -74,10 +76,26 @@ def _quotas(settings: Settings) -> dict[Plan, Quota]:
         raise SettingsError(f"MODELYARD_QUOTAS={settings.quotas!r} is not valid: {exc}") from None
 
 
+def _host(settings: Settings) -> HostCapacity:
+    # What placement can start here: deployments it could never serve are refused at once.
+    try:
+        return host_capacity(
+            engine=settings.engine,
+            gguf_models=settings.gguf_models,
+            gpu_types=settings.gpu_types,
+            regions=settings.regions,
+        )
+    except ValueError as exc:
+        raise SettingsError(
+            f"MODELYARD_GPU_TYPES, MODELYARD_REGIONS or MODELYARD_GGUF_MODELS: {exc}"
+        ) from None
+
+
 @contextmanager
 def opened_core(settings: Settings) -> Iterator[Core]:
     """Open the store and the views (creating their tables), closed on the way out."""
     quotas = _quotas(settings)
+    host = _host(settings)
     with ExitStack() as stack:
         if settings.store is StoreKind.SQLITE:
             # The data folder and every database in it are the owner's alone (0700/0600).
@@ -90,7 +108,11 @@ def opened_core(settings: Settings) -> Iterator[Core]:
         state = open_state(settings)
         stack.callback(state.close)
         yield Core(
-            settings=settings, store=store, views=views, state=state, services=Services.over(store, quotas)
+            settings=settings,
+            store=store,
+            views=views,
+            state=state,
+            services=Services.over(store, quotas, host),
         )
 
 

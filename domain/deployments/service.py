@@ -21,6 +21,7 @@ import msgspec
 
 from modelyard.domain.accounts import aggregate as accounts
 from modelyard.domain.accounts import reservations
+from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments import aggregate as deployments
@@ -141,9 +142,13 @@ class Metered(msgspec.Struct, frozen=True, kw_only=True):
 class DeploymentsService:
     """Load, command, save: every write to deployments goes through here."""
 
-    def __init__(self, store: Store, quotas: Mapping[Plan, Quota] = PLAN_QUOTAS) -> None:
+    def __init__(
+        self, store: Store, quotas: Mapping[Plan, Quota] = PLAN_QUOTAS, host: HostCapacity | None = None
+    ) -> None:
         self._store = store
         self._quotas = quotas
+        # What the cluster can place; None admits any catalog model (fit is not checked).
+        self._host = host
 
     def _recorded(self, decide: Callable[[], Sequence[DomainEvent | None]]) -> tuple[int, list[DomainEvent]]:
         """Record what ``decide`` returns (Nones dropped); on a lost race, decide again.
@@ -186,6 +191,7 @@ class DeploymentsService:
             prefix=command.prefix,
             quotas=self._quotas,
             deployment_id=command.deployment_id,
+            host=self._host,
         )
 
     def _reserve(
