@@ -29,6 +29,7 @@ from modelyard.domain.deployments import commands
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.lifecycle import State
 from modelyard.domain.deployments.metering import meter_minute
+from modelyard.domain.deployments.settlement import settle_on_teardown
 from modelyard.domain.keys import aggregate as keys
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import AccountNotFound, ConcurrencyConflict, InstanceNotFound
@@ -339,12 +340,16 @@ class DeploymentsService:
         return self._store.record(commands.record_sla_recovery(deployment, command.metric, command.at))
 
     def request_teardown(self, command: OnDeployment) -> int:
-        """Destroy: billing stops now and the hold is released; replicas stop downstream."""
+        """Destroy: billing stops now, the minutes still owed (the last partial one too) are
+        charged in the same record, and the hold is released; replicas stop downstream."""
 
         def decide() -> list[DomainEvent | None]:
             deployment = self.get(command.deployment_id)
             teardown = commands.request_teardown(deployment, command.at)
-            return [teardown, self._release(deployment, command.at)]
+            account = self._account(deployment.account_id)
+            settled = settle_on_teardown(deployment, teardown, account, command.at)
+            released = reservations.release(settled.account, deployment_id=deployment.id, at=command.at)
+            return [teardown, *settled.events, released]
 
         return self._decided(decide)
 
