@@ -25,6 +25,9 @@ from modelyard import __version__
 from modelyard.adapters.ratelimit.limiter import RateLimiter
 from modelyard.api.access_log import AccessLog, flush_lines
 from modelyard.api.auth import KeyCache, ManagementGuard
+from modelyard.api.deployments.actions import Deployments
+from modelyard.api.deployments.chat import DeploymentChatController
+from modelyard.api.deployments.controller import DeploymentsController
 from modelyard.api.errors import handle_exception
 from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.controller import GatewayController
@@ -45,6 +48,8 @@ class Edge:
     limiter: RateLimiter
     rate_limit_rpm: int
     workers_health: WorkersHealth = list
+    # The second dialect's deployment use cases (``/api/v1/public/deployments``).
+    deployments: Deployments | None = None
 
 
 def _constant(value: object) -> Provide:
@@ -73,12 +78,21 @@ def create_app(edge: Edge) -> Litestar:
             flush_lines()
 
     management = Router(
-        path="/", route_handlers=[InstancesController], guards=[ManagementGuard(edge.key_cache)]
+        path="/",
+        route_handlers=[InstancesController, DeploymentsController],
+        guards=[ManagementGuard(edge.key_cache)],
     )
     return Litestar(
-        route_handlers=[HealthController, management, GatewayController, mcp_endpoint],
+        route_handlers=[
+            HealthController,
+            management,
+            GatewayController,
+            DeploymentChatController,
+            mcp_endpoint,
+        ],
         dependencies={
             "instances": _constant(edge.instances),
+            "deployments": _constant(edge.deployments),
             "gateway": _constant(edge.gateway),
             "workers_health": _constant(edge.workers_health),
         },

@@ -11,15 +11,17 @@ closed in reverse order on the way out.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from litestar import Litestar
 
-from modelyard.adapters.engines.capacity import host_capacity
+from modelyard.adapters.engines.capacity import host_capacity, serving_engine
+from modelyard.adapters.engines.models import gguf_paths
 from modelyard.adapters.eventlog.partitions import TopicPartitions
 from modelyard.adapters.eventlog.sources import EventSource, KafkaSource, NotificationLogSource
 from modelyard.adapters.eventstore.env import open_store
@@ -30,6 +32,8 @@ from modelyard.adapters.views.db import PostgresViews, ViewDatabase, open_views,
 from modelyard.adapters.views.follow import ViewsFollower, log_partition
 from modelyard.api.app import Edge, create_app
 from modelyard.api.auth import KeyCache
+from modelyard.api.deployments.actions import Deployments
+from modelyard.api.deployments.schemas import Engine
 from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.usage import UsageWriter
@@ -193,6 +197,25 @@ def _health_of(workers: Sequence[BackgroundLoop]) -> WorkersHealth:
     return health
 
 
+def _engine_of(settings: Settings) -> Callable[[str, str], Engine | None]:
+    # A deployment shows the engine its replicas run here and its preset's arguments in force.
+    gguf = gguf_paths(settings.gguf_models)
+
+    @functools.lru_cache(maxsize=256)
+    def engine_of(model: str, preset: str) -> Engine | None:
+        found = serving_engine(
+            model,
+            preset,
+            engine=settings.engine,
+            gguf=gguf,
+            ttft_ms=settings.simulated_ttft_ms,
+            tokens_per_s=settings.simulated_tokens_per_s,
+        )
+        return None if found is None else Engine(name=found[0], arguments=found[1])
+
+    return engine_of
+
+
 def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
     """The API of this process over the core's services, views and state.
 
@@ -209,6 +232,14 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
     keys = KeyCache(core.views)
     gateway = Gateway(keys, Forwarder(core.views), UsageWriter(core.services.usage), core.state)
     instances = Instances(core.services, core.views, core.state, follower, settings.base_url)
+    deployments = Deployments(
+        core.services,
+        core.views,
+        core.state,
+        follower,
+        base_url=settings.base_url,
+        engine_of=_engine_of(settings),
+    )
     edge = Edge(
         instances=instances,
         gateway=gateway,
@@ -216,6 +247,7 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         limiter=_limiter(core.state),
         rate_limit_rpm=settings.rate_limit_rpm,
         workers_health=_health_of(workers),
+        deployments=deployments,
     )
     return create_app(edge)
 

@@ -8,10 +8,13 @@ once and hands it to the deployments service.
 
 from __future__ import annotations
 
-from modelyard.adapters.engines.models import gguf_paths, has_gpu
+import msgspec
+
+from modelyard.adapters.engines.models import PlacementError, gguf_paths, has_gpu, replica_spec
+from modelyard.adapters.engines.presets import arguments_in_force
 from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.hardware import REGIONS
-from modelyard.domain.shared.errors import InvalidRequest
+from modelyard.domain.shared.errors import DomainError, InvalidRequest
 
 # The catalog's NVIDIA type: the one a visible CUDA device is counted as when the operator
 # names none (vLLM here runs on CUDA; its memory is the smallest the catalog assumes).
@@ -41,3 +44,17 @@ def host_capacity(*, engine: str, gguf_models: str, gpu_types: str, regions: str
         )
     except InvalidRequest as exc:
         raise ValueError(exc.message) from None
+
+
+def serving_engine(
+    model: str, preset: str, *, engine: str, gguf: dict[str, str], ttft_ms: float, tokens_per_s: float
+) -> tuple[str, list[str]] | None:
+    """The engine a replica of ``model`` under ``preset`` runs here and the preset's arguments
+    in force (as the reconciler starts it), or None if this host cannot serve it."""
+    try:
+        spec = replica_spec(model, engine=engine, gguf=gguf, preset=preset)
+    except (PlacementError, DomainError):
+        return None
+    if spec.engine == "simulated":
+        spec = msgspec.structs.replace(spec, ttft_ms=ttft_ms, tokens_per_s=tokens_per_s)
+    return spec.engine, arguments_in_force(spec)

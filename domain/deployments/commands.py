@@ -23,6 +23,7 @@ from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.aggregate import Deployment
 from modelyard.domain.deployments.lifecycle import state_after
+from modelyard.domain.deployments.policies import check_autoscaling, check_sla
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import InvalidRequest
 from modelyard.domain.shared.events import DomainEvent
@@ -200,16 +201,18 @@ def recover(deployment: Deployment, at: datetime) -> ev.DeploymentRecovered:
 
 
 def set_autoscaling(deployment: Deployment, policy: ev.Autoscaling, at: datetime) -> ev.AutoscalingSet:
-    """Replace the autoscaling policy."""
+    """Replace the autoscaling policy (within ``policies``' bounds; the shared tier does not scale)."""
     version = _guard(deployment, ev.AutoscalingSet)
+    policy = check_autoscaling(deployment.tier, policy)
     return ev.AutoscalingSet(
         originator_id=deployment.id, originator_version=version, timestamp=at, policy=policy
     )
 
 
 def set_sla(deployment: Deployment, targets: ev.SlaTargets, at: datetime) -> ev.SlaTargetsSet:
-    """Replace the SLA targets."""
+    """Replace the SLA targets (within ``policies``' bounds)."""
     version = _guard(deployment, ev.SlaTargetsSet)
+    targets = check_sla(targets)
     return ev.SlaTargetsSet(
         originator_id=deployment.id, originator_version=version, timestamp=at, targets=targets
     )
