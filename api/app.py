@@ -28,6 +28,7 @@ from modelyard.api.auth import KeyCache, ManagementGuard
 from modelyard.api.deployments.actions import Deployments
 from modelyard.api.deployments.chat import DeploymentChatController
 from modelyard.api.deployments.controller import DeploymentsController
+from modelyard.api.deployments.metrics import InferenceMetricsController, Observability
 from modelyard.api.errors import handle_exception
 from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.controller import GatewayController
@@ -50,6 +51,7 @@ class Edge:
     workers_health: WorkersHealth = list
     # The second dialect's deployment use cases (``/api/v1/public/deployments``).
     deployments: Deployments | None = None
+    observability: Observability | None = None
 
 
 def _constant(value: object) -> Provide:
@@ -79,7 +81,7 @@ def create_app(edge: Edge) -> Litestar:
 
     management = Router(
         path="/",
-        route_handlers=[InstancesController, DeploymentsController],
+        route_handlers=[InstancesController, DeploymentsController, InferenceMetricsController],
         guards=[ManagementGuard(edge.key_cache)],
     )
     return Litestar(
@@ -93,6 +95,7 @@ def create_app(edge: Edge) -> Litestar:
         dependencies={
             "instances": _constant(edge.instances),
             "deployments": _constant(edge.deployments),
+            "observability": _constant(edge.observability),
             "gateway": _constant(edge.gateway),
             "workers_health": _constant(edge.workers_health),
         },

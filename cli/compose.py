@@ -21,6 +21,7 @@ from pathlib import Path
 from litestar import Litestar
 
 from modelyard.adapters.engines.capacity import host_capacity, serving_engine
+from modelyard.adapters.engines.live import read_replicas
 from modelyard.adapters.engines.models import gguf_paths
 from modelyard.adapters.eventlog.partitions import TopicPartitions
 from modelyard.adapters.eventlog.sources import EventSource, KafkaSource, NotificationLogSource
@@ -33,6 +34,7 @@ from modelyard.adapters.views.follow import ViewsFollower, log_partition
 from modelyard.api.app import Edge, create_app
 from modelyard.api.auth import KeyCache
 from modelyard.api.deployments.actions import Deployments
+from modelyard.api.deployments.metrics import Observability
 from modelyard.api.deployments.schemas import Engine
 from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.forwarder import Forwarder
@@ -248,6 +250,7 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         rate_limit_rpm=settings.rate_limit_rpm,
         workers_health=_health_of(workers),
         deployments=deployments,
+        observability=Observability(core.views, read_replicas),
     )
     return create_app(edge)
 
