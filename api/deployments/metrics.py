@@ -5,7 +5,8 @@ deployments were charged), latency percentiles and the error rate over a window,
 metrics and ledger views. ``GET …/deployments/{id}/metrics``: the deployment's TTFT,
 throughput, active concurrency and replicas, with its SLA targets and breach history; TTFT
 and concurrency are read from its replicas' own metrics when they answer (real time), the
-rest from the views.
+rest from the views. A shared deployment's live figures would be its pool replica's, that is
+every tenant's, so they are not shown; its own usage from the views is.
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ class Observability:
             usage = usage_of_deployment(tx, deployment, _since(window))
             routes = serving_replicas(tx, deployment)
             history = sla_history(tx, deployment)
-        live = self._read_replicas(routes) if routes else None
+        # A shared deployment's replica is its pool's: its figures are every tenant's traffic.
+        live = self._read_replicas(routes) if routes and row.tier != "shared" else None
         return DeploymentMetrics(
             deployment_id=ids.deployment_ref(deployment),
             status=row.status,

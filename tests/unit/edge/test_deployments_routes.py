@@ -41,6 +41,7 @@ def _create(edge: Edge, **fields: Any) -> dict[str, Any]:
 def _refused(edge: Edge, answer: Any, status: int, code: str) -> str:
     assert answer.status_code == status, answer.text
     error = answer.json()["error"]
+    assert set(error) == {"message", "type", "code", "param"}, error  # OpenAI's shape, our codes
     assert error["code"] == code, error
     assert error["message"]
     return str(error["message"])
