@@ -32,18 +32,9 @@ def _register_subcommands() -> None:
     from modelyard.cli.processes import api, serve, worker
 
     commands = (serve, api, worker, services, accounts, credits, keys, audit)
-    for command in (
-        *commands,
-        provision,
-        instances,
-        chat,
-        scale,
-        destroy,
-        deployments,
-        scaling,
-        sla,
-        metrics,
-    ):
+    for command in (*commands, provision, instances, chat, scale, destroy):
+        main.add_command(command)
+    for command in (deployments, scaling, sla, metrics):  # the second dialect's
         main.add_command(command)
 
 
