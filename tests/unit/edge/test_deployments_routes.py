@@ -272,3 +272,20 @@ def test_the_openapi_document_covers_every_route(make_edge: EdgeFactory) -> None
     for path, methods in expected.items():
         assert path in paths, sorted(paths)
         assert methods <= set(paths[path]), (path, paths[path].keys())
+
+
+def test_hostile_bodies_are_refused_before_decoding(make_edge: EdgeFactory) -> None:
+    edge = _edge(make_edge)
+    dep = _create(edge)["id"]
+    deep = b"[" * 10_000 + b"]" * 10_000
+    headers = edge.auth | {"content-type": "application/json"}
+    before = edge.core.store.recorder.max_notification_id()
+    for method, url in (("POST", BASE), ("PATCH", f"{BASE}/{dep}/scaling"), ("PATCH", f"{BASE}/{dep}/sla")):
+        answer = edge.client.request(method, url, content=deep, headers=headers)
+        _refused(edge, answer, 400, "INVALID_REQUEST")
+        answer = edge.client.request(method, url, content=b"{oops", headers=headers)
+        _refused(edge, answer, 400, "INVALID_REQUEST")
+    assert edge.core.store.recorder.max_notification_id() == before
+    edge.bring_up(ids.parse_deployment_id(dep))
+    chat = edge.client.post(f"{BASE}/{dep}/chat/completions", content=deep, headers=headers)
+    _refused(edge, chat, 400, "INVALID_REQUEST")
