@@ -122,6 +122,17 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
     gguf_models: Annotated[
         str, variable("MODELYARD_GGUF_MODELS", "more CPU models: id=/path/model.gguf,id2=/path/b.gguf")
     ] = ""
+    gpu_types: Annotated[
+        str,
+        variable(
+            "MODELYARD_GPU_TYPES",
+            "catalog GPU types here, e.g. h100,mi300x; none: no GPU (empty: h100 if one is visible)",
+        ),
+    ] = ""
+    regions: Annotated[
+        str,
+        variable("MODELYARD_REGIONS", "regions this cluster has capacity in, e.g. nyc2,tor1 (empty: all)"),
+    ] = ""
     simulated_ttft_ms: Annotated[
         float, variable("MODELYARD_SIMULATED_TTFT_MS", "the simulated engine's time to first token")
     ] = 0.0

@@ -25,6 +25,10 @@ from modelyard import __version__
 from modelyard.adapters.ratelimit.limiter import RateLimiter
 from modelyard.api.access_log import AccessLog, flush_lines
 from modelyard.api.auth import KeyCache, ManagementGuard
+from modelyard.api.deployments.actions import Deployments
+from modelyard.api.deployments.chat import DeploymentChatController
+from modelyard.api.deployments.controller import DeploymentsController
+from modelyard.api.deployments.metrics import InferenceMetricsController, Observability
 from modelyard.api.errors import handle_exception
 from modelyard.api.finance.actions import Finance
 from modelyard.api.finance.controller import FinanceController
@@ -48,6 +52,9 @@ class Edge:
     limiter: RateLimiter
     rate_limit_rpm: int
     workers_health: WorkersHealth = list
+    # The second dialect's deployment use cases (``/api/v1/public/deployments``).
+    deployments: Deployments | None = None
+    observability: Observability | None = None
 
 
 def _constant(value: object) -> Provide:
@@ -77,13 +84,26 @@ def create_app(edge: Edge) -> Litestar:
 
     management = Router(
         path="/",
-        route_handlers=[InstancesController, FinanceController],
+        route_handlers=[
+            InstancesController,
+            DeploymentsController,
+            InferenceMetricsController,
+            FinanceController,
+        ],
         guards=[ManagementGuard(edge.key_cache)],
     )
     return Litestar(
-        route_handlers=[HealthController, management, GatewayController, mcp_endpoint],
+        route_handlers=[
+            HealthController,
+            management,
+            GatewayController,
+            DeploymentChatController,
+            mcp_endpoint,
+        ],
         dependencies={
             "instances": _constant(edge.instances),
+            "deployments": _constant(edge.deployments),
+            "observability": _constant(edge.observability),
             "gateway": _constant(edge.gateway),
             "finance": _constant(edge.finance),
             "workers_health": _constant(edge.workers_health),

@@ -27,11 +27,14 @@ def main() -> None:
 def _register_subcommands() -> None:
     from modelyard.adapters.services.cli import services
     from modelyard.cli.agent import chat, destroy, instances, provision, scale
+    from modelyard.cli.deployments import deployments, metrics, scaling, sla
     from modelyard.cli.operator import accounts, audit, credits, keys
     from modelyard.cli.processes import api, serve, worker
 
     commands = (serve, api, worker, services, accounts, credits, keys, audit)
     for command in (*commands, provision, instances, chat, scale, destroy):
+        main.add_command(command)
+    for command in (deployments, scaling, sla, metrics):  # the second dialect's
         main.add_command(command)
 
 

@@ -11,15 +11,18 @@ closed in reverse order on the way out.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from litestar import Litestar
 
-from modelyard.adapters.engines.models import PlacementError, gguf_paths, replica_spec
+from modelyard.adapters.engines.capacity import host_capacity, serving_engine
+from modelyard.adapters.engines.live import read_replicas
+from modelyard.adapters.engines.models import gguf_paths
 from modelyard.adapters.eventlog.partitions import TopicPartitions
 from modelyard.adapters.eventlog.sources import EventSource, KafkaSource, NotificationLogSource
 from modelyard.adapters.eventstore.env import open_store
@@ -30,12 +33,16 @@ from modelyard.adapters.views.db import PostgresViews, ViewDatabase, open_views,
 from modelyard.adapters.views.follow import ViewsFollower, log_partition
 from modelyard.api.app import Edge, create_app
 from modelyard.api.auth import KeyCache
-from modelyard.api.finance.actions import Finance, PlacementCheck
+from modelyard.api.deployments.actions import Deployments
+from modelyard.api.deployments.metrics import Observability
+from modelyard.api.deployments.schemas import Engine
+from modelyard.api.finance.actions import Finance
 from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
+from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import Quota, plan_quotas
 from modelyard.domain.services import Services
@@ -76,10 +83,26 @@ def _quotas(settings: Settings) -> dict[Plan, Quota]:
         raise SettingsError(f"MODELYARD_QUOTAS={settings.quotas!r} is not valid: {exc}") from None
 
 
+def _host(settings: Settings) -> HostCapacity:
+    # What placement can start here: deployments it could never serve are refused at once.
+    try:
+        return host_capacity(
+            engine=settings.engine,
+            gguf_models=settings.gguf_models,
+            gpu_types=settings.gpu_types,
+            regions=settings.regions,
+        )
+    except ValueError as exc:
+        raise SettingsError(
+            f"MODELYARD_GPU_TYPES, MODELYARD_REGIONS or MODELYARD_GGUF_MODELS: {exc}"
+        ) from None
+
+
 @contextmanager
 def opened_core(settings: Settings) -> Iterator[Core]:
     """Open the store and the views (creating their tables), closed on the way out."""
     quotas = _quotas(settings)
+    host = _host(settings)
     with ExitStack() as stack:
         if settings.store is StoreKind.SQLITE:
             # The data folder and every database in it are the owner's alone (0700/0600).
@@ -92,7 +115,11 @@ def opened_core(settings: Settings) -> Iterator[Core]:
         state = open_state(settings)
         stack.callback(state.close)
         yield Core(
-            settings=settings, store=store, views=views, state=state, services=Services.over(store, quotas)
+            settings=settings,
+            store=store,
+            views=views,
+            state=state,
+            services=Services.over(store, quotas, host),
         )
 
 
@@ -173,17 +200,23 @@ def _health_of(workers: Sequence[BackgroundLoop]) -> WorkersHealth:
     return health
 
 
-def placement_check(settings: Settings) -> PlacementCheck:
-    """Whether this host can place a model with a preset: (engine, None) or (None, why not)."""
+def _engine_of(settings: Settings) -> Callable[[str, str], Engine | None]:
+    # A deployment shows the engine its replicas run here and its preset's arguments in force.
     gguf = gguf_paths(settings.gguf_models)
 
-    def check(model: str, preset: str) -> tuple[str | None, str | None]:
-        try:
-            return replica_spec(model, engine=settings.engine, gguf=gguf, preset=preset).engine, None
-        except PlacementError as exc:
-            return None, str(exc)
+    @functools.lru_cache(maxsize=256)
+    def engine_of(model: str, preset: str) -> Engine | None:
+        found = serving_engine(
+            model,
+            preset,
+            engine=settings.engine,
+            gguf=gguf,
+            ttft_ms=settings.simulated_ttft_ms,
+            tokens_per_s=settings.simulated_tokens_per_s,
+        )
+        return None if found is None else Engine(name=found[0], arguments=found[1])
 
-    return check
+    return engine_of
 
 
 def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
@@ -202,14 +235,25 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
     keys = KeyCache(core.views)
     gateway = Gateway(keys, Forwarder(core.views), UsageWriter(core.services.usage), core.state)
     instances = Instances(core.services, core.views, core.state, follower, settings.base_url)
+    engine_of = _engine_of(settings)
+    deployments = Deployments(
+        core.services,
+        core.views,
+        core.state,
+        follower,
+        base_url=settings.base_url,
+        engine_of=engine_of,
+    )
     edge = Edge(
         instances=instances,
         gateway=gateway,
-        finance=Finance(core.services, core.views, core.store.recorder, placement_check(settings)),
+        finance=Finance(core.services, core.views, core.store.recorder, engine_of),
         key_cache=keys,
         limiter=_limiter(core.state),
         rate_limit_rpm=settings.rate_limit_rpm,
         workers_health=_health_of(workers),
+        deployments=deployments,
+        observability=Observability(core.views, read_replicas),
     )
     return create_app(edge)
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from modelyard.domain.accounts.service import AccountsService
+from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments.service import DeploymentsService
@@ -26,11 +27,14 @@ class Services:
     usage: UsageService
 
     @classmethod
-    def over(cls, store: Store, quotas: Mapping[Plan, Quota] = PLAN_QUOTAS) -> Services:
-        """Every service writing through ``store``; deployments are admitted within ``quotas``."""
+    def over(
+        cls, store: Store, quotas: Mapping[Plan, Quota] = PLAN_QUOTAS, host: HostCapacity | None = None
+    ) -> Services:
+        """Every service writing through ``store``; deployments are admitted within ``quotas``,
+        and, given ``host``, only where the cluster can place them."""
         return cls(
             accounts=AccountsService(store),
-            deployments=DeploymentsService(store, quotas),
+            deployments=DeploymentsService(store, quotas, host),
             keys=KeysService(store),
             webhooks=WebhooksService(store),
             usage=UsageService(store),

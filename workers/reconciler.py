@@ -44,6 +44,7 @@ from modelyard.projections.deployments.queries import (
 )
 from modelyard.settings import Settings
 from modelyard.workers.loop import BackgroundLoop
+from modelyard.workers.pool import SharedPool
 
 log = logging.getLogger(__name__)
 # A pass is cheap (one query); twice a second keeps provisioning and failure detection snappy.
@@ -70,6 +71,8 @@ class Reconciler:
         self._clock = clock
         self._gguf = gguf_paths(settings.gguf_models)
         self.replicas: dict[UUID, dict[str, ReplicaHandle]] = {}
+        # The shared tier's replicas, one per model, each serving many deployments.
+        self.pool = SharedPool(placement)
         # When the previous process last saw its replicas: their losses are dated then.
         self._previous_seen: datetime | None = None
 
@@ -136,6 +139,7 @@ class Reconciler:
         """On the way out: stop every replica this process started and record each loss, so
         the views never route to them and the next start finds nothing of this one."""
         self._placement.stop_all()
+        self.pool.forget()
         owned, self.replicas = self.replicas, {}
         for dep_id, handles in owned.items():
             at = self._clock()
@@ -177,7 +181,7 @@ class Reconciler:
             self._heal(target)
         elif target.state == "teardown":
             for handle in self.replicas.pop(target.id, {}).values():
-                self._placement.stop(handle)
+                self._stop(target, handle)
             self._deployments.mark_destroyed(self._on(target))
 
     def _spec(self, target: WorkItem) -> ReplicaSpec:
@@ -197,12 +201,39 @@ class Reconciler:
             self._resize(target, int(target.capacity))
         except PlacementError as exc:
             for handle in self.replicas.pop(target.id, {}).values():
-                self._placement.stop(handle)
+                self._stop(target, handle)
             self._deployments.fail_provisioning(self._because(target, str(exc)))
             return
         self._deployments.activate(self._on(target))
 
+    def _stop(self, target: WorkItem, handle: ReplicaHandle) -> None:
+        """Stop a replica of ``target``; a shared one only leaves its pool replica."""
+        if target.tier == "shared":
+            self.pool.leave(target.model, target.id, handle)
+        else:
+            self._placement.stop(handle)
+
+    def _join_pool(self, target: WorkItem) -> None:
+        """A shared deployment's one replica: its model's pool replica, recorded as its own."""
+        current = self.replicas.setdefault(target.id, {})
+        if current:
+            return
+        handle = self.pool.join(target.model, lambda: self._spec(target), target.id)
+        current[handle.name] = handle
+        self._deployments.start_replica(
+            ReplicaCommand(
+                deployment_id=target.id,
+                replica=handle.name,
+                base_url=handle.base_url,
+                token=handle.token,
+                at=self._clock(),
+            )
+        )
+
     def _resize(self, target: WorkItem, size: int) -> None:
+        if target.tier == "shared":
+            self._join_pool(target)
+            return
         current = self.replicas.setdefault(target.id, {})
         while len(current) < size:
             # Random, not counted: a name must never be reused by a later process for the same
@@ -231,7 +262,7 @@ class Reconciler:
         if not dead and missing <= 0:
             return
         for name in dead:
-            self._placement.stop(current.pop(name))  # reaps it, quotes and removes its log
+            self._stop(target, current.pop(name))  # reaps it, quotes and removes its log
             self._lose(target, name, "process exited")
         if target.state == "running":
             self._deployments.degrade(self._because(target, f"{missing} of {target.capacity} replicas down"))

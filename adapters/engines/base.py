@@ -38,6 +38,10 @@ class ReplicaSpec(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 0
     context_window: int = 2048
     threads: int = 2
+    # llama.cpp's preset arguments (``presets``): prompt batch, KV cache type, n-gram draft.
+    batch: int = 512
+    kv_cache: str = ""
+    draft_tokens: int = 0
     ttft_ms: float = 0.0
     tokens_per_s: float = 0.0
 

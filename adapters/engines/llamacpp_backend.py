@@ -27,7 +27,17 @@ ANSWER = "answer"
 class LlamaCppBackend:
     """A GGUF model on the CPU through llama-cpp-python; one generation at a time."""
 
-    def __init__(self, *, model: str, path: str, context_window: int = 2048, threads: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        model: str,
+        path: str,
+        context_window: int = 2048,
+        threads: int = 2,
+        batch: int = 512,
+        kv_cache: str = "",
+        draft_tokens: int = 0,
+    ) -> None:
         from llama_cpp import Llama
 
         self.model, self.context_window = model, context_window
@@ -35,8 +45,10 @@ class LlamaCppBackend:
             model_path=path,
             n_ctx=context_window,
             n_threads=threads,
+            n_batch=batch,
             verbose=False,
             chat_format="chatml-function-calling",
+            **_preset_options(kv_cache, draft_tokens),
         )
         self._lock = threading.Lock()
 
@@ -145,3 +157,20 @@ def openai_delta(delta: dict[str, Any], named: set[int]) -> dict[str, Any]:
             }
         )
     return out | {"tool_calls": calls}
+
+
+# llama.cpp's GGML type ids of the KV cache types a preset may ask for.
+_KV_TYPES = {"f16": 1, "q8_0": 8}
+
+
+def _preset_options(kv_cache: str, draft_tokens: int) -> dict[str, Any]:
+    """Llama's options for a preset's KV cache type and n-gram speculative decoding."""
+    options: dict[str, Any] = {}
+    if kv_cache:
+        # The K cache only: a quantized V cache needs flash attention, which CPU builds may lack.
+        options["type_k"] = _KV_TYPES[kv_cache]
+    if draft_tokens:
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+        options["draft_model"] = LlamaPromptLookupDecoding(num_pred_tokens=draft_tokens)
+    return options

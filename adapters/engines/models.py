@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from modelyard.adapters.engines.base import PlacementError, ReplicaSpec
+from modelyard.adapters.engines.presets import with_preset
 from modelyard.domain.catalog.models import find_model
 
 __all__ = ["SMOLLM2_FILE", "PlacementError", "ReplicaSpec", "gguf_paths", "has_gpu", "replica_spec"]
@@ -47,7 +48,8 @@ def replica_spec(model_id: str, *, engine: str, gguf: dict[str, str], preset: st
         path = gguf[model.id]
         if not Path(path).exists():
             raise PlacementError(f"The GGUF file for {model.id} is missing on this host.")
-        return ReplicaSpec(model=model.id, engine="llamacpp", path=path, preset=preset)
+        spec = ReplicaSpec(model=model.id, engine="llamacpp", path=path, preset=preset)
+        return with_preset(spec, model.context_window)
     if has_gpu():
         return ReplicaSpec(model=model.id, engine="vllm", preset=preset)
     raise PlacementError(

@@ -11,6 +11,7 @@ import sys
 
 from modelyard.adapters.engines.base import LOOPBACK, Engine, Launch, PlacementError, ReplicaSpec
 from modelyard.adapters.engines.lifeline import LIFELINE_MODULE, TOKEN_VARIABLE
+from modelyard.adapters.engines.presets import llamacpp_arguments
 from modelyard.adapters.engines.vllm_args import vllm_command
 
 REPLICA_MODULE = "modelyard.adapters.engines.replica"
@@ -48,7 +49,7 @@ class LlamaCppEngine:
         if not spec.path:
             raise PlacementError(f"{spec.model}: a llama.cpp replica needs a GGUF file and none is mapped.")
         own = _replica_command(spec, "llamacpp", launch)
-        return [*own, "--path", spec.path, "--threads", str(spec.threads)]
+        return [*own, "--path", spec.path, *llamacpp_arguments(spec)]
 
     def environment(self, token: str) -> dict[str, str]:
         """Our replica server reads its token from the environment."""

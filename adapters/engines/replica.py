@@ -314,6 +314,9 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--context-window", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=512, help="prompt batch (llamacpp)")
+    parser.add_argument("--kv-cache", default="", help="KV cache type, e.g. q8_0 (llamacpp)")
+    parser.add_argument("--draft-tokens", type=int, default=0, help="n-gram speculative tokens (llamacpp)")
     parser.add_argument("--ttft-ms", type=float, default=0.0)
     parser.add_argument("--tokens-per-s", type=float, default=0.0)
     parser.add_argument("--parent-pid", type=int, help="give up when this process is gone")
@@ -326,7 +329,13 @@ def _backend(args: argparse.Namespace) -> Backend:
         from modelyard.adapters.engines.llamacpp_backend import LlamaCppBackend
 
         return LlamaCppBackend(
-            model=args.model, path=args.path, context_window=args.context_window, threads=args.threads
+            model=args.model,
+            path=args.path,
+            context_window=args.context_window,
+            threads=args.threads,
+            batch=args.batch,
+            kv_cache=args.kv_cache,
+            draft_tokens=args.draft_tokens,
         )
     return SimulatedBackend(
         model=args.model,

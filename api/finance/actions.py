@@ -12,6 +12,7 @@ from modelyard.adapters.ledger.export import ExportFormat, StoreEvents, export_t
 from modelyard.adapters.ledger.reconcile import reconcile
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.api.auth import Principal
+from modelyard.api.deployments.schemas import Engine
 from modelyard.api.finance.schemas import (
     Hardware,
     Quote,
@@ -29,8 +30,8 @@ from modelyard.domain.shared.errors import InvalidBillingMode, InvalidRequest
 from modelyard.domain.shared.money import format_usd
 from modelyard.projections.balances.queries import Balance, balance_of, export_rows
 
-#: (engine, None) if this host can place ``model`` with ``preset``, else (None, why not).
-PlacementCheck = Callable[[str, str], tuple[str | None, str | None]]
+#: The engine (and its arguments) a replica of ``model`` under ``preset`` runs here, or None.
+EngineOf = Callable[[str, str], Engine | None]
 # The longest period one reconciliation reads.
 MAX_PERIOD = timedelta(days=366)
 
@@ -43,9 +44,9 @@ class Finance:
         services: Services,
         views: ViewDatabase,
         recorder: ApplicationRecorder,
-        placement: PlacementCheck,
+        engine_of: EngineOf,
     ) -> None:
-        self._services, self._views, self._recorder, self._placement = services, views, recorder, placement
+        self._services, self._views, self._recorder, self._engine_of = services, views, recorder, engine_of
 
     def export(self, principal: Principal, fmt: ExportFormat) -> str:
         """The account's ledger as a chained export (every line, then the closing line)."""
@@ -69,7 +70,7 @@ class Finance:
                 at=datetime.now(UTC),
             )
         )
-        engine, reason = self._placement(quoted.model, quoted.preset)
+        engine = self._engine_of(quoted.model, quoted.preset) if quoted.placeable else None
         with self._views.read() as tx:
             found = balance_of(tx, principal.account_id)
         balance = found or Balance(plan="free", balance=0, credited=0, charged=0)
@@ -80,18 +81,19 @@ class Finance:
             tier=quoted.tier,
             capacity=quoted.capacity,
             hardware=Hardware(
-                engine=engine,
+                engine=None if engine is None else engine.name,
+                arguments=[] if engine is None else engine.arguments,
                 gpu_type=quoted.gpu_type,
                 region=quoted.region,
                 preset=quoted.preset,
                 placeable=engine is not None,
-                reason=reason,
+                reason=None if quoted.placeable else quoted.refusal,
             ),
             price_per_minute_usd=format_usd(quoted.minute_micros),
             price_per_minute_micros=quoted.minute_micros,
             price_per_hour_usd=format_usd(quoted.hour_micros),
-            admitted=quoted.refusal is None and engine is not None,
-            refusal=quoted.refusal or (f"PROVISIONING_FAILED: {reason}" if reason else None),
+            admitted=quoted.refusal is None,
+            refusal=quoted.refusal,
             balance_available_usd=format_usd(balance.available),
             running_per_minute_usd=format_usd(balance.reserved),
             total_per_minute_usd=format_usd(total),

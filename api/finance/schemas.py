@@ -29,6 +29,8 @@ class Hardware(msgspec.Struct, frozen=True, kw_only=True):
     """Where the deployment would run on this host, or why it cannot."""
 
     engine: str | None
+    # The engine's arguments in force for the preset (as a deployment shows them).
+    arguments: list[str]
     gpu_type: str | None
     region: str | None
     preset: str

@@ -261,6 +261,8 @@ class Instances:
             )
             with self._state.transaction() as tx:
                 secrets.forget(tx, deployment)
+            # The last minutes are charged in the same step: the account's views show them too.
+            self._follower.settle(ids.parse_id(principal.account_id, ids.ACCOUNT), position)
             return self._settled(principal, deployment, position)
 
         return self._once(principal, key, idempotency.fingerprint("destroy", instance_id), 200, run)

@@ -16,12 +16,14 @@ from uuid import UUID, uuid4
 from modelyard.domain.accounts.aggregate import Account, CreditReserved
 from modelyard.domain.accounts.reservations import reserve
 from modelyard.domain.billing.pricing import check_capacity, check_tier, minute_price
+from modelyard.domain.catalog.fit import HostCapacity, check_fit
 from modelyard.domain.catalog.hardware import check_gpu_fit, check_region, parse_preset
 from modelyard.domain.catalog.models import Plan, deployable_model
 from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.aggregate import Deployment
 from modelyard.domain.deployments.lifecycle import state_after
+from modelyard.domain.deployments.policies import check_autoscaling, check_sla
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import InvalidRequest
 from modelyard.domain.shared.events import DomainEvent
@@ -55,6 +57,7 @@ def request_deployment(
     prefix: str = ids.INSTANCE,
     quotas: Mapping[Plan, Quota] = PLAN_QUOTAS,
     deployment_id: UUID | None = None,
+    host: HostCapacity | None = None,
 ) -> Admitted:
     """A new deployment for ``account``, provisioning, if the catalog, hardware, quota and credit allow.
 
@@ -63,7 +66,8 @@ def request_deployment(
     have room and the available credit cover the hold (its first minute; see
     ``accounts.aggregate``). Checked in that order, so the first thing wrong is what is
     reported. ``prefix`` only records which dialect asked; ``deployment_id`` is the new
-    id if the caller chose it (else a random one).
+    id if the caller chose it (else a random one). With ``host`` (what the cluster can
+    place), a deployment no placement there could serve is refused now (``fit``).
     """
     spec = deployable_model(model)
     checked = check_capacity(capacity)
@@ -73,6 +77,8 @@ def request_deployment(
         check_gpu_fit(spec, gpu_type, parsed_preset)
     if region is not None:
         check_region(region)
+    if host is not None:
+        check_fit(spec, host, gpu_type=gpu_type, region=region, preset=parsed_preset)
     requested = ev.DeploymentRequested(
         originator_id=deployment_id or uuid4(),
         originator_version=1,
@@ -195,16 +201,18 @@ def recover(deployment: Deployment, at: datetime) -> ev.DeploymentRecovered:
 
 
 def set_autoscaling(deployment: Deployment, policy: ev.Autoscaling, at: datetime) -> ev.AutoscalingSet:
-    """Replace the autoscaling policy."""
+    """Replace the autoscaling policy (within ``policies``' bounds; the shared tier does not scale)."""
     version = _guard(deployment, ev.AutoscalingSet)
+    policy = check_autoscaling(deployment.tier, policy)
     return ev.AutoscalingSet(
         originator_id=deployment.id, originator_version=version, timestamp=at, policy=policy
     )
 
 
 def set_sla(deployment: Deployment, targets: ev.SlaTargets, at: datetime) -> ev.SlaTargetsSet:
-    """Replace the SLA targets."""
+    """Replace the SLA targets (within ``policies``' bounds)."""
     version = _guard(deployment, ev.SlaTargetsSet)
+    targets = check_sla(targets)
     return ev.SlaTargetsSet(
         originator_id=deployment.id, originator_version=version, timestamp=at, targets=targets
     )

@@ -3,8 +3,9 @@
 A quote runs ``commands.request_deployment`` — the very function a provision runs — and
 records nothing. Its price is the hold the provision would take (one minute at the
 deployment's price), so a quote can never name a different price than the provision
-charges. A request the catalog refuses is refused the same way; one the account cannot
-afford now (credit, quota) is still priced, and says why it would be refused.
+charges. A request the catalog refuses is refused the same way; one this cluster cannot
+place, or the account cannot afford now (credit, quota), is still priced, and says why a
+provision would be refused.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from modelyard.domain.billing.pricing import (
     hourly_micros,
     minute_price,
 )
+from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.hardware import parse_preset
 from modelyard.domain.catalog.models import Plan, deployable_model
 from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments.commands import request_deployment
-from modelyard.domain.shared.errors import InsufficientCredits, QuotaExceeded
+from modelyard.domain.shared.errors import InsufficientCredits, ProvisioningFailed, QuotaExceeded
 
 
 class Quote(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,6 +44,8 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True):
     # What each full minute costs (the hold a provision takes), and an hour at the table's price.
     minute_micros: int
     hour_micros: int
+    # Whether the cluster can place it (a provision is refused at once when it cannot).
+    placeable: bool
     # None when a provision would be admitted now; else the code and reason it would be refused.
     refusal: str | None
 
@@ -57,17 +61,18 @@ def quote_deployment(
     preset: str = "balanced",
     at: datetime,
     quotas: Mapping[Plan, Quota] = PLAN_QUOTAS,
+    host: HostCapacity | None = None,
 ) -> Quote:
     """Price ``model`` as a provision would; catalog errors raise as the provision's do."""
     refusal = None
     try:
         admitted = request_deployment(
             account, model=model, capacity=capacity, tier=tier, gpu_type=gpu_type, region=region,
-            preset=preset, at=at, quotas=quotas,
+            preset=preset, at=at, quotas=quotas, host=host,
         )  # fmt: skip
         minute = admitted.reserved.amount
-    except (InsufficientCredits, QuotaExceeded) as exc:
-        # Refused for the account's sake only: the catalog checks before these passed.
+    except (ProvisioningFailed, InsufficientCredits, QuotaExceeded) as exc:
+        # Refused for the cluster's or the account's sake: the catalog's checks before passed.
         spec = deployable_model(model)
         checked = check_capacity(capacity)
         minute = minute_price(tier=check_tier(tier, spec.size, checked), size=spec.size, capacity=checked)
@@ -84,5 +89,6 @@ def quote_deployment(
         region=region,
         minute_micros=minute,
         hour_micros=hourly_micros(parsed_tier, spec.size) * CAPACITY_TENTHS[capacity] // 10,
+        placeable=not (refusal or "").startswith(ProvisioningFailed.code),
         refusal=refusal,
     )

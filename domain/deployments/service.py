@@ -22,6 +22,7 @@ import msgspec
 
 from modelyard.domain.accounts import aggregate as accounts
 from modelyard.domain.accounts import reservations
+from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments import aggregate as deployments
@@ -29,6 +30,7 @@ from modelyard.domain.deployments import commands, quotes
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.lifecycle import State
 from modelyard.domain.deployments.metering import due_minutes, meter_minute
+from modelyard.domain.deployments.settlement import settle_on_teardown
 from modelyard.domain.keys import aggregate as keys
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import (
@@ -163,9 +165,13 @@ class Metered(msgspec.Struct, frozen=True, kw_only=True):
 class DeploymentsService:
     """Load, command, save: every write to deployments goes through here."""
 
-    def __init__(self, store: Store, quotas: Mapping[Plan, Quota] = PLAN_QUOTAS) -> None:
+    def __init__(
+        self, store: Store, quotas: Mapping[Plan, Quota] = PLAN_QUOTAS, host: HostCapacity | None = None
+    ) -> None:
         self._store = store
         self._quotas = quotas
+        # What the cluster can place; None admits any catalog model (fit is not checked).
+        self._host = host
 
     def _recorded(self, decide: Callable[[], Sequence[DomainEvent | None]]) -> tuple[int, list[DomainEvent]]:
         """Record what ``decide`` returns (Nones dropped); on a lost race, decide again.
@@ -208,6 +214,7 @@ class DeploymentsService:
             prefix=command.prefix,
             quotas=self._quotas,
             deployment_id=command.deployment_id,
+            host=self._host,
         )
 
     def _reserve(
@@ -245,6 +252,7 @@ class DeploymentsService:
             preset=command.preset,
             at=command.at,
             quotas=self._quotas,
+            host=self._host,
         )
 
     def provision(self, command: Provision) -> Provisioned:
@@ -369,12 +377,16 @@ class DeploymentsService:
         return self._store.record(commands.record_sla_recovery(deployment, command.metric, command.at))
 
     def request_teardown(self, command: OnDeployment) -> int:
-        """Destroy: billing stops now and the hold is released; replicas stop downstream."""
+        """Destroy: billing stops now, the minutes still owed (the last partial one too) are
+        charged in the same record, and the hold is released; replicas stop downstream."""
 
         def decide() -> list[DomainEvent | None]:
             deployment = self.get(command.deployment_id)
             teardown = commands.request_teardown(deployment, command.at)
-            return [teardown, self._release(deployment, command.at)]
+            account = self._account(deployment.account_id)
+            settled = settle_on_teardown(deployment, teardown, account, command.at)
+            released = reservations.release(settled.account, deployment_id=deployment.id, at=command.at)
+            return [teardown, *settled.events, released]
 
         return self._decided(decide)
 

@@ -57,6 +57,8 @@ class WorkItem(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     preset: str
     account_id: str
+    # ``shared`` deployments join their model's pool replica instead of starting their own.
+    tier: str = "dedicated"
 
 
 _DEPLOYMENT = (
@@ -153,7 +155,7 @@ def _marks(values: tuple[str, ...]) -> str:
 
 
 _NEEDING_WORK = (
-    "SELECT id, state, capacity, pending_capacity, model, preset, account_id FROM deployments"  # noqa: S608 - placeholders only
+    "SELECT id, state, capacity, pending_capacity, model, preset, account_id, tier FROM deployments"  # noqa: S608 - placeholders only
     f" WHERE state IN ({_marks(NEEDING_WORK)})"
 )
 _RECORDED = (
@@ -178,8 +180,11 @@ def deployments_needing_work(tx: Tx) -> list[WorkItem]:
             model=str(model),
             preset=str(preset),
             account_id=str(account),
+            tier=str(tier),
         )
-        for dep, state, capacity, pending, model, preset, account in tx.execute(_NEEDING_WORK, NEEDING_WORK)
+        for dep, state, capacity, pending, model, preset, account, tier in tx.execute(
+            _NEEDING_WORK, NEEDING_WORK
+        )
     ]
 
 

@@ -1,0 +1,1 @@
+"""The second dialect's deployments: ``/api/v1/public/deployments`` and what hangs off it."""

@@ -1,0 +1,97 @@
+"""``POST /api/v1/public/deployments/{id}/chat/completions``: OpenAI chat on one deployment.
+
+The second document's "same request schema as standard chat", answered in OpenAI's shape
+(whole or streamed), through the gateway's forwarding. The caller holds the deployment's
+inference key (or a scoped key granted it), as on the first dialect's instance routes, or
+a management key of the account the deployment belongs to.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any
+
+import anyio
+from litestar import Controller, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, RawBody, SkipValidation
+from litestar.response import Stream
+
+from modelyard.api.auth import Principal, bearer_secret
+from modelyard.api.deployments.actions import Deployments
+from modelyard.api.errors import COMMON_OPENAI_ERRORS, OPENAI_ERRORS
+from modelyard.api.gateway.calls import SERVING, Call, Gateway
+from modelyard.api.gateway.requests import ChatRequest, openai_body
+from modelyard.domain.keys.aggregate import KeyKind
+from modelyard.domain.shared import ids
+from modelyard.domain.shared.errors import InstanceNotFound, InstanceNotRunning
+
+# Optional to Litestar, so that a request without one is API_KEY_REQUIRED (401) from the key check.
+Authorization = Annotated[str, HeaderParameter(name="authorization", required=False)]
+
+
+def _managed_call(
+    gateway: Gateway, deployments: Deployments, principal: Principal, deployment: uuid.UUID, shown: str
+) -> Call:
+    """A call by a management key: the deployment must be its account's, and serving."""
+    started = time.perf_counter()
+    if not deployments.owns(principal, deployment):
+        raise InstanceNotFound(f"No deployment {shown} on this account.")
+    found = gateway.forwarder.deployment(deployment)
+    if found is None or found.state == "destroyed":
+        raise InstanceNotFound(f"No deployment {shown} (or it was torn down).")
+    if found.state not in SERVING:
+        raise InstanceNotRunning(f"{shown} is {found.state}, not active: poll its status first.")
+    return Call(deployment_id=deployment, model=found.model, principal=principal, started=started)
+
+
+async def open_call(gateway: Gateway, deployments: Deployments, authorization: str, shown: str) -> Call:
+    """The call on the deployment ``shown`` names, by an inference key or a management key."""
+    secret = bearer_secret(authorization)
+    if gateway.keys.cached(secret):
+        principal = gateway.keys.lookup(secret)
+    else:
+        principal = await anyio.to_thread.run_sync(gateway.keys.lookup, secret)
+    if principal is not None and principal.kind is KeyKind.MANAGEMENT:
+        deployment = ids.parse_deployment_id(shown)
+        return await anyio.to_thread.run_sync(
+            _managed_call, gateway, deployments, principal, deployment, shown
+        )
+    return await gateway.open(authorization, shown)
+
+
+async def answer(gateway: Gateway, call: Call, request: ChatRequest) -> Any:
+    """Forward what the client sent and the gateway accepted, whole or as a stream."""
+    if request.streamed:
+        return Stream(gateway.stream(call, request.forwarded()), media_type="text/event-stream")
+    return await gateway.complete(call, request.forwarded())
+
+
+class DeploymentChatController(Controller):
+    """OpenAI chat completions on a deployment (FEATURES B4, the non-org route)."""
+
+    path = "/api/v1/public/deployments"
+    tags = ["inference"]
+
+    @post(
+        "/{deployment_id:str}/chat/completions",
+        operation_id="chatCompletionsOnDeployment",
+        status_code=200,
+        responses=COMMON_OPENAI_ERRORS,
+        opt=OPENAI_ERRORS,
+    )
+    async def chat(
+        self,
+        gateway: NamedDependency[SkipValidation[Gateway]],
+        deployments: NamedDependency[SkipValidation[Deployments]],
+        deployment_id: FromPath[str],
+        body: RawBody,
+        authorization: Authorization = "",
+    ) -> Any:
+        """OpenAI ``chat.completion`` (or its stream) on the deployment; ``model`` is echoed, not used.
+
+        Authorize with the deployment's inference key or a management key of its account.
+        """
+        call = await open_call(gateway, deployments, authorization, deployment_id)
+        return await answer(gateway, call, openai_body(body))
