@@ -36,10 +36,12 @@ from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import Quota, plan_quotas
+from modelyard.domain.deployments.autoscaling import Tuning
 from modelyard.domain.services import Services
 from modelyard.domain.shared.store import Store
 from modelyard.projections.registry import all_projections
 from modelyard.settings import Settings, SettingsError, StoreKind
+from modelyard.workers.autoscaler import Autoscaler, AutoscalerWorker
 from modelyard.workers.janitor import Janitor, JanitorWorker
 from modelyard.workers.loop import BackgroundLoop
 from modelyard.workers.meter import Meter, MeterWorker
@@ -48,7 +50,7 @@ from modelyard.workers.reconciler import Reconciler, ReconcilerWorker
 from modelyard.workers.relay import RelayWorker
 from modelyard.workers.views import ViewsWorker
 
-WORKERS = ("relay", "views", "meter", "reconciler", "janitor")
+WORKERS = ("relay", "views", "meter", "reconciler", "janitor", "autoscaler")
 # How stale the workers' health on /health may be (see _health_of).
 HEALTH_TTL_S = 0.5
 # The Kafka consumer group every views worker of a cluster shares.
@@ -129,6 +131,13 @@ def build_workers(core: Core, names: Sequence[str]) -> list[BackgroundLoop]:
         # windows, in the state store, are pruned by the janitor.
         windows = isinstance(core.state, PostgresViews)
         built.append(JanitorWorker(Janitor(core.state, core.views, windows=windows)))
+    if "autoscaler" in names:
+        tuning = Tuning(
+            target_concurrency=settings.autoscale_target_concurrency,
+            down_window_s=settings.autoscale_down_window_s,
+        )
+        autoscaler = Autoscaler(services.deployments, core.views, tuning)
+        built.append(AutoscalerWorker(autoscaler, settings.autoscale_interval_s))
     return built
 
 

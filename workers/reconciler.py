@@ -1,6 +1,7 @@
 """The reconciler: makes the replicas that run match what each deployment's state asks for.
 
-provisioning -> start the replicas, report each, activate (or fail with the reason);
+provisioning (or waking from zero) -> start the replicas, report each, activate (or fail
+with the reason); scaled to zero -> stop the replicas it released;
 scaling -> start or stop replicas to the new capacity, report the scale;
 running/degraded -> a dead replica is reported lost, the deployment degraded, a
 replacement started, then recovered; teardown -> stop every replica, report destroyed.
@@ -166,8 +167,12 @@ class Reconciler:
         )
 
     def _step(self, target: WorkItem) -> None:
-        if target.state == "provisioning":
+        if target.state in ("provisioning", "waking"):
             self._provision(target)
+        elif target.state == "scaled_to_zero":
+            # ScaledToZero already took the replicas out of routing and billing: stop them.
+            for handle in self.replicas.pop(target.id, {}).values():
+                self._placement.stop(handle)
         elif target.state == "scaling" and target.pending_capacity is not None:
             self._resize(target, int(target.pending_capacity))
             self._deployments.finish_scale(

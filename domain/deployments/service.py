@@ -100,9 +100,10 @@ class WithReason(OnDeployment, frozen=True, kw_only=True):
 
 
 class WithCapacity(OnDeployment, frozen=True, kw_only=True):
-    """Ask for, or report, a capacity (1, 2, 4 or 8)."""
+    """Ask for, or report, a capacity (1, 2, 4 or 8); ``reason`` is why the autoscaler asks."""
 
     capacity: int
+    reason: str = ""
 
 
 class SetAutoscaling(OnDeployment, frozen=True, kw_only=True):
@@ -270,7 +271,7 @@ class DeploymentsService:
 
         def decide() -> list[DomainEvent]:
             deployment = self.get(command.deployment_id)
-            asked = commands.request_scale(deployment, command.capacity, command.at)
+            asked = commands.request_scale(deployment, command.capacity, command.at, command.reason)
             return [asked, self._reserve(deployment, deployment.capacity, asked.capacity, at=command.at)]
 
         return self._decided(decide)
@@ -290,13 +291,24 @@ class DeploymentsService:
 
         return self._decided(decide)
 
-    def scale_to_zero(self, command: OnDeployment) -> int:
+    def scale_to_zero(self, command: OnDeployment | WithReason) -> int:
         """Idle: release every replica (billing stops) and the hold."""
+        reason = command.reason if isinstance(command, WithReason) else ""
 
         def decide() -> list[DomainEvent | None]:
             deployment = self.get(command.deployment_id)
-            idle = commands.scale_to_zero(deployment, command.at)
+            idle = commands.scale_to_zero(deployment, command.at, reason)
             return [idle, self._release(deployment, command.at)]
+
+        return self._decided(decide)
+
+    def wake(self, command: OnDeployment) -> int:
+        """Cold-start a deployment scaled to zero, holding credit for its capacity again."""
+
+        def decide() -> list[DomainEvent]:
+            deployment = self.get(command.deployment_id)
+            woken = commands.wake(deployment, command.at)
+            return [woken, self._reserve(deployment, deployment.capacity, at=command.at)]
 
         return self._decided(decide)
 

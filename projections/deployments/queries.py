@@ -11,12 +11,13 @@ from uuid import UUID
 
 import msgspec
 
+from modelyard.domain.deployments.events import Autoscaling, SlaTargets
 from modelyard.projections.base import Tx
 
 #: States with replicas that answer requests.
 SERVING = ("running", "scaling", "degraded")
 #: States in which the reconciler has something to do each pass.
-NEEDING_WORK = ("provisioning", "scaling", "running", "degraded", "teardown")
+NEEDING_WORK = ("provisioning", "waking", "scaling", "running", "degraded", "scaled_to_zero", "teardown")
 #: Ended states in which minutes may still be owed up to the end.
 ENDED = ("scaled_to_zero", "teardown", "destroyed", "failed")
 
@@ -202,3 +203,37 @@ def stored_ids(tx: Tx) -> dict[str, set[str]]:
         "replica_tokens": {str(r[0]) for r in tx.execute("SELECT deployment_id FROM replica_tokens")},
         "sla_breaches": {str(r[0]) for r in tx.execute("SELECT deployment_id FROM sla_breaches")},
     }
+
+
+class Watched(msgspec.Struct, frozen=True, kw_only=True):
+    """A running deployment the autoscaler or the SLA evaluator watches, with its replicas."""
+
+    id: UUID
+    capacity: int
+    policy: Autoscaling | None
+    sla: SlaTargets
+    replicas: list[ReplicaRoute]
+
+
+def running_deployments(tx: Tx) -> list[Watched]:
+    """Every running deployment with its autoscaling policy (None if never set), SLA targets
+    and replicas: what the autoscaler and the SLA evaluator poll."""
+    rows = tx.execute(
+        "SELECT d.id, d.capacity, p.policy, d.sla FROM deployments d"
+        " LEFT JOIN autoscaling_policies p ON p.deployment_id = d.id"
+        " WHERE d.state = %s ORDER BY d.id",
+        ["running"],
+    )
+    watched = []
+    for dep, capacity, policy, sla in rows:
+        dep_id = UUID(hex=str(dep))
+        watched.append(
+            Watched(
+                id=dep_id,
+                capacity=int(capacity),
+                policy=None if policy is None else msgspec.json.decode(str(policy), type=Autoscaling),
+                sla=msgspec.json.decode(str(sla), type=SlaTargets),
+                replicas=serving_replicas(tx, dep_id),
+            )
+        )
+    return watched
