@@ -30,6 +30,7 @@ from modelyard.adapters.views.follow import ViewsFollower, log_partition
 from modelyard.api.app import Edge, create_app
 from modelyard.api.auth import KeyCache
 from modelyard.api.gateway.calls import Gateway
+from modelyard.api.gateway.coldstart import ColdStarter
 from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import WorkerHealth, WorkersHealth
@@ -194,7 +195,9 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         partitions.of if settings.uses_kafka else log_partition,
     )
     keys = KeyCache(core.views)
-    gateway = Gateway(keys, Forwarder(core.views), UsageWriter(core.services.usage), core.state)
+    forwarder = Forwarder(core.views)
+    cold = ColdStarter(core.services.deployments, core.views, forwarder, settings.cold_start_wait_s)
+    gateway = Gateway(keys, forwarder, UsageWriter(core.services.usage), core.state, cold)
     instances = Instances(core.services, core.views, core.state, follower, settings.base_url)
     edge = Edge(
         instances=instances,

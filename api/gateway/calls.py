@@ -22,6 +22,7 @@ from modelyard.adapters.state import secrets
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.api.auth import KeyCache, Principal, bearer_secret, inference_principal
 from modelyard.api.errors import InvalidApiKey
+from modelyard.api.gateway.coldstart import COLD, ColdStarter
 from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.requests import NativeChat, upstream_error
 from modelyard.api.gateway.usage import UsageWriter
@@ -39,13 +40,23 @@ class Call(msgspec.Struct, kw_only=True):
     model: str
     principal: Principal
     started: float
+    # Scaled to zero (or waking) when opened: held until it serves (``ColdStarter``).
+    cold: bool = False
 
 
 class Gateway:
     """The inference routes' shared parts and steps."""
 
-    def __init__(self, keys: KeyCache, forwarder: Forwarder, usage: UsageWriter, state: ViewDatabase) -> None:
+    def __init__(
+        self,
+        keys: KeyCache,
+        forwarder: Forwarder,
+        usage: UsageWriter,
+        state: ViewDatabase,
+        cold: ColdStarter | None = None,
+    ) -> None:
         self.keys, self.forwarder, self.usage, self._state = keys, forwarder, usage, state
+        self._cold = cold
 
     def _open(self, authorization: str, deployment: uuid.UUID, shown: str, started: float) -> Call:
         """Authenticate, and check the instance (``shown`` as the client named it) exists and serves."""
@@ -53,6 +64,10 @@ class Gateway:
         found = self.forwarder.deployment(deployment)
         if found is None or found.state == "destroyed":
             raise InstanceNotFound(f"No instance {shown} (or it was destroyed).")
+        if found.state in COLD and self._cold is not None:
+            return Call(
+                deployment_id=deployment, model=found.model, principal=principal, started=started, cold=True
+            )
         if found.state not in SERVING:
             raise InstanceNotRunning(f"{shown} is {found.state}, not running: poll its status first.")
         return Call(deployment_id=deployment, model=found.model, principal=principal, started=started)
@@ -61,8 +76,12 @@ class Gateway:
         """``_open`` on the event loop when its lookups are cached, in a thread when not."""
         started = time.perf_counter()
         if self.forwarder.cached(deployment) and self.keys.cached(bearer_secret(authorization)):
-            return self._open(authorization, deployment, shown, started)
-        return await anyio.to_thread.run_sync(self._open, authorization, deployment, shown, started)
+            call = self._open(authorization, deployment, shown, started)
+        else:
+            call = await anyio.to_thread.run_sync(self._open, authorization, deployment, shown, started)
+        if call.cold and self._cold is not None:
+            await self._cold.ready(deployment, shown)
+        return call
 
     async def open(self, authorization: str, instance_id: str) -> Call:
         """The call on the instance the path names."""
