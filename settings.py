@@ -140,6 +140,10 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
         float,
         variable("MODELYARD_AUTOSCALE_DOWN_WINDOW_S", "how long demand stays low before replicas go"),
     ] = 60.0
+    sla_window_s: Annotated[
+        float,
+        variable("MODELYARD_SLA_WINDOW_S", "the SLA evaluator's window: TTFT and throughput judged each"),
+    ] = 60.0
     cold_start_wait_s: Annotated[
         float,
         variable(

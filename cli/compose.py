@@ -49,9 +49,10 @@ from modelyard.workers.meter import Meter, MeterWorker
 from modelyard.workers.projection_runner import ProjectionRunner, log_position
 from modelyard.workers.reconciler import Reconciler, ReconcilerWorker
 from modelyard.workers.relay import RelayWorker
+from modelyard.workers.sla import SlaEvaluator, SlaWorker
 from modelyard.workers.views import ViewsWorker
 
-WORKERS = ("relay", "views", "meter", "reconciler", "janitor", "autoscaler")
+WORKERS = ("relay", "views", "meter", "reconciler", "janitor", "autoscaler", "sla")
 # How stale the workers' health on /health may be (see _health_of).
 HEALTH_TTL_S = 0.5
 # The Kafka consumer group every views worker of a cluster shares.
@@ -139,6 +140,8 @@ def build_workers(core: Core, names: Sequence[str]) -> list[BackgroundLoop]:
         )
         autoscaler = Autoscaler(services.deployments, core.views, tuning)
         built.append(AutoscalerWorker(autoscaler, settings.autoscale_interval_s))
+    if "sla" in names:
+        built.append(SlaWorker(SlaEvaluator(services.deployments, core.views), settings.sla_window_s))
     return built
 
 

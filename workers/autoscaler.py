@@ -98,8 +98,8 @@ class Autoscaler:
         if watch is None or watch.capacity != target.capacity:
             watch = self._watches[target.id] = _Watch(target.capacity, now)
         sample = self._sample(watch, target, now)
-        if sample.concurrency or sample.started:
-            watch.idle_since = now
+        if sample.concurrency or sample.started or not sample.complete:
+            watch.idle_since = now  # a replica that did not answer may be busy: not idle
         watch.samples.append(sample)
         # Keep the down window and the one sample before it (which shows the window is covered).
         start = now - timedelta(seconds=self._tuning.down_window_s)
@@ -120,9 +120,11 @@ class Autoscaler:
         waiting = running = started = 0
         ttft_s = 0.0
         seen: dict[str, EngineStats] = {}
+        complete = True
         for route in target.replicas:
             stats = read_metrics(self._client, route)
             if stats is None:
+                complete = False
                 continue
             seen[route.replica] = stats
             before = watch.last.get(route.replica)
@@ -132,7 +134,9 @@ class Autoscaler:
             ttft_s += stats.ttft_sum_s - (before.ttft_sum_s if before else 0.0)
         watch.last = seen
         ttft_ms = ttft_s * 1000 / started if started > 0 else None
-        return Sample(at=now, waiting=waiting, running=running, started=started, ttft_ms=ttft_ms)
+        return Sample(
+            at=now, waiting=waiting, running=running, started=started, ttft_ms=ttft_ms, complete=complete
+        )
 
     def _record(self, target: Watched, decision: Decision) -> bool:
         at = self._clock()

@@ -168,11 +168,11 @@ class Reconciler:
 
     def _step(self, target: WorkItem) -> None:
         if target.state in ("provisioning", "waking"):
+            if target.state == "waking":
+                self._release_idle(target)
             self._provision(target)
         elif target.state == "scaled_to_zero":
-            # ScaledToZero already took the replicas out of routing and billing: stop them.
-            for handle in self.replicas.pop(target.id, {}).values():
-                self._placement.stop(handle)
+            self._release_idle(target)
         elif target.state == "scaling" and target.pending_capacity is not None:
             self._resize(target, int(target.pending_capacity))
             self._deployments.finish_scale(
@@ -184,6 +184,12 @@ class Reconciler:
             for handle in self.replicas.pop(target.id, {}).values():
                 self._placement.stop(handle)
             self._deployments.mark_destroyed(self._on(target))
+
+    def _release_idle(self, target: WorkItem) -> None:
+        """Stop the replicas a deployment had before it went to zero, if no pass stopped them
+        yet (it woke within a pass): ``ScaledToZero`` released them; none is routed to."""
+        for handle in self.replicas.pop(target.id, {}).values():
+            self._placement.stop(handle)
 
     def _spec(self, target: WorkItem) -> ReplicaSpec:
         spec = replica_spec(target.model, engine=self._settings.engine, gguf=self._gguf, preset=target.preset)

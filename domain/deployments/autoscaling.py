@@ -36,6 +36,9 @@ class Sample(msgspec.Struct, frozen=True, kw_only=True):
     running: int
     started: int = 0
     ttft_ms: float | None = None
+    # Whether every replica answered: one that did not may be busy, so a sample without it is
+    # a lower bound on the load, good to scale up on and never to scale down or to zero on.
+    complete: bool = True
 
     @property
     def concurrency(self) -> int:
@@ -112,7 +115,8 @@ def decide(
     ``samples`` are this deployment's polls, oldest first, all taken at this capacity's
     watch; ``idle_since`` is when it last saw a request (or began watching).
     """
-    if policy.scale_to_zero and now - idle_since >= timedelta(seconds=policy.idle_timeout_seconds):
+    whole = all(s.complete for s in samples)
+    if policy.scale_to_zero and whole and now - idle_since >= timedelta(seconds=policy.idle_timeout_seconds):
         idle = int((now - idle_since).total_seconds())
         return Decision(
             capacity=0,
@@ -143,8 +147,8 @@ def _shed(
     """Scale down to what every sample of the last window allows, once a window was watched."""
     start = now - timedelta(seconds=tuning.down_window_s)
     window = [s for s in samples if s.at >= start]
-    if samples[0].at > start or not window:
-        return None  # not watched for a whole window yet: too soon to shed anything
+    if samples[0].at > start or not window or not all(s.complete for s in window):
+        return None  # not watched for a whole window yet, or not every replica seen: too soon
     peak = max(wanted(s, capacity, tuning, ttft_target_ms)[0] for s in window)
     down = fitted(peak, policy)
     if down >= capacity:

@@ -28,6 +28,7 @@ from modelyard.domain.deployments import commands
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.lifecycle import State
 from modelyard.domain.deployments.metering import meter_minute
+from modelyard.domain.deployments.sla import Measured, Verdict, judge
 from modelyard.domain.keys import aggregate as keys
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import AccountNotFound, ConcurrencyConflict, InstanceNotFound
@@ -126,6 +127,19 @@ class SlaObservation(OnDeployment, frozen=True, kw_only=True):
     target: float = 0.0
 
 
+class SlaWindow(OnDeployment, frozen=True, kw_only=True):
+    """What one window measured of a deployment, to judge against its SLA targets."""
+
+    measured: Measured
+
+
+class Judged(msgspec.Struct, frozen=True, kw_only=True):
+    """The breaches and recoveries a window recorded (none: nothing changed) and the position."""
+
+    verdicts: list[Verdict]
+    position: int
+
+
 class MeterMinute(OnDeployment, frozen=True, kw_only=True):
     """Meter one completed UTC minute of runtime and charge it."""
 
@@ -137,6 +151,16 @@ class Metered(msgspec.Struct, frozen=True, kw_only=True):
 
     amount: int
     position: int
+
+
+def project_after(
+    deployment: deployments.Deployment, events: Sequence[DomainEvent]
+) -> deployments.Deployment:
+    """The deployment after ``events`` decided but not yet recorded (the next command's base)."""
+    after = deployments.project_deployment(deployment, events)
+    if not isinstance(after, deployments.Deployment):  # pragma: no cover - a deployment stays one
+        raise TypeError("events of a deployment folded into something else")
+    return after
 
 
 class DeploymentsService:
@@ -343,6 +367,24 @@ class DeploymentsService:
         """A missed target is met again."""
         deployment = self.get(command.deployment_id)
         return self._store.record(commands.record_sla_recovery(deployment, command.metric, command.at))
+
+    def judge_sla(self, command: SlaWindow) -> Judged:
+        """Record the breaches and recoveries a window's figures make of the SLA targets."""
+        deployment = self.get(command.deployment_id)
+        verdicts = judge(deployment.sla, deployment.breached, command.measured)
+        events: list[DomainEvent] = []
+        for verdict in verdicts:
+            latest = project_after(deployment, events)
+            if verdict.breached:
+                events.append(
+                    commands.record_sla_breach(
+                        latest, verdict.metric, verdict.value, verdict.target, command.at
+                    )
+                )
+            else:
+                events.append(commands.record_sla_recovery(latest, verdict.metric, command.at))
+        position = self._store.record(*events) if events else 0
+        return Judged(verdicts=verdicts, position=position)
 
     def request_teardown(self, command: OnDeployment) -> int:
         """Destroy: billing stops now and the hold is released; replicas stop downstream."""

@@ -78,3 +78,19 @@ def test_a_capacity_outside_the_bounds_is_brought_inside() -> None:
     assert decision.capacity == 4
     assert bounds(Autoscaling(min_replicas=0, max_replicas=0)) == (1, 1)
     assert bounds(Autoscaling(min_replicas=3, max_replicas=3)) == (4, 4)
+
+
+def test_a_replica_that_did_not_answer_its_metrics_never_lets_it_go_down_or_to_zero() -> None:
+    idle = Autoscaling(min_replicas=1, max_replicas=4, scale_to_zero=True, idle_timeout_seconds=60)
+    now = T0 + timedelta(seconds=61)
+    blind = [
+        Sample(at=T0, waiting=0, running=0),
+        Sample(at=T0 + timedelta(seconds=30), waiting=0, running=0, complete=False),
+        Sample(at=now, waiting=0, running=0),
+    ]
+    assert decide(idle, 4, blind, now=now, idle_since=T0, tuning=TUNING) is None
+    # A partial sample is still a lower bound of the load: enough to scale up on.
+    busy = [Sample(at=now, waiting=9, running=0, complete=False)]
+    decision = decide(idle, 1, busy, now=now, idle_since=now, tuning=TUNING)
+    assert decision is not None
+    assert decision.capacity == 4

@@ -1,4 +1,6 @@
-"""The autoscaler on the simulated engine: load raises the queue, replicas follow up and back down.
+"""The control loops on the simulated engine: the autoscaler (load raises the queue, replicas
+follow up and back down; a wake after zero starts fresh replicas) and the SLA evaluator (a
+slow TTFT is a breach with its figures, a faster one a recovery).
 
 A real control plane in one test process: an SQLite event store, views kept up by the
 projection runner, the reconciler starting simulated replica processes, and the autoscaler
@@ -26,7 +28,14 @@ from modelyard.adapters.views.db import SqliteViews
 from modelyard.domain.accounts.service import AddCredits, OpenAccount
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.autoscaling import Tuning
-from modelyard.domain.deployments.service import Provision, RequestDeployment, SetAutoscaling
+from modelyard.domain.deployments.service import (
+    OnDeployment,
+    Provision,
+    RequestDeployment,
+    SetAutoscaling,
+    SetSla,
+    WithReason,
+)
 from modelyard.domain.services import Services
 from modelyard.domain.shared.events import DomainEvent
 from modelyard.domain.shared.store import Store
@@ -36,6 +45,7 @@ from modelyard.settings import load_settings
 from modelyard.workers.autoscaler import Autoscaler
 from modelyard.workers.projection_runner import ProjectionRunner
 from modelyard.workers.reconciler import Reconciler
+from modelyard.workers.sla import SlaEvaluator
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +61,7 @@ class ControlPlane:
     """Store, views, reconciler and autoscaler of one host, stepped by the test."""
 
     def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
         self.store = Store(
             env={
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
@@ -64,17 +75,22 @@ class ControlPlane:
         self.runner = ProjectionRunner(
             self.views, NotificationLogSource(self.store.recorder), all_projections()
         )
+        self.reconciler = self.reconciler_with(ttft_ms=200)
+        self.autoscaler = Autoscaler(self.services.deployments, self.views, TUNING)
+        self.sla = SlaEvaluator(self.services.deployments, self.views)
+
+    def reconciler_with(self, *, ttft_ms: int) -> Reconciler:
+        """A reconciler (a server process) whose simulated replicas take ``ttft_ms`` to a first token."""
         settings = load_settings(
             {
                 "MODELYARD_ENGINE": "simulated",
-                "MODELYARD_DATA_DIR": str(tmp),
-                "MODELYARD_SIMULATED_TTFT_MS": "200",
+                "MODELYARD_DATA_DIR": str(self.tmp),
+                "MODELYARD_SIMULATED_TTFT_MS": str(ttft_ms),
                 "MODELYARD_SIMULATED_TOKENS_PER_S": "20",
             }
         )
-        self.placement = LocalPlacement(tmp / "replicas", gpu=False)
-        self.reconciler = Reconciler(settings, self.services.deployments, self.views, self.placement)
-        self.autoscaler = Autoscaler(self.services.deployments, self.views, TUNING)
+        self.placement = LocalPlacement(self.tmp / "replicas", gpu=False)
+        return Reconciler(settings, self.services.deployments, self.views, self.placement)
 
     def step(self) -> None:
         """One pass of each worker, the views caught up between them."""
@@ -95,6 +111,7 @@ class ControlPlane:
 
     def close(self) -> None:
         self.autoscaler.close()
+        self.sla.close()
         self.reconciler.release()
         self.runner.close()
         self.store.close()
@@ -107,7 +124,7 @@ def plane(tmp_path: Path) -> Iterator[ControlPlane]:
     made.close()
 
 
-def _running_deployment(plane: ControlPlane) -> UUID:
+def _running_deployment(plane: ControlPlane, policy: ev.Autoscaling | None = POLICY) -> UUID:
     at = datetime.now(UTC)
     account = plane.services.accounts.open_account(OpenAccount(name="autoscaled", at=at)).id
     plane.services.accounts.add_credits(AddCredits(account_id=account, amount=50_000_000, at=at))
@@ -115,7 +132,8 @@ def _running_deployment(plane: ControlPlane) -> UUID:
     dep = plane.services.deployments.provision(
         Provision(deployment=request, key_hash="h", key_display="k")
     ).id
-    plane.services.deployments.set_autoscaling(SetAutoscaling(deployment_id=dep, policy=POLICY, at=at))
+    if policy is not None:
+        plane.services.deployments.set_autoscaling(SetAutoscaling(deployment_id=dep, policy=policy, at=at))
     for _ in range(20):
         plane.step()
         if plane.state(dep) == "running":
@@ -221,3 +239,86 @@ def test_queue_depth_scales_up_within_max_and_back_down_when_load_stops(plane: C
     assert all(e.reason == "scaled down" for e in lost)
     with plane.views.read() as tx:
         assert len(serving_replicas(tx, dep)) == 1
+
+
+def test_a_wake_before_any_pass_stopped_the_idle_replicas_starts_fresh_ones(plane: ControlPlane) -> None:
+    dep = _running_deployment(plane)
+    (old,) = plane.reconciler.replicas[dep].values()
+    at = datetime.now(UTC)
+    plane.services.deployments.scale_to_zero(WithReason(deployment_id=dep, reason="idle", at=at))
+    plane.services.deployments.wake(OnDeployment(deployment_id=dep, at=at))
+    plane.runner.run_until_idle()
+    assert plane.state(dep) == "waking"
+    plane.reconciler.run_once()  # never saw scaled_to_zero: the released replica is still held
+    plane.runner.run_until_idle()
+    assert plane.state(dep) == "running"
+    (new,) = plane.reconciler.replicas[dep].values()
+    assert new.name != old.name
+    assert not plane.placement.alive(old)
+    with plane.views.read() as tx:
+        (route,) = serving_replicas(tx, dep)
+    assert route.replica == new.name
+    assert (
+        httpx.get(f"{route.base_url}/health", headers={"Authorization": f"Bearer {route.token}"}).status_code
+        == 200
+    )
+
+
+def _chat(plane: ControlPlane, dep: UUID, times: int) -> None:
+    with plane.views.read() as tx:
+        (route,) = serving_replicas(tx, dep)
+    body = {"model": "m", "messages": [{"role": "user", "content": "one two three four"}]}
+    for _ in range(times):
+        answer = httpx.post(
+            f"{route.base_url}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {route.token}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200
+
+
+def test_a_slow_ttft_is_a_breach_with_its_figures_and_a_faster_one_a_recovery(plane: ControlPlane) -> None:
+    plane.reconciler.release()
+    plane.reconciler = plane.reconciler_with(ttft_ms=400)
+    dep = _running_deployment(plane, policy=None)
+    targets = ev.SlaTargets(ttft_target_ms=250, throughput_target_tps=10)
+    plane.services.deployments.set_sla(SetSla(deployment_id=dep, targets=targets, at=datetime.now(UTC)))
+    plane.runner.run_until_idle()
+    assert plane.sla.run_once() == {}  # no request yet: nothing measured, nothing judged
+
+    _chat(plane, dep, 3)
+    judged = plane.sla.run_once()
+    (breach,) = judged[dep]
+    assert breach.breached
+    assert breach.metric is ev.SlaMetric.TTFT_MS
+    assert 380 <= breach.value < 1000
+    assert breach.target == 250
+    _chat(plane, dep, 2)
+    assert plane.sla.run_once() == {}  # still slow: one breach, not one per window
+    (recorded,) = [e for e in plane.history(dep) if isinstance(e, ev.SlaBreached)]
+    assert (recorded.metric, recorded.value, recorded.target) == (ev.SlaMetric.TTFT_MS, breach.value, 250.0)
+
+    # The same deployment served by a faster engine (the operator restarts with a new setting).
+    plane.reconciler.release()
+    plane.reconciler = plane.reconciler_with(ttft_ms=20)
+    for _ in range(10):
+        plane.step()
+        if plane.state(dep) == "running":
+            break
+    assert plane.state(dep) == "running"
+    _chat(plane, dep, 3)
+    judged = plane.sla.run_once()
+    (recovery,) = judged[dep]
+    assert not recovery.breached
+    assert recovery.metric is ev.SlaMetric.TTFT_MS
+    assert recovery.value < 250
+    kinds = [type(e) for e in plane.history(dep) if isinstance(e, ev.SlaBreached | ev.SlaRecovered)]
+    assert kinds == [ev.SlaBreached, ev.SlaRecovered]
+    # Throughput (20 tokens/s configured) met its 10 tokens/s target throughout: never breached.
+    assert all(e.metric is ev.SlaMetric.TTFT_MS for e in plane.history(dep) if isinstance(e, ev.SlaBreached))
+    plane.runner.run_until_idle()
+    with plane.views.read() as tx:
+        rows = tx.execute("SELECT kind, metric, value, target FROM sla_breaches ORDER BY position")
+    assert [(r[0], r[1]) for r in rows] == [("breached", "ttft_ms"), ("recovered", "ttft_ms")]
+    assert rows[0][2] == breach.value
