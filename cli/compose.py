@@ -19,6 +19,11 @@ from pathlib import Path
 
 from litestar import Litestar
 
+from modelyard.adapters.concurrency.limiter import (
+    ConcurrencyLimiter,
+    InProcessConcurrency,
+    PostgresConcurrency,
+)
 from modelyard.adapters.eventlog.partitions import TopicPartitions
 from modelyard.adapters.eventlog.sources import EventSource, KafkaSource, NotificationLogSource
 from modelyard.adapters.eventstore.env import open_store
@@ -160,6 +165,11 @@ def _limiter(state: ViewDatabase) -> RateLimiter:
     return PostgresRateLimiter(state.pool) if isinstance(state, PostgresViews) else InProcessRateLimiter()
 
 
+def _concurrency(state: ViewDatabase) -> ConcurrencyLimiter:
+    # As the rate limiter: leases in PostgreSQL hold across API processes; one process, a dict.
+    return PostgresConcurrency(state.pool) if isinstance(state, PostgresViews) else InProcessConcurrency()
+
+
 def _health_of(workers: Sequence[BackgroundLoop]) -> WorkersHealth:
     # A health route may be probed thousands of times a second; a worker's state changes at
     # most once a step, so an answer up to HEALTH_TTL_S old is as good and costs nothing.
@@ -200,7 +210,14 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
     keys = KeyCache(core.views)
     forwarder = Forwarder(core.views)
     cold = ColdStarter(core.services.deployments, core.views, forwarder, settings.cold_start_wait_s)
-    gateway = Gateway(keys, forwarder, UsageWriter(core.services.usage), core.state, cold)
+    gateway = Gateway(
+        keys,
+        forwarder,
+        UsageWriter(core.services.usage),
+        core.state,
+        cold=cold,
+        concurrency=_concurrency(core.state),
+    )
     instances = Instances(core.services, core.views, core.state, follower, settings.base_url)
     edge = Edge(
         instances=instances,

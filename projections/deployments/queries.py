@@ -42,10 +42,12 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeploymentState(msgspec.Struct, frozen=True, kw_only=True):
-    """What the gateway needs to route a call: the state and the model served."""
+    """What the gateway needs to route a call: the state, the model served, and the SLA's
+    limit on requests in flight (None: no limit)."""
 
     state: str
     model: str
+    concurrency_limit: int | None = None
 
 
 class WorkItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,8 +102,12 @@ def instance_for_account(tx: Tx, account_id: str, deployment_id: UUID) -> Deploy
 
 def deployment_state(tx: Tx, deployment_id: UUID) -> DeploymentState | None:
     """The state and model of a deployment (any account's), or None if there is none."""
-    rows = tx.execute("SELECT state, model FROM deployments WHERE id = %s", [deployment_id.hex])
-    return DeploymentState(state=str(rows[0][0]), model=str(rows[0][1])) if rows else None
+    rows = tx.execute("SELECT state, model, sla FROM deployments WHERE id = %s", [deployment_id.hex])
+    if not rows:
+        return None
+    state, model, sla = rows[0]
+    limit = msgspec.json.decode(str(sla), type=SlaTargets).concurrency_limit
+    return DeploymentState(state=str(state), model=str(model), concurrency_limit=limit)
 
 
 def deployment_version(tx: Tx, deployment_id: UUID) -> int | None:
