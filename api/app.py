@@ -32,6 +32,7 @@ from modelyard.api.health.controller import HealthController, WorkersHealth
 from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.controller import InstancesController
 from modelyard.api.mcp import build_mcp
+from modelyard.api.metrics import ApiMetrics, MetricsController, http_metrics
 from modelyard.api.ratelimit import RateLimitMiddleware
 
 
@@ -45,6 +46,8 @@ class Edge:
     limiter: RateLimiter
     rate_limit_rpm: int
     workers_health: WorkersHealth = list
+    # The Prometheus series of this process (``GET /metrics``); none: no such route.
+    metrics: ApiMetrics | None = None
 
 
 def _constant(value: object) -> Provide:
@@ -72,18 +75,31 @@ def create_app(edge: Edge) -> Litestar:
             await edge.gateway.forwarder.close()
             flush_lines()
 
+    scraped = edge.metrics is not None
+    prometheus = http_metrics() if scraped else None
     management = Router(
         path="/", route_handlers=[InstancesController], guards=[ManagementGuard(edge.key_cache)]
     )
     return Litestar(
-        route_handlers=[HealthController, management, GatewayController, mcp_endpoint],
+        route_handlers=[
+            HealthController,
+            management,
+            GatewayController,
+            mcp_endpoint,
+            *([MetricsController] if scraped else []),
+        ],
         dependencies={
             "instances": _constant(edge.instances),
             "gateway": _constant(edge.gateway),
             "workers_health": _constant(edge.workers_health),
+            "api_metrics": _constant(edge.metrics),
         },
         exception_handlers={Exception: handle_exception},
-        middleware=[AccessLog, RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm, edge.key_cache)],
+        middleware=[
+            AccessLog,
+            *([prometheus.middleware] if prometheus is not None else []),
+            RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm, edge.key_cache),
+        ],
         logging_config=None,  # adapters/logs.py configures logging, once per process
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(

@@ -40,6 +40,7 @@ from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
+from modelyard.api.metrics import ApiMetrics
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import Quota, plan_quotas
 from modelyard.domain.deployments.autoscaling import Tuning
@@ -210,6 +211,7 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
     keys = KeyCache(core.views)
     forwarder = Forwarder(core.views)
     cold = ColdStarter(core.services.deployments, core.views, forwarder, settings.cold_start_wait_s)
+    metrics = ApiMetrics(core.views)
     gateway = Gateway(
         keys,
         forwarder,
@@ -217,6 +219,7 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         core.state,
         cold=cold,
         concurrency=_concurrency(core.state),
+        metrics=metrics,
     )
     instances = Instances(core.services, core.views, core.state, follower, settings.base_url)
     edge = Edge(
@@ -226,6 +229,7 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         limiter=_limiter(core.state),
         rate_limit_rpm=settings.rate_limit_rpm,
         workers_health=_health_of(workers),
+        metrics=metrics,
     )
     return create_app(edge)
 

@@ -27,6 +27,7 @@ from modelyard.api.gateway.coldstart import COLD, ColdStarter
 from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.requests import NativeChat, upstream_error
 from modelyard.api.gateway.usage import UsageWriter
+from modelyard.api.metrics import ApiMetrics
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import InstanceNotFound, InstanceNotRunning
 from modelyard.domain.usage.service import RecordUsage
@@ -59,10 +60,12 @@ class Gateway:
         *,
         cold: ColdStarter | None = None,
         concurrency: ConcurrencyLimiter | None = None,
+        metrics: ApiMetrics | None = None,
     ) -> None:
         self.keys, self.forwarder, self.usage, self._state = keys, forwarder, usage, state
         self._cold = cold
         self._concurrency = concurrency
+        self._metrics = metrics
 
     async def admit(self, call: Call) -> str | None:
         """A lease on the deployment's concurrency (None when it has no limit); over the limit,
@@ -130,21 +133,22 @@ class Gateway:
 
     def _record(self, call: Call, usage: dict[str, Any], status: int, *, streamed: bool) -> None:
         """Queue the usage record; on an instance key's first use, retire its one-time showing."""
-        self.usage.submit(
-            RecordUsage(
-                record_id=uuid.uuid4(),
-                at=datetime.now(UTC),
-                deployment_id=call.deployment_id.hex,
-                model=call.model,
-                account_id=call.principal.account_id,
-                key_id=call.principal.key_id,
-                prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                completion_tokens=int(usage.get("completion_tokens", 0)),
-                latency_ms=(time.perf_counter() - call.started) * 1000,
-                status=status,
-                streamed=streamed,
-            )
+        record = RecordUsage(
+            record_id=uuid.uuid4(),
+            at=datetime.now(UTC),
+            deployment_id=call.deployment_id.hex,
+            model=call.model,
+            account_id=call.principal.account_id,
+            key_id=call.principal.key_id,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            latency_ms=(time.perf_counter() - call.started) * 1000,
+            status=status,
+            streamed=streamed,
         )
+        self.usage.submit(record)
+        if self._metrics is not None:
+            self._metrics.observe(record)
         if self.forwarder.first_use(call.deployment_id):
             with self._state.transaction() as tx:
                 secrets.forget(tx, call.deployment_id)

@@ -243,3 +243,25 @@ def running_deployments(tx: Tx) -> list[Watched]:
             )
         )
     return watched
+
+
+class ReplicaCount(msgspec.Struct, frozen=True, kw_only=True):
+    """Live deployments of one model in one state, and the replicas recorded for them."""
+
+    model: str
+    state: str
+    deployments: int
+    replicas: int
+
+
+def replica_counts(tx: Tx) -> list[ReplicaCount]:
+    """Per model and state, the deployments not yet destroyed and their replicas (for /metrics)."""
+    rows = tx.execute(
+        "SELECT model, state, count(*), COALESCE(sum(replicas), 0) FROM deployments"
+        " WHERE state NOT IN (%s, %s) GROUP BY model, state ORDER BY model, state",
+        ["destroyed", "failed"],
+    )
+    return [
+        ReplicaCount(model=str(model), state=str(state), deployments=int(n), replicas=int(replicas))
+        for model, state, n, replicas in rows
+    ]
