@@ -130,22 +130,27 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
     ] = 0.0
     autoscale_interval_s: Annotated[
         float,
+        msgspec.Meta(gt=0),
         variable("MODELYARD_AUTOSCALE_INTERVAL_S", "how often the autoscaler polls the replicas' metrics"),
     ] = 30.0
     autoscale_target_concurrency: Annotated[
         float,
+        msgspec.Meta(gt=0),
         variable("MODELYARD_AUTOSCALE_TARGET_CONCURRENCY", "requests in flight per replica aimed at"),
     ] = 4.0
     autoscale_down_window_s: Annotated[
         float,
+        msgspec.Meta(gt=0),
         variable("MODELYARD_AUTOSCALE_DOWN_WINDOW_S", "how long demand stays low before replicas go"),
     ] = 60.0
     sla_window_s: Annotated[
         float,
+        msgspec.Meta(gt=0),
         variable("MODELYARD_SLA_WINDOW_S", "the SLA evaluator's window: TTFT and throughput judged each"),
     ] = 60.0
     cold_start_wait_s: Annotated[
         float,
+        msgspec.Meta(ge=0),
         variable(
             "MODELYARD_COLD_START_WAIT_S",
             "how long a request to a deployment scaled to zero is held for its cold start (then 503)",
