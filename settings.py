@@ -139,6 +139,34 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
     simulated_tokens_per_s: Annotated[
         float, variable("MODELYARD_SIMULATED_TOKENS_PER_S", "the simulated engine's token rate (0: no delay)")
     ] = 0.0
+    autoscale_interval_s: Annotated[
+        float,
+        msgspec.Meta(gt=0),
+        variable("MODELYARD_AUTOSCALE_INTERVAL_S", "how often the autoscaler polls the replicas' metrics"),
+    ] = 30.0
+    autoscale_target_concurrency: Annotated[
+        float,
+        msgspec.Meta(gt=0),
+        variable("MODELYARD_AUTOSCALE_TARGET_CONCURRENCY", "requests in flight per replica aimed at"),
+    ] = 4.0
+    autoscale_down_window_s: Annotated[
+        float,
+        msgspec.Meta(gt=0),
+        variable("MODELYARD_AUTOSCALE_DOWN_WINDOW_S", "how long demand stays low before replicas go"),
+    ] = 60.0
+    sla_window_s: Annotated[
+        float,
+        msgspec.Meta(gt=0),
+        variable("MODELYARD_SLA_WINDOW_S", "the SLA evaluator's window: TTFT and throughput judged each"),
+    ] = 60.0
+    cold_start_wait_s: Annotated[
+        float,
+        msgspec.Meta(ge=0),
+        variable(
+            "MODELYARD_COLD_START_WAIT_S",
+            "how long a request to a deployment scaled to zero is held for its cold start (then 503)",
+        ),
+    ] = 120.0
     log: LogSettings = LogSettings()
 
     @property

@@ -38,6 +38,7 @@ from modelyard.api.health.controller import HealthController, WorkersHealth
 from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.controller import InstancesController
 from modelyard.api.mcp import build_mcp
+from modelyard.api.metrics import ApiMetrics, MetricsController, http_metrics
 from modelyard.api.ratelimit import RateLimitMiddleware
 
 
@@ -55,6 +56,8 @@ class Edge:
     # The second dialect's deployment use cases (``/api/v1/public/deployments``).
     deployments: Deployments | None = None
     observability: Observability | None = None
+    # The Prometheus series of this process (``GET /metrics``); none: no such route.
+    metrics: ApiMetrics | None = None
 
 
 def _constant(value: object) -> Provide:
@@ -82,6 +85,8 @@ def create_app(edge: Edge) -> Litestar:
             await edge.gateway.forwarder.close()
             flush_lines()
 
+    scraped = edge.metrics is not None
+    prometheus = http_metrics() if scraped else None
     management = Router(
         path="/",
         route_handlers=[
@@ -99,6 +104,8 @@ def create_app(edge: Edge) -> Litestar:
             GatewayController,
             DeploymentChatController,
             mcp_endpoint,
+            mcp_endpoint,
+            *([MetricsController] if scraped else []),
         ],
         dependencies={
             "instances": _constant(edge.instances),
@@ -107,9 +114,14 @@ def create_app(edge: Edge) -> Litestar:
             "gateway": _constant(edge.gateway),
             "finance": _constant(edge.finance),
             "workers_health": _constant(edge.workers_health),
+            "api_metrics": _constant(edge.metrics),
         },
         exception_handlers={Exception: handle_exception},
-        middleware=[AccessLog, RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm, edge.key_cache)],
+        middleware=[
+            AccessLog,
+            *([prometheus.middleware] if prometheus is not None else []),
+            RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm, edge.key_cache),
+        ],
         logging_config=None,  # adapters/logs.py configures logging, once per process
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(

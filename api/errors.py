@@ -60,6 +60,9 @@ STATUS_OF: dict[str, int] = {
     "INTERNAL_ERROR": 500,
     "PROVISIONING_FAILED": 502,
     "ENGINE_ERROR": 502,
+    # Not in either document: a request to a deployment scaled to zero was held for its cold
+    # start as long as the server allows and it is not serving yet; retry after Retry-After.
+    "INSTANCE_STARTING": 503,
 }
 # The codes Litestar's own HTTP errors get, by status; any other status is a 400 or a 500.
 _CODE_OF_HTTP: dict[int, str] = {
@@ -152,6 +155,12 @@ class RateLimitExceeded(EdgeError):
     """Over the key's requests per minute."""
 
     code = "RATE_LIMIT_EXCEEDED"
+
+
+class InstanceStarting(EdgeError):
+    """A deployment scaled to zero is cold-starting and was not ready within the hold."""
+
+    code = "INSTANCE_STARTING"
 
 
 class RouteNotFound(EdgeError):

@@ -54,14 +54,14 @@ async def _caller(scope: Scope, keys: KeyCache) -> str:
 
 def _unmetered(scope: Scope) -> bool:
     path: str = scope["path"]
-    return path in {"/health", "/docs"} or path.startswith("/docs/")
+    return path in {"/health", "/docs", "/metrics"} or path.startswith("/docs/")
 
 
 class RateLimitMiddleware(ASGIMiddleware):
     """Counts each request against its caller's per-minute limit."""
 
     scopes = (ScopeType.HTTP,)
-    # Liveness probes and the API's own documentation are never counted against a caller.
+    # Liveness probes, scrapes and the API's own documentation are never counted against a caller.
     should_bypass_for_scope = staticmethod(_unmetered)
 
     def __init__(self, limiter: RateLimiter, limit: int, keys: KeyCache) -> None:

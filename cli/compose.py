@@ -20,6 +20,11 @@ from pathlib import Path
 
 from litestar import Litestar
 
+from modelyard.adapters.concurrency.limiter import (
+    ConcurrencyLimiter,
+    InProcessConcurrency,
+    PostgresConcurrency,
+)
 from modelyard.adapters.engines.capacity import host_capacity, serving_engine
 from modelyard.adapters.engines.live import read_replicas
 from modelyard.adapters.engines.models import gguf_paths
@@ -38,26 +43,31 @@ from modelyard.api.deployments.metrics import Observability
 from modelyard.api.deployments.schemas import Engine
 from modelyard.api.finance.actions import Finance
 from modelyard.api.gateway.calls import Gateway
+from modelyard.api.gateway.coldstart import ColdStarter
 from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
+from modelyard.api.metrics import ApiMetrics
 from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import Quota, plan_quotas
+from modelyard.domain.deployments.autoscaling import Tuning
 from modelyard.domain.services import Services
 from modelyard.domain.shared.store import Store
 from modelyard.projections.registry import all_projections
 from modelyard.settings import Settings, SettingsError, StoreKind
+from modelyard.workers.autoscaler import Autoscaler, AutoscalerWorker
 from modelyard.workers.janitor import Janitor, JanitorWorker
 from modelyard.workers.loop import BackgroundLoop
 from modelyard.workers.meter import Meter, MeterWorker
 from modelyard.workers.projection_runner import ProjectionRunner, log_position
 from modelyard.workers.reconciler import Reconciler, ReconcilerWorker
 from modelyard.workers.relay import RelayWorker
+from modelyard.workers.sla import SlaEvaluator, SlaWorker
 from modelyard.workers.views import ViewsWorker
 
-WORKERS = ("relay", "views", "meter", "reconciler", "janitor")
+WORKERS = ("relay", "views", "meter", "reconciler", "janitor", "autoscaler", "sla")
 # How stale the workers' health on /health may be (see _health_of).
 HEALTH_TTL_S = 0.5
 # The Kafka consumer group every views worker of a cluster shares.
@@ -158,6 +168,15 @@ def build_workers(core: Core, names: Sequence[str]) -> list[BackgroundLoop]:
         # windows, in the state store, are pruned by the janitor.
         windows = isinstance(core.state, PostgresViews)
         built.append(JanitorWorker(Janitor(core.state, core.views, windows=windows)))
+    if "autoscaler" in names:
+        tuning = Tuning(
+            target_concurrency=settings.autoscale_target_concurrency,
+            down_window_s=settings.autoscale_down_window_s,
+        )
+        autoscaler = Autoscaler(services.deployments, core.views, tuning)
+        built.append(AutoscalerWorker(autoscaler, settings.autoscale_interval_s))
+    if "sla" in names:
+        built.append(SlaWorker(SlaEvaluator(services.deployments, core.views), settings.sla_window_s))
     return built
 
 
@@ -174,6 +193,11 @@ def running(workers: Sequence[BackgroundLoop]) -> Iterator[None]:
 def _limiter(state: ViewDatabase) -> RateLimiter:
     # The embedded default serves every request from one process: a dict is the truth there.
     return PostgresRateLimiter(state.pool) if isinstance(state, PostgresViews) else InProcessRateLimiter()
+
+
+def _concurrency(state: ViewDatabase) -> ConcurrencyLimiter:
+    # As the rate limiter: leases in PostgreSQL hold across API processes; one process, a dict.
+    return PostgresConcurrency(state.pool) if isinstance(state, PostgresViews) else InProcessConcurrency()
 
 
 def _health_of(workers: Sequence[BackgroundLoop]) -> WorkersHealth:
@@ -233,7 +257,18 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         partitions.of if settings.uses_kafka else log_partition,
     )
     keys = KeyCache(core.views)
-    gateway = Gateway(keys, Forwarder(core.views), UsageWriter(core.services.usage), core.state)
+    forwarder = Forwarder(core.views)
+    cold = ColdStarter(core.services.deployments, core.views, forwarder, settings.cold_start_wait_s)
+    metrics = ApiMetrics(core.views)
+    gateway = Gateway(
+        keys,
+        forwarder,
+        UsageWriter(core.services.usage),
+        core.state,
+        cold=cold,
+        concurrency=_concurrency(core.state),
+        metrics=metrics,
+    )
     instances = Instances(core.services, core.views, core.state, follower, settings.base_url)
     engine_of = _engine_of(settings)
     deployments = Deployments(
@@ -254,6 +289,7 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         workers_health=_health_of(workers),
         deployments=deployments,
         observability=Observability(core.views, read_replicas),
+        metrics=metrics,
     )
     return create_app(edge)
 

@@ -1,6 +1,7 @@
 """The reconciler: makes the replicas that run match what each deployment's state asks for.
 
-provisioning -> start the replicas, report each, activate (or fail with the reason);
+provisioning (or waking from zero) -> start the replicas, report each, activate (or fail
+with the reason); scaled to zero -> stop the replicas it released;
 scaling -> start or stop replicas to the new capacity, report the scale;
 running/degraded -> a dead replica is reported lost, the deployment degraded, a
 replacement started, then recovered; teardown -> stop every replica, report destroyed.
@@ -170,8 +171,12 @@ class Reconciler:
         )
 
     def _step(self, target: WorkItem) -> None:
-        if target.state == "provisioning":
+        if target.state in ("provisioning", "waking"):
+            if target.state == "waking":
+                self._release_idle(target)
             self._provision(target)
+        elif target.state == "scaled_to_zero":
+            self._release_idle(target)
         elif target.state == "scaling" and target.pending_capacity is not None:
             self._resize(target, int(target.pending_capacity))
             self._deployments.finish_scale(
@@ -183,6 +188,12 @@ class Reconciler:
             for handle in self.replicas.pop(target.id, {}).values():
                 self._stop(target, handle)
             self._deployments.mark_destroyed(self._on(target))
+
+    def _release_idle(self, target: WorkItem) -> None:
+        """Stop the replicas a deployment had before it went to zero, if no pass stopped them
+        yet (it woke within a pass): ``ScaledToZero`` released them; none is routed to."""
+        for handle in self.replicas.pop(target.id, {}).values():
+            self._placement.stop(handle)
 
     def _spec(self, target: WorkItem) -> ReplicaSpec:
         spec = replica_spec(target.model, engine=self._settings.engine, gguf=self._gguf, preset=target.preset)

@@ -126,6 +126,9 @@ class EngineStats(msgspec.Struct, frozen=True, kw_only=True):
     ttft_count: int
     ttft_sum_s: float
     ttft_buckets: dict[float, int]
+    # Seconds completed requests spent from first token to last, summed (vLLM's
+    # ``request_decode_time_seconds``); with ``generation_tokens`` it gives a stream's tokens/s.
+    decode_time_s: float = 0.0
 
     def ttft_percentile_s(self, q: float) -> float | None:
         """The TTFT percentile ``q`` (0-100) as the upper bound of its bucket, None before any."""
@@ -177,4 +180,5 @@ def parse_metrics(text: str) -> EngineStats:
         ttft_count=int(values.get("vllm:time_to_first_token_seconds_count", 0)),
         ttft_sum_s=values.get("vllm:time_to_first_token_seconds_sum", 0.0),
         ttft_buckets=buckets,
+        decode_time_s=values.get("vllm:request_decode_time_seconds_sum", 0.0),
     )

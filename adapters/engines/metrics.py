@@ -18,6 +18,8 @@ __all__ = ["BUCKETS", "MEDIA_TYPE", "EngineStats", "ReplicaMetrics", "parse_metr
 
 # TTFT histogram bucket bounds in seconds (vLLM's own are similar).
 BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+# Decode-time histogram bucket bounds in seconds (vLLM's own are similar).
+DECODE_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
 # What generate_latest writes: the Prometheus text format 0.0.4, which vLLM serves too.
 MEDIA_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -51,6 +53,13 @@ class ReplicaMetrics:
         self._engine_chunks = counter("modelyard:engine_chunks", "Chunks (tokens, mostly) generated.").labels(
             model
         )
+        self._decode = Histogram(
+            "vllm:request_decode_time_seconds",
+            "Time from a completed request's first token to its last.",
+            labels,
+            buckets=DECODE_BUCKETS,
+            registry=self.registry,
+        ).labels(model)
         self._ttft = Histogram(
             "vllm:time_to_first_token_seconds",
             "Time to first token.",
@@ -86,6 +95,10 @@ class ReplicaMetrics:
     def engine_ended(self) -> None:
         """A generation thread returned, finished or cancelled; the engine is free of it."""
         self._engine_active.dec()
+
+    def decoded(self, seconds: float) -> None:
+        """A completed request spent ``seconds`` from its first token to its last."""
+        self._decode.observe(seconds)
 
     def finished(self, usage: dict[str, Any]) -> None:
         """A request completed with ``usage``."""

@@ -111,19 +111,23 @@ class Replica:
         self.metrics.queued()
         thread = threading.Thread(target=produce, daemon=True)
         started, first, finished = time.perf_counter(), True, False
+        first_at = started
         thread.start()
         try:
             while (item := await queue.get()) is not _DONE:
                 if isinstance(item, Exception):
                     raise item
                 if first:
-                    self.metrics.started(time.perf_counter() - started)
+                    first_at = time.perf_counter()
+                    self.metrics.started(first_at - started)
                     first = False
                 yield item
             finished = True
         finally:
             cancel.set()
             self.metrics.left(started=not first, completed=finished)
+            if finished and not first:
+                self.metrics.decoded(time.perf_counter() - first_at)
 
 
 def token_check(token: str) -> Callable[[Request[Any, Any, Any]], Awaitable[Response[Any] | None]]:

@@ -21,11 +21,11 @@ from litestar.response import Stream
 from modelyard.api.auth import Principal, bearer_secret
 from modelyard.api.deployments.actions import Deployments
 from modelyard.api.errors import COMMON_OPENAI_ERRORS, OPENAI_ERRORS
-from modelyard.api.gateway.calls import SERVING, Call, Gateway
+from modelyard.api.gateway.calls import Call, Gateway
 from modelyard.api.gateway.requests import ChatRequest, openai_body
 from modelyard.domain.keys.aggregate import KeyKind
 from modelyard.domain.shared import ids
-from modelyard.domain.shared.errors import InstanceNotFound, InstanceNotRunning
+from modelyard.domain.shared.errors import InstanceNotFound
 
 # Optional to Litestar, so that a request without one is API_KEY_REQUIRED (401) from the key check.
 Authorization = Annotated[str, HeaderParameter(name="authorization", required=False)]
@@ -34,16 +34,11 @@ Authorization = Annotated[str, HeaderParameter(name="authorization", required=Fa
 def _managed_call(
     gateway: Gateway, deployments: Deployments, principal: Principal, deployment: uuid.UUID, shown: str
 ) -> Call:
-    """A call by a management key: the deployment must be its account's, and serving."""
+    """A call by a management key: the deployment must be its account's, and serving (or woken)."""
     started = time.perf_counter()
     if not deployments.owns(principal, deployment):
         raise InstanceNotFound(f"No deployment {shown} on this account.")
-    found = gateway.forwarder.deployment(deployment)
-    if found is None or found.state == "destroyed":
-        raise InstanceNotFound(f"No deployment {shown} (or it was torn down).")
-    if found.state not in SERVING:
-        raise InstanceNotRunning(f"{shown} is {found.state}, not active: poll its status first.")
-    return Call(deployment_id=deployment, model=found.model, principal=principal, started=started)
+    return gateway.call_as(principal, deployment, shown, started)
 
 
 async def open_call(gateway: Gateway, deployments: Deployments, authorization: str, shown: str) -> Call:
@@ -55,16 +50,18 @@ async def open_call(gateway: Gateway, deployments: Deployments, authorization: s
         principal = await anyio.to_thread.run_sync(gateway.keys.lookup, secret)
     if principal is not None and principal.kind is KeyKind.MANAGEMENT:
         deployment = ids.parse_deployment_id(shown)
-        return await anyio.to_thread.run_sync(
+        call = await anyio.to_thread.run_sync(
             _managed_call, gateway, deployments, principal, deployment, shown
         )
+        return await gateway.woken(call, shown)
     return await gateway.open(authorization, shown)
 
 
 async def answer(gateway: Gateway, call: Call, request: ChatRequest) -> Any:
     """Forward what the client sent and the gateway accepted, whole or as a stream."""
     if request.streamed:
-        return Stream(gateway.stream(call, request.forwarded()), media_type="text/event-stream")
+        lease = await gateway.admit(call)
+        return Stream(gateway.stream(call, request.forwarded(), lease), media_type="text/event-stream")
     return await gateway.complete(call, request.forwarded())
 
 

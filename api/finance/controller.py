@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, Parameter, SkipValidation
+from litestar.params import FromQuery, JSONBody, Parameter, SkipValidation
 
 from modelyard.adapters.ledger.export import ExportFormat
 from modelyard.api.auth import Principal
@@ -54,8 +54,8 @@ class FinanceController(Controller):
         self,
         finance: NamedDependency[SkipValidation[Finance]],
         request: Request[Principal, Any, Any],
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
     ) -> ReconciliationAnswer:
         """Per deployment: replica-seconds served, minutes and dollars billed, tokens and
         requests; a difference between billed and served beyond rounding is flagged."""

@@ -18,13 +18,16 @@ from typing import Any
 import anyio
 import msgspec
 
+from modelyard.adapters.concurrency.limiter import ConcurrencyLimiter
 from modelyard.adapters.state import secrets
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.api.auth import KeyCache, Principal, bearer_secret, inference_principal
-from modelyard.api.errors import InvalidApiKey
+from modelyard.api.errors import InvalidApiKey, RateLimitExceeded
+from modelyard.api.gateway.coldstart import COLD, ColdStarter
 from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.requests import NativeChat, upstream_error
 from modelyard.api.gateway.usage import UsageWriter
+from modelyard.api.metrics import ApiMetrics
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import InstanceNotFound, InstanceNotRunning
 from modelyard.domain.usage.service import RecordUsage
@@ -39,30 +42,87 @@ class Call(msgspec.Struct, kw_only=True):
     model: str
     principal: Principal
     started: float
+    # Scaled to zero (or waking) when opened: held until it serves (``ColdStarter``).
+    cold: bool = False
+    # The SLA's limit on the deployment's requests in flight, across API processes.
+    concurrency_limit: int | None = None
 
 
 class Gateway:
     """The inference routes' shared parts and steps."""
 
-    def __init__(self, keys: KeyCache, forwarder: Forwarder, usage: UsageWriter, state: ViewDatabase) -> None:
+    def __init__(
+        self,
+        keys: KeyCache,
+        forwarder: Forwarder,
+        usage: UsageWriter,
+        state: ViewDatabase,
+        *,
+        cold: ColdStarter | None = None,
+        concurrency: ConcurrencyLimiter | None = None,
+        metrics: ApiMetrics | None = None,
+    ) -> None:
         self.keys, self.forwarder, self.usage, self._state = keys, forwarder, usage, state
+        self._cold = cold
+        self._concurrency = concurrency
+        self._metrics = metrics
+
+    async def admit(self, call: Call) -> str | None:
+        """A lease on the deployment's concurrency (None when it has no limit); over the limit,
+        RATE_LIMIT_EXCEEDED. Called before anything is sent, so the refusal is a clean 429."""
+        limit = call.concurrency_limit
+        if limit is None or self._concurrency is None:
+            return None
+        lease = await anyio.to_thread.run_sync(self._concurrency.acquire, call.deployment_id.hex, limit)
+        if lease is None:
+            raise RateLimitExceeded(
+                f"This deployment's limit of {limit} concurrent requests is reached; retry shortly.",
+                headers={"Retry-After": "1"},
+            )
+        return lease
+
+    async def release(self, call: Call, lease: str | None) -> None:
+        """Give back what ``admit`` took."""
+        if lease is not None and self._concurrency is not None:
+            await anyio.to_thread.run_sync(self._concurrency.release, call.deployment_id.hex, lease)
 
     def _open(self, authorization: str, deployment: uuid.UUID, shown: str, started: float) -> Call:
         """Authenticate, and check the instance (``shown`` as the client named it) exists and serves."""
         principal = inference_principal(self.keys, authorization, deployment.hex)
+        return self.call_as(principal, deployment, shown, started)
+
+    def call_as(self, principal: Principal, deployment: uuid.UUID, shown: str, started: float) -> Call:
+        """The call of an authenticated ``principal`` on the deployment, if it exists and serves
+        (or, scaled to zero, can be woken)."""
         found = self.forwarder.deployment(deployment)
         if found is None or found.state == "destroyed":
             raise InstanceNotFound(f"No instance {shown} (or it was destroyed).")
-        if found.state not in SERVING:
+        cold = found.state in COLD and self._cold is not None
+        if not cold and found.state not in SERVING:
             raise InstanceNotRunning(f"{shown} is {found.state}, not running: poll its status first.")
-        return Call(deployment_id=deployment, model=found.model, principal=principal, started=started)
+        return Call(
+            deployment_id=deployment,
+            model=found.model,
+            principal=principal,
+            started=started,
+            cold=cold,
+            concurrency_limit=found.concurrency_limit,
+        )
+
+    async def woken(self, call: Call, shown: str) -> Call:
+        """``call`` once its deployment serves: a cold one is held until a replica is ready."""
+        if call.cold and self._cold is not None:
+            await self._cold.ready(call.deployment_id, shown)
+        return call
 
     async def _opened(self, authorization: str, deployment: uuid.UUID, shown: str) -> Call:
         """``_open`` on the event loop when its lookups are cached, in a thread when not."""
         started = time.perf_counter()
         if self.forwarder.cached(deployment) and self.keys.cached(bearer_secret(authorization)):
-            return self._open(authorization, deployment, shown, started)
-        return await anyio.to_thread.run_sync(self._open, authorization, deployment, shown, started)
+            call = self._open(authorization, deployment, shown, started)
+        else:
+            call = await anyio.to_thread.run_sync(self._open, authorization, deployment, shown, started)
+        return await self.woken(call, shown)
 
     async def open(self, authorization: str, instance_id: str) -> Call:
         """The call on the instance the path names."""
@@ -82,21 +142,22 @@ class Gateway:
 
     def _record(self, call: Call, usage: dict[str, Any], status: int, *, streamed: bool) -> None:
         """Queue the usage record; on an instance key's first use, retire its one-time showing."""
-        self.usage.submit(
-            RecordUsage(
-                record_id=uuid.uuid4(),
-                at=datetime.now(UTC),
-                deployment_id=call.deployment_id.hex,
-                model=call.model,
-                account_id=call.principal.account_id,
-                key_id=call.principal.key_id,
-                prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                completion_tokens=int(usage.get("completion_tokens", 0)),
-                latency_ms=(time.perf_counter() - call.started) * 1000,
-                status=status,
-                streamed=streamed,
-            )
+        record = RecordUsage(
+            record_id=uuid.uuid4(),
+            at=datetime.now(UTC),
+            deployment_id=call.deployment_id.hex,
+            model=call.model,
+            account_id=call.principal.account_id,
+            key_id=call.principal.key_id,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            latency_ms=(time.perf_counter() - call.started) * 1000,
+            status=status,
+            streamed=streamed,
         )
+        self.usage.submit(record)
+        if self._metrics is not None:
+            self._metrics.observe(record)
         if self.forwarder.first_use(call.deployment_id):
             with self._state.transaction() as tx:
                 secrets.forget(tx, call.deployment_id)
@@ -118,9 +179,13 @@ class Gateway:
             "max_tokens": chat.max_tokens,
             "temperature": chat.temperature,
         }
-        status, answer = await self.forwarder.complete(
-            call.deployment_id, {k: v for k, v in upstream.items() if v is not None}
-        )
+        lease = await self.admit(call)
+        try:
+            status, answer = await self.forwarder.complete(
+                call.deployment_id, {k: v for k, v in upstream.items() if v is not None}
+            )
+        finally:
+            await self.release(call, lease)
         if status != 200:
             raise upstream_error(status, answer)
         usage = answer.get("usage") or {}
@@ -135,14 +200,28 @@ class Gateway:
 
     async def complete(self, call: Call, body: dict[str, Any]) -> Any:
         """An OpenAI chat completion, whole; the request's ``model`` is echoed, not used."""
-        status, answer = await self.forwarder.complete(call.deployment_id, {**body, "model": call.model})
+        lease = await self.admit(call)
+        try:
+            status, answer = await self.forwarder.complete(call.deployment_id, {**body, "model": call.model})
+        finally:
+            await self.release(call, lease)
         if status != 200:
             raise upstream_error(status, answer)
         await self._finish(call, answer.get("usage") or {})
         return {**answer, "model": body.get("model") or call.model}
 
-    async def stream(self, call: Call, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        """An OpenAI chat completion as server-sent events, usage recorded at the end."""
+    async def stream(
+        self, call: Call, body: dict[str, Any], lease: str | None = None
+    ) -> AsyncIterator[bytes]:
+        """An OpenAI chat completion as server-sent events, usage recorded at the end;
+        ``lease`` (from ``admit``, taken before the response starts) is given back at its end."""
+        try:
+            async for piece in self._stream(call, body):
+                yield piece
+        finally:
+            await self.release(call, lease)
+
+    async def _stream(self, call: Call, body: dict[str, Any]) -> AsyncIterator[bytes]:
         echoed = body.get("model") or call.model
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         upstream = {**body, "model": call.model, "stream_options": {"include_usage": True}}

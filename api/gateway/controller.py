@@ -75,5 +75,6 @@ class GatewayController(Controller):
 async def _answer(gateway: Gateway, call: Call, request: ChatRequest) -> Any:
     """Forward what the client sent and the gateway accepted, whole or as a stream."""
     if request.streamed:
-        return Stream(gateway.stream(call, request.forwarded()), media_type="text/event-stream")
+        lease = await gateway.admit(call)
+        return Stream(gateway.stream(call, request.forwarded(), lease), media_type="text/event-stream")
     return await gateway.complete(call, request.forwarded())

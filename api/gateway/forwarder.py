@@ -75,6 +75,11 @@ class Forwarder:
         entry = self._deployments.get(dep_id)
         return entry is not None and time.monotonic() - entry[0] < REPLICAS_TTL_S
 
+    def forget(self, dep_id: UUID) -> None:
+        """Drop what is cached of a deployment: it just started serving (a cold start)."""
+        self._cache.pop(dep_id, None)
+        self._deployments.pop(dep_id, None)
+
     def used(self, dep_id: UUID) -> bool:
         """Whether this process already served a request of the deployment."""
         return dep_id in self._used

@@ -161,6 +161,11 @@ def _(event: ev.ScaledToZero, deployment: Deployment | None) -> Deployment:
 
 
 @_mutate.register
+def _(event: ev.WakeRequested, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event)
+
+
+@_mutate.register
 def _(event: ev.DeploymentDegraded, deployment: Deployment | None) -> Deployment:
     return _step(deployment, event, failure_reason=event.reason)
 

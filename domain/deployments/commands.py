@@ -161,13 +161,14 @@ def fail_provisioning(deployment: Deployment, reason: str, at: datetime) -> ev.P
     )
 
 
-def request_scale(deployment: Deployment, capacity: int, at: datetime) -> ev.ScaleRequested:
-    """Ask for another capacity (1, 2, 4 or 8); the shared tier does not scale."""
+def request_scale(deployment: Deployment, capacity: int, at: datetime, reason: str = "") -> ev.ScaleRequested:
+    """Ask for another capacity (1, 2, 4 or 8), saying why if the autoscaler asks; the shared
+    tier does not scale."""
     checked = check_capacity(capacity)
     check_tier(deployment.tier, deployment.size, checked)
     version = _guard(deployment, ev.ScaleRequested)
     return ev.ScaleRequested(
-        originator_id=deployment.id, originator_version=version, timestamp=at, capacity=checked
+        originator_id=deployment.id, originator_version=version, timestamp=at, capacity=checked, reason=reason
     )
 
 
@@ -180,10 +181,18 @@ def finish_scale(deployment: Deployment, capacity: int, at: datetime) -> ev.Scal
     )
 
 
-def scale_to_zero(deployment: Deployment, at: datetime) -> ev.ScaledToZero:
+def scale_to_zero(deployment: Deployment, at: datetime, reason: str = "") -> ev.ScaledToZero:
     """Idle: release every replica, and billing stops."""
     version = _guard(deployment, ev.ScaledToZero)
-    return ev.ScaledToZero(originator_id=deployment.id, originator_version=version, timestamp=at)
+    return ev.ScaledToZero(
+        originator_id=deployment.id, originator_version=version, timestamp=at, reason=reason
+    )
+
+
+def wake(deployment: Deployment, at: datetime) -> ev.WakeRequested:
+    """A request came for a deployment scaled to zero: cold-start it."""
+    version = _guard(deployment, ev.WakeRequested)
+    return ev.WakeRequested(originator_id=deployment.id, originator_version=version, timestamp=at)
 
 
 def degrade(deployment: Deployment, reason: str, at: datetime) -> ev.DeploymentDegraded:

@@ -100,10 +100,16 @@ class ProvisioningFailed(DomainEvent, frozen=True, kw_only=True):
     reason: str
 
 
-class ScaleRequested(DomainEvent, frozen=True, kw_only=True):
-    """Another capacity was asked for; billing keeps the old rate until ``ScaledTo``."""
+# ``omit_defaults``: a request without a reason is stored as it was before the field existed.
+class ScaleRequested(DomainEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """Another capacity was asked for; billing keeps the old rate until ``ScaledTo``.
+
+    ``reason`` says why when the autoscaler decided it (the figures it decided on); a
+    scale asked for through the API has none. Added later; older events decode with "".
+    """
 
     capacity: int
+    reason: str = ""
 
 
 class ScaledTo(DomainEvent, frozen=True, kw_only=True):
@@ -112,8 +118,15 @@ class ScaledTo(DomainEvent, frozen=True, kw_only=True):
     capacity: int
 
 
-class ScaledToZero(DomainEvent, frozen=True, kw_only=True):
-    """Idle: every replica was released and billing stopped."""
+# ``omit_defaults``: one without a reason is stored as it was before the field existed.
+class ScaledToZero(DomainEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """Idle: every replica was released and billing stopped (``reason`` says why; added later)."""
+
+    reason: str = ""
+
+
+class WakeRequested(DomainEvent, frozen=True, kw_only=True):
+    """A request reached a deployment scaled to zero: it cold-starts (``waking``) at its capacity."""
 
 
 class DeploymentDegraded(DomainEvent, frozen=True, kw_only=True):

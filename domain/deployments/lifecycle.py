@@ -23,6 +23,8 @@ class State(StrEnum):
     SCALING = "scaling"
     DEGRADED = "degraded"
     SCALED_TO_ZERO = "scaled_to_zero"
+    # Cold-starting from zero because a request came: replicas start, billing starts when active.
+    WAKING = "waking"
     TEARDOWN = "teardown"
     DESTROYED = "destroyed"
     FAILED = "failed"
@@ -35,6 +37,7 @@ STATUS_NAMES: dict[State, tuple[str, str]] = {
     State.SCALING: ("scaling", "scaling"),
     State.DEGRADED: ("degraded", "degraded"),
     State.SCALED_TO_ZERO: ("scaled_to_zero", "scaled_to_zero"),
+    State.WAKING: ("waking", "waking"),
     State.TEARDOWN: ("destroying", "teardown"),
     State.DESTROYED: ("destroyed", "inactive"),
     State.FAILED: ("failed", "failed"),
@@ -59,20 +62,25 @@ class Transition(NamedTuple):
 
 LIFECYCLE: dict[type[DomainEvent], Transition] = {
     ev.ReplicaStarted: Transition(
-        "start a replica of", frozenset({State.PROVISIONING, *_LIVE, State.SCALED_TO_ZERO}), None
+        "start a replica of",
+        frozenset({State.PROVISIONING, *_LIVE, State.SCALED_TO_ZERO, State.WAKING}),
+        None,
     ),
-    ev.ReplicaLost: Transition("lose a replica of", frozenset({State.PROVISIONING, *_LIVE}), None),
+    ev.ReplicaLost: Transition(
+        "lose a replica of", frozenset({State.PROVISIONING, *_LIVE, State.WAKING}), None
+    ),
     ev.DeploymentActivated: Transition(
-        "activate", frozenset({State.PROVISIONING, State.SCALED_TO_ZERO}), State.RUNNING
+        "activate", frozenset({State.PROVISIONING, State.SCALED_TO_ZERO, State.WAKING}), State.RUNNING
     ),
     ev.ProvisioningFailed: Transition(
-        "fail", frozenset({State.PROVISIONING, State.SCALED_TO_ZERO, *_LIVE}), State.FAILED
+        "fail", frozenset({State.PROVISIONING, State.SCALED_TO_ZERO, State.WAKING, *_LIVE}), State.FAILED
     ),
     ev.ScaleRequested: Transition(
         "request scale of", frozenset({State.RUNNING, State.DEGRADED}), State.SCALING
     ),
     ev.ScaledTo: Transition("finish scaling", frozenset({State.SCALING}), State.RUNNING),
     ev.ScaledToZero: Transition("scale to zero", frozenset({State.RUNNING}), State.SCALED_TO_ZERO),
+    ev.WakeRequested: Transition("wake", frozenset({State.SCALED_TO_ZERO}), State.WAKING),
     ev.DeploymentDegraded: Transition("degrade", frozenset({State.RUNNING, State.SCALING}), State.DEGRADED),
     ev.DeploymentRecovered: Transition("recover", frozenset({State.DEGRADED}), State.RUNNING),
     ev.AutoscalingSet: Transition("configure autoscaling of", _CONFIGURABLE, None),

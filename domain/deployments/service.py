@@ -31,6 +31,7 @@ from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.lifecycle import State
 from modelyard.domain.deployments.metering import due_minutes, meter_minute
 from modelyard.domain.deployments.settlement import settle_on_teardown
+from modelyard.domain.deployments.sla import Measured, Verdict, judge
 from modelyard.domain.keys import aggregate as keys
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import (
@@ -113,9 +114,10 @@ class WithReason(OnDeployment, frozen=True, kw_only=True):
 
 
 class WithCapacity(OnDeployment, frozen=True, kw_only=True):
-    """Ask for, or report, a capacity (1, 2, 4 or 8)."""
+    """Ask for, or report, a capacity (1, 2, 4 or 8); ``reason`` is why the autoscaler asks."""
 
     capacity: int
+    reason: str = ""
 
 
 class SetAutoscaling(OnDeployment, frozen=True, kw_only=True):
@@ -136,6 +138,19 @@ class SlaObservation(OnDeployment, frozen=True, kw_only=True):
     metric: ev.SlaMetric
     value: float = 0.0
     target: float = 0.0
+
+
+class SlaWindow(OnDeployment, frozen=True, kw_only=True):
+    """What one window measured of a deployment, to judge against its SLA targets."""
+
+    measured: Measured
+
+
+class Judged(msgspec.Struct, frozen=True, kw_only=True):
+    """The breaches and recoveries a window recorded (none: nothing changed) and the position."""
+
+    verdicts: list[Verdict]
+    position: int
 
 
 class MeterMinute(OnDeployment, frozen=True, kw_only=True):
@@ -160,6 +175,16 @@ class Metered(msgspec.Struct, frozen=True, kw_only=True):
 
     amount: int
     position: int
+
+
+def project_after(
+    deployment: deployments.Deployment, events: Sequence[DomainEvent]
+) -> deployments.Deployment:
+    """The deployment after ``events`` decided but not yet recorded (the next command's base)."""
+    after = deployments.project_deployment(deployment, events)
+    if not isinstance(after, deployments.Deployment):  # pragma: no cover - a deployment stays one
+        raise TypeError("events of a deployment folded into something else")
+    return after
 
 
 class DeploymentsService:
@@ -314,7 +339,7 @@ class DeploymentsService:
 
         def decide() -> list[DomainEvent]:
             deployment = self.get(command.deployment_id)
-            asked = commands.request_scale(deployment, command.capacity, command.at)
+            asked = commands.request_scale(deployment, command.capacity, command.at, command.reason)
             return [asked, self._reserve(deployment, deployment.capacity, asked.capacity, at=command.at)]
 
         return self._decided(decide)
@@ -334,13 +359,24 @@ class DeploymentsService:
 
         return self._decided(decide)
 
-    def scale_to_zero(self, command: OnDeployment) -> int:
+    def scale_to_zero(self, command: OnDeployment | WithReason) -> int:
         """Idle: release every replica (billing stops) and the hold."""
+        reason = command.reason if isinstance(command, WithReason) else ""
 
         def decide() -> list[DomainEvent | None]:
             deployment = self.get(command.deployment_id)
-            idle = commands.scale_to_zero(deployment, command.at)
+            idle = commands.scale_to_zero(deployment, command.at, reason)
             return [idle, self._release(deployment, command.at)]
+
+        return self._decided(decide)
+
+    def wake(self, command: OnDeployment) -> int:
+        """Cold-start a deployment scaled to zero, holding credit for its capacity again."""
+
+        def decide() -> list[DomainEvent]:
+            deployment = self.get(command.deployment_id)
+            woken = commands.wake(deployment, command.at)
+            return [woken, self._reserve(deployment, deployment.capacity, at=command.at)]
 
         return self._decided(decide)
 
@@ -375,6 +411,24 @@ class DeploymentsService:
         """A missed target is met again."""
         deployment = self.get(command.deployment_id)
         return self._store.record(commands.record_sla_recovery(deployment, command.metric, command.at))
+
+    def judge_sla(self, command: SlaWindow) -> Judged:
+        """Record the breaches and recoveries a window's figures make of the SLA targets."""
+        deployment = self.get(command.deployment_id)
+        verdicts = judge(deployment.sla, deployment.breached, command.measured)
+        events: list[DomainEvent] = []
+        for verdict in verdicts:
+            latest = project_after(deployment, events)
+            if verdict.breached:
+                events.append(
+                    commands.record_sla_breach(
+                        latest, verdict.metric, verdict.value, verdict.target, command.at
+                    )
+                )
+            else:
+                events.append(commands.record_sla_recovery(latest, verdict.metric, command.at))
+        position = self._store.record(*events) if events else 0
+        return Judged(verdicts=verdicts, position=position)
 
     def request_teardown(self, command: OnDeployment) -> int:
         """Destroy: billing stops now, the minutes still owed (the last partial one too) are

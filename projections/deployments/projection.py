@@ -66,6 +66,14 @@ SCHEMA = (
         PRIMARY KEY (deployment_id, replica)
     )
     """,
+    # Deployments whose autoscaling policy was set (the autoscaler leaves the others alone: a
+    # default policy is no ask to scale). A table of its own, for the reason above.
+    """
+    CREATE TABLE IF NOT EXISTS autoscaling_policies (
+        deployment_id TEXT PRIMARY KEY,
+        policy TEXT NOT NULL
+    )
+    """,
     """
     CREATE TABLE IF NOT EXISTS sla_breaches (
         deployment_id TEXT NOT NULL,
@@ -119,7 +127,13 @@ class DeploymentsProjection(OneByOne):
 
     name = "deployments"
     schema: Sequence[str] = SCHEMA
-    tables: Sequence[str] = ("deployments", "replicas", "replica_tokens", "sla_breaches")
+    tables: Sequence[str] = (
+        "deployments",
+        "replicas",
+        "replica_tokens",
+        "sla_breaches",
+        "autoscaling_policies",
+    )
 
     def apply(self, tx: Tx, event: object, position: int) -> None:
         """Fold one event; events of other aggregates pass by."""
@@ -136,6 +150,12 @@ class DeploymentsProjection(OneByOne):
         if isinstance(event, ev.SlaBreached | ev.SlaRecovered):
             self._breach(tx, dep_id, event, position)
         self._track_replicas(tx, dep_id, event)
+        if isinstance(event, ev.AutoscalingSet):
+            tx.execute(
+                "INSERT INTO autoscaling_policies (deployment_id, policy) VALUES (%s, %s)"
+                " ON CONFLICT (deployment_id) DO UPDATE SET policy = EXCLUDED.policy",
+                [dep_id, _json.encode(event.policy).decode()],
+            )
         if isinstance(event, ev.MinuteMetered):
             tx.execute(
                 "UPDATE deployments SET metered_through = %s, charged = charged + %s WHERE id = %s",

@@ -11,12 +11,13 @@ from uuid import UUID
 
 import msgspec
 
+from modelyard.domain.deployments.events import Autoscaling, SlaTargets
 from modelyard.projections.base import Tx
 
 #: States with replicas that answer requests.
 SERVING = ("running", "scaling", "degraded")
 #: States in which the reconciler has something to do each pass.
-NEEDING_WORK = ("provisioning", "scaling", "running", "degraded", "teardown")
+NEEDING_WORK = ("provisioning", "waking", "scaling", "running", "degraded", "scaled_to_zero", "teardown")
 #: Ended states in which minutes may still be owed up to the end.
 ENDED = ("scaled_to_zero", "teardown", "destroyed", "failed")
 
@@ -41,10 +42,12 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeploymentState(msgspec.Struct, frozen=True, kw_only=True):
-    """What the gateway needs to route a call: the state and the model served."""
+    """What the gateway needs to route a call: the state, the model served, and the SLA's
+    limit on requests in flight (None: no limit)."""
 
     state: str
     model: str
+    concurrency_limit: int | None = None
 
 
 class WorkItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,8 +110,12 @@ def instance_for_account(tx: Tx, account_id: str, deployment_id: UUID) -> Deploy
 
 def deployment_state(tx: Tx, deployment_id: UUID) -> DeploymentState | None:
     """The state and model of a deployment (any account's), or None if there is none."""
-    rows = tx.execute("SELECT state, model FROM deployments WHERE id = %s", [deployment_id.hex])
-    return DeploymentState(state=str(rows[0][0]), model=str(rows[0][1])) if rows else None
+    rows = tx.execute("SELECT state, model, sla FROM deployments WHERE id = %s", [deployment_id.hex])
+    if not rows:
+        return None
+    state, model, sla = rows[0]
+    limit = msgspec.json.decode(str(sla), type=SlaTargets).concurrency_limit
+    return DeploymentState(state=str(state), model=str(model), concurrency_limit=limit)
 
 
 def deployment_version(tx: Tx, deployment_id: UUID) -> int | None:
@@ -213,3 +220,59 @@ def stored_ids(tx: Tx) -> dict[str, set[str]]:
         "replica_tokens": {str(r[0]) for r in tx.execute("SELECT deployment_id FROM replica_tokens")},
         "sla_breaches": {str(r[0]) for r in tx.execute("SELECT deployment_id FROM sla_breaches")},
     }
+
+
+class Watched(msgspec.Struct, frozen=True, kw_only=True):
+    """A running deployment the autoscaler or the SLA evaluator watches, with its replicas."""
+
+    id: UUID
+    capacity: int
+    policy: Autoscaling | None
+    sla: SlaTargets
+    replicas: list[ReplicaRoute]
+
+
+def running_deployments(tx: Tx) -> list[Watched]:
+    """Every running deployment with its autoscaling policy (None if never set), SLA targets
+    and replicas: what the autoscaler and the SLA evaluator poll."""
+    rows = tx.execute(
+        "SELECT d.id, d.capacity, p.policy, d.sla FROM deployments d"
+        " LEFT JOIN autoscaling_policies p ON p.deployment_id = d.id"
+        " WHERE d.state = %s ORDER BY d.id",
+        ["running"],
+    )
+    watched = []
+    for dep, capacity, policy, sla in rows:
+        dep_id = UUID(hex=str(dep))
+        watched.append(
+            Watched(
+                id=dep_id,
+                capacity=int(capacity),
+                policy=None if policy is None else msgspec.json.decode(str(policy), type=Autoscaling),
+                sla=msgspec.json.decode(str(sla), type=SlaTargets),
+                replicas=serving_replicas(tx, dep_id),
+            )
+        )
+    return watched
+
+
+class ReplicaCount(msgspec.Struct, frozen=True, kw_only=True):
+    """Live deployments of one model in one state, and the replicas recorded for them."""
+
+    model: str
+    state: str
+    deployments: int
+    replicas: int
+
+
+def replica_counts(tx: Tx) -> list[ReplicaCount]:
+    """Per model and state, the deployments not yet destroyed and their replicas (for /metrics)."""
+    rows = tx.execute(
+        "SELECT model, state, count(*), COALESCE(sum(replicas), 0) FROM deployments"
+        " WHERE state NOT IN (%s, %s) GROUP BY model, state ORDER BY model, state",
+        ["destroyed", "failed"],
+    )
+    return [
+        ReplicaCount(model=str(model), state=str(state), deployments=int(n), replicas=int(replicas))
+        for model, state, n, replicas in rows
+    ]

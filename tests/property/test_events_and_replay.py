@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelyard.adapters.eventlog.sources import NotificationLogSource
@@ -53,6 +53,8 @@ st.register_type_strategy(datetime, aware)
 st.register_type_strategy(float, st.floats(allow_nan=False, allow_infinity=False))
 
 
+# Not a timing test: on a loaded machine generating some events' values is slow.
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(_event_classes()).flatmap(st.from_type))
 def test_every_event_round_trips_through_the_mapper(event: DomainEvent) -> None:
     mapper = MsgspecMapper(transcoder=NullTranscoder())

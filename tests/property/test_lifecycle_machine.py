@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[Callable[..., ev.DomainEvent], type[ev.DomainEvent], d
     "request_scale": (cmd.request_scale, ev.ScaleRequested, {"capacity": 4}),
     "finish_scale": (cmd.finish_scale, ev.ScaledTo, {"capacity": 4}),
     "scale_to_zero": (cmd.scale_to_zero, ev.ScaledToZero, {}),
+    "wake": (cmd.wake, ev.WakeRequested, {}),
     "degrade": (cmd.degrade, ev.DeploymentDegraded, {"reason": "replica lost"}),
     "recover": (cmd.recover, ev.DeploymentRecovered, {}),
     "request_teardown": (cmd.request_teardown, ev.TeardownRequested, {}),

@@ -1,0 +1,1 @@
+"""Limits on requests in flight per deployment, shared by every API process."""
