@@ -12,9 +12,9 @@ from modelyard.domain.shared.errors import InvalidCapacity, InvalidRequest
 
 # Replicas behind one deployment: the largest capacity (FEATURES A5).
 MAX_REPLICAS = 8
-# Idle timeouts: under a minute would release replicas between two requests of one
-# conversation; over a day is not "idle" any more.
-IDLE_TIMEOUT_S = (60, 86_400)
+# Idle timeouts: at least a second (an agent that wants replicas gone between bursts may
+# ask for a short one; the next request cold-starts); over a day is not "idle" any more.
+IDLE_TIMEOUT_S = (1, 86_400)
 # Targets: a TTFT above ten minutes or a throughput above 100k tok/s cannot be a target.
 TTFT_TARGET_MS = (1, 600_000)
 THROUGHPUT_TARGET_TPS = (1, 100_000)

@@ -114,6 +114,8 @@ class Store(Application[UUID]):
         is written, so a naive clock in some caller cannot put a mixed history in the store.
         A lost race becomes ``ConcurrencyConflict``.
         """
+        if not events:
+            return 0  # nothing to write (a database function would still lock the table)
         for event in events:
             require_utc(event.timestamp, f"time of {type(event).__name__}")
         try:
