@@ -24,6 +24,7 @@ from litestar.types import Receive, Scope, Send
 from modelyard import __version__
 from modelyard.adapters.ratelimit.limiter import RateLimiter
 from modelyard.api.access_log import AccessLog, flush_lines
+from modelyard.api.anthropic.controller import AnthropicController
 from modelyard.api.auth import KeyCache, ManagementGuard
 from modelyard.api.errors import handle_exception
 from modelyard.api.gateway.calls import Gateway
@@ -76,7 +77,7 @@ def create_app(edge: Edge) -> Litestar:
         path="/", route_handlers=[InstancesController], guards=[ManagementGuard(edge.key_cache)]
     )
     return Litestar(
-        route_handlers=[HealthController, management, GatewayController, mcp_endpoint],
+        route_handlers=[HealthController, management, GatewayController, AnthropicController, mcp_endpoint],
         dependencies={
             "instances": _constant(edge.instances),
             "gateway": _constant(edge.gateway),

@@ -11,7 +11,7 @@ from litestar.params import FromPath, HeaderParameter, RawBody, SkipValidation
 from modelyard.api.errors import COMMON_ERRORS, COMMON_OPENAI_ERRORS, OPENAI_ERRORS
 from modelyard.api.gateway.calls import Call, Gateway
 from modelyard.api.gateway.requests import ChatRequest, native_body, openai_body
-from modelyard.api.gateway.sse import EventStream
+from modelyard.api.gateway.sse import EventStream, opened
 from modelyard.domain.shared.errors import ModelNotFound
 
 # Optional to Litestar, so that a request without one is API_KEY_REQUIRED (401) from the
@@ -116,5 +116,5 @@ def _model_card(model: str) -> dict[str, Any]:
 async def _answer(gateway: Gateway, call: Call, request: ChatRequest) -> Any:
     """Forward what the client sent and the gateway accepted, whole or as a stream."""
     if request.streamed:
-        return EventStream(gateway.stream(call, request.forwarded()))
+        return EventStream(await opened(gateway.stream(call, request.forwarded())))
     return await gateway.complete(call, request.forwarded())

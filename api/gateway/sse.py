@@ -7,6 +7,7 @@ clients that check the header refused them. This stream keeps its own.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from litestar.response import Stream
@@ -23,3 +24,21 @@ class EventStream(Stream):
         # Proxies must not hold the events back to buffer them.
         kwargs["headers"] = {**(kwargs.get("headers") or {}), "Cache-Control": "no-cache"}
         return super().to_asgi_response(*args, **kwargs)
+
+
+async def opened(events: AsyncGenerator[bytes]) -> AsyncIterator[bytes]:
+    """``events`` once their first has come: a refusal before it is raised here, in the
+    handler, and answered with its status instead of an empty stream under a 200."""
+    first = await anext(events, None)
+
+    async def replay() -> AsyncIterator[bytes]:
+        try:
+            if first is not None:
+                yield first
+            async for event in events:
+                yield event
+        finally:
+            # A client gone mid-stream closes this; closing ``events`` closes the upstream.
+            await events.aclose()
+
+    return replay()

@@ -131,6 +131,10 @@ def test_openai_fields_are_honoured_or_refused_on_every_chat_route(embedded: Yar
             on_instance.chat.completions.create(model="m", messages=COUNT, max_tokens=3, **refused)  # type: ignore[call-overload]
         assert bad.value.code == "INVALID_REQUEST"
         assert said in bad.value.message
+    # A refusal of a streamed request is a 400 too, not an empty stream under a 200.
+    with pytest.raises(openai.BadRequestError) as streamed_refusal:
+        on_instance.chat.completions.create(model="m", messages=COUNT, stream=True, logprobs=True)  # type: ignore[arg-type]
+    assert "logprobs" in streamed_refusal.value.message
     with pytest.raises(openai.AuthenticationError) as wrong_key:
         openai.OpenAI(
             base_url=str(instance["openai_base_url"]), api_key="auxk_nope", max_retries=0
