@@ -128,6 +128,18 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
     simulated_tokens_per_s: Annotated[
         float, variable("MODELYARD_SIMULATED_TOKENS_PER_S", "the simulated engine's token rate (0: no delay)")
     ] = 0.0
+    upstreams: Annotated[
+        str,
+        variable(
+            "MODELYARD_UPSTREAMS",
+            "routed chat upstreams for all accounts: JSON list of {name, base_url, api_key, models, prices}",
+            secret=True,
+        ),
+    ] = ""
+    upstream_timeout_s: Annotated[
+        float,
+        variable("MODELYARD_UPSTREAM_TIMEOUT_S", "seconds of upstream silence before routed chat falls back"),
+    ] = 30.0
     log: LogSettings = LogSettings()
 
     @property

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from litestar import Litestar, Router
@@ -34,6 +35,8 @@ from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.controller import InstancesController
 from modelyard.api.mcp import build_mcp
 from modelyard.api.ratelimit import RateLimitMiddleware
+from modelyard.api.routing.controller import ProvidersController, RoutedChatController
+from modelyard.api.routing.router import ChatRouter
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Edge:
     limiter: RateLimiter
     rate_limit_rpm: int
     workers_health: WorkersHealth = list
+    routing: ChatRouter | None = None
 
 
 def _constant(value: object) -> Provide:
@@ -71,17 +75,33 @@ def create_app(edge: Edge) -> Litestar:
                 edge.gateway.usage.stop()
         finally:
             await edge.gateway.forwarder.close()
+            if edge.routing is not None:
+                await edge.routing.client.close()
             flush_lines()
 
     management = Router(
         path="/", route_handlers=[InstancesController], guards=[ManagementGuard(edge.key_cache)]
     )
+    routed: list[Any] = []
+    if edge.routing is not None:
+        providers = Router(
+            path="/", route_handlers=[ProvidersController], guards=[ManagementGuard(edge.key_cache)]
+        )
+        routed = [RoutedChatController, providers]
     return Litestar(
-        route_handlers=[HealthController, management, GatewayController, AnthropicController, mcp_endpoint],
+        route_handlers=[
+            HealthController,
+            management,
+            GatewayController,
+            AnthropicController,
+            *routed,
+            mcp_endpoint,
+        ],
         dependencies={
             "instances": _constant(edge.instances),
             "gateway": _constant(edge.gateway),
             "workers_health": _constant(edge.workers_health),
+            "routing": _constant(edge.routing),
         },
         exception_handlers={Exception: handle_exception},
         middleware=[AccessLog, RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm, edge.key_cache)],

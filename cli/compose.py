@@ -19,6 +19,7 @@ from pathlib import Path
 
 from litestar import Litestar
 
+from modelyard.adapters.engines.upstream import UpstreamClient, operator_upstreams
 from modelyard.adapters.eventlog.partitions import TopicPartitions
 from modelyard.adapters.eventlog.sources import EventSource, KafkaSource, NotificationLogSource
 from modelyard.adapters.eventstore.env import open_store
@@ -34,6 +35,7 @@ from modelyard.api.gateway.forwarder import Forwarder
 from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
+from modelyard.api.routing.router import ChatRouter
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import Quota, plan_quotas
 from modelyard.domain.services import Services
@@ -187,6 +189,15 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
     keys = KeyCache(core.views)
     gateway = Gateway(keys, Forwarder(core.views), UsageWriter(core.services.usage), core.state)
     instances = Instances(core.services, core.views, core.state, follower, settings.base_url)
+    routing = ChatRouter(
+        keys=keys,
+        forwarder=gateway.forwarder,
+        usage=gateway.usage,
+        views=core.views,
+        state=core.state,
+        operator=operator_upstreams(settings.upstreams),
+        client=UpstreamClient(settings.upstream_timeout_s),
+    )
     edge = Edge(
         instances=instances,
         gateway=gateway,
@@ -194,6 +205,7 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         limiter=_limiter(core.state),
         rate_limit_rpm=settings.rate_limit_rpm,
         workers_health=_health_of(workers),
+        routing=routing,
     )
     return create_app(edge)
 
