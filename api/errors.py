@@ -15,6 +15,7 @@ goes to the log.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -84,6 +85,10 @@ _ANTHROPIC_TYPE_OF: dict[int, str] = {
 # OpenAI's error ``type`` by status (what its own API answers); any other status below 500
 # is an ``invalid_request_error``.
 _OPENAI_TYPE_OF: dict[int, str] = {402: "insufficient_quota", 429: "requests"}
+# Paths under the OpenAI and Anthropic base URLs (an instance's ``/v1/{id}/v1``, the by-key
+# ``/v1`` chat, the routed chat), for requests that reached no handler.
+_ANTHROPIC_PATHS = re.compile(r"^(/v1/[^/]+)?/v1/messages(/|$)")
+_OPENAI_PATHS = re.compile(r"^(/v1/[^/]+/v1/|/v1/chat/completions/?$|/api/v1/public/chat/completions/?$)")
 # A message echoes at most this much: a refusal may quote what the client sent.
 MAX_MESSAGE = 500
 
@@ -232,9 +237,18 @@ def speaks_openai(scope: Scope | None) -> bool:
 
 
 def _dialect(scope: Scope | None) -> str | None:
-    """The error shape the route this request reached asks for (its ``opt["errors"]``)."""
-    handler = scope.get("route_handler") if scope is not None else None
-    return handler.opt.get("errors") if handler is not None else None
+    """The error shape the route this request reached asks for (its ``opt["errors"]``); a
+    request no handler took (an unknown path, a wrong method) under an OpenAI or Anthropic
+    base URL gets that API's shape too, as its clients read only that one."""
+    if scope is None:
+        return None
+    handler = scope.get("route_handler")
+    if handler is not None and "errors" in handler.opt:
+        return str(handler.opt["errors"])
+    path = str(scope.get("path", ""))
+    if _ANTHROPIC_PATHS.match(path):
+        return ANTHROPIC_ERRORS["errors"]
+    return OPENAI_ERRORS["errors"] if _OPENAI_PATHS.match(path) else None
 
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

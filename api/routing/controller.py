@@ -59,10 +59,11 @@ class RoutedChatController(Controller):
         authorization: Authorization = "",
     ) -> Response[Any]:
         """OpenAI chat, answered by the first target of the model's route that can."""
+        principal, started = await routing.caller(authorization)
         request = openai_body(body)
         if request.model is UNSET:
             raise InvalidRequest("Routed chat needs a 'model': it chooses the route.")
-        call, route = await routing.open(authorization, request.model)
+        call, route = await routing.open(principal, started, request.model)
         if request.streamed:
             label, events = await routing.stream(call, route, request)
             return EventStream(events, headers={ROUTE_HEADER: label})

@@ -88,8 +88,8 @@ class ChatRouter:
             ROUTES_CACHED, ROUTES_TTL_S, timer=time.monotonic
         )
 
-    async def open(self, authorization: str, model: str) -> tuple[Routed, list[Target]]:
-        """The caller and the route for ``model`` (MODEL_NOT_FOUND when there is none)."""
+    async def caller(self, authorization: str) -> tuple[Principal, float]:
+        """Who calls (any valid key), and when the call began: checked before the body is read."""
         started = time.perf_counter()
         secret = bearer_secret(authorization)
         principal = self._keys.lookup(secret) if self._keys.cached(secret) else None
@@ -97,6 +97,10 @@ class ChatRouter:
             principal = await anyio.to_thread.run_sync(self._keys.lookup, secret)
         if principal is None:
             raise InvalidApiKey("The key is unknown, revoked, or from another environment.")
+        return principal, started
+
+    async def open(self, principal: Principal, started: float, model: str) -> tuple[Routed, list[Target]]:
+        """The call and the route for ``model`` (MODEL_NOT_FOUND when there is none)."""
         key = (principal.account_id, principal.key_id, model)
         route = self._routes.get(key)
         if route is None:
