@@ -6,16 +6,21 @@ recorded as usage with its target."""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from modelyard.adapters.engines.base import ReplicaSpec
 from modelyard.adapters.eventstore.env import store_env
+from modelyard.adapters.placement.local import LocalPlacement
 from modelyard.domain.shared.store import Store
 from modelyard.domain.usage.events import UsageRecorded
 from modelyard.settings import load_settings
@@ -155,3 +160,52 @@ def test_routed_chat_goes_to_the_deployment_or_falls_back_along_the_upstreams(
     logs = "".join(p.read_text(errors="replace") for p in embedded.cwd.glob("*.log"))
     assert "sk-dead-secret" not in logs
     assert "sk-limited-secret" not in logs
+
+
+def test_the_operators_upstreams_route_every_account(tmp_path: Path) -> None:
+    """``MODELYARD_UPSTREAMS``: a dead upstream, then a real OpenAI-compatible replica process."""
+    placement = LocalPlacement(tmp_path / "upstream", gpu=False)
+    upstream = placement.start(ReplicaSpec(model="sim", engine="simulated"), "up-1", deployment="dep_up")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELYARD_", "POSTGRES_"))}
+    operator = [
+        {
+            "name": "gone",
+            "base_url": f"http://127.0.0.1:{free_port()}/v1",
+            "api_key": "sk-gone-secret",
+            "models": ["ext"],
+        },
+        {
+            "name": "sim",
+            "base_url": f"{upstream.base_url}/v1",
+            "api_key": upstream.token,
+            "models": ["sim-*", "ext"],
+        },
+    ]
+    yard = Yard(
+        env=env
+        | {
+            "MODELYARD_DATA_DIR": str(tmp_path / "data"),
+            "MODELYARD_ENGINE": "simulated",
+            "MODELYARD_UPSTREAMS": json.dumps(operator),
+        },
+        cwd=tmp_path,
+        urls=[],
+    )
+    try:
+        yard.fund("1.00")
+        yard.start("serve", port=free_port())
+        yard.await_key()
+        sdk = openai.OpenAI(base_url=f"{yard.urls[0]}/api/v1/public", api_key=yard.key, max_retries=0)
+        answer = sdk.chat.completions.with_raw_response.create(
+            model="ext", messages=[{"role": "user", "content": "one two"}]
+        )
+        assert answer.headers["x-route-target"] == "upstream:sim"
+        assert answer.parse().choices[0].message.content == "one two"
+        with pytest.raises(openai.NotFoundError):
+            sdk.chat.completions.create(model="sim-x", messages=[{"role": "user", "content": "x"}])
+        logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*.log"))
+        assert "sk-gone-secret" not in logs
+        assert upstream.token not in logs
+    finally:
+        yard.stop()
+        placement.stop_all()
