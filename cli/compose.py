@@ -19,7 +19,7 @@ from pathlib import Path
 
 from litestar import Litestar
 
-from modelyard.adapters.engines.upstream import UpstreamClient, operator_upstreams
+from modelyard.adapters.engines.upstream import Upstream, UpstreamClient, operator_upstreams
 from modelyard.adapters.eventlog.partitions import TopicPartitions
 from modelyard.adapters.eventlog.sources import EventSource, KafkaSource, NotificationLogSource
 from modelyard.adapters.eventstore.env import open_store
@@ -195,7 +195,7 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         usage=gateway.usage,
         views=core.views,
         state=core.state,
-        operator=operator_upstreams(settings.upstreams),
+        operator=_operator_upstreams(settings),
         client=UpstreamClient(settings.upstream_timeout_s),
     )
     edge = Edge(
@@ -208,6 +208,14 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         routing=routing,
     )
     return create_app(edge)
+
+
+def _operator_upstreams(settings: Settings) -> list[Upstream]:
+    """The operator's upstreams; a list that does not parse stops the process, named."""
+    try:
+        return operator_upstreams(settings.upstreams)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def catch_up(core: Core) -> None:

@@ -10,6 +10,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from modelyard.domain.shared.errors import ModelyardError
+
 # OpenAI's finish reasons as Anthropic's stop reasons.
 STOP_REASON = {
     "stop": "end_turn",
@@ -109,15 +111,20 @@ async def events(chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[byte
     }
     yield _event("message_start", {"message": start})
     blocks, finish, usage = _Blocks(), "stop", dict[str, Any]()
-    async for line in chunks:
-        if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
-            continue
-        chunk = json.loads(line[6:])
-        usage = chunk.get("usage") or usage
-        for choice in chunk.get("choices") or []:
-            finish = choice.get("finish_reason") or finish
-            for out in _delta(blocks, choice.get("delta") or {}):
-                yield out
+    try:
+        async for line in chunks:
+            if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                finish = choice.get("finish_reason") or finish
+                for out in _delta(blocks, choice.get("delta") or {}):
+                    yield out
+    except ModelyardError as failed:
+        # Past the status line a failure can only be said in the stream, as Anthropic does.
+        yield _event("error", {"error": {"type": "api_error", "message": failed.message}})
+        return
     for out in blocks.close():
         yield out
     delta = {"stop_reason": STOP_REASON.get(finish, "end_turn"), "stop_sequence": None}

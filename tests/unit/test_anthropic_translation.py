@@ -11,7 +11,7 @@ import pytest
 from modelyard.api.anthropic import replies
 from modelyard.api.anthropic.requests import check_version, messages_body, to_openai
 from modelyard.api.errors import InvalidBody
-from modelyard.domain.shared.errors import InvalidRequest
+from modelyard.domain.shared.errors import InstanceNotRunning, InvalidRequest
 
 
 def test_a_tool_round_trip_becomes_openai_tool_messages() -> None:
@@ -120,3 +120,17 @@ def test_openai_chunks_become_anthropics_events_in_order() -> None:
     assert events[5]["content_block"] == {"type": "tool_use", "id": "toolu_c0", "name": "f", "input": {}}
     assert events[8]["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
     assert events[8]["usage"] == {"input_tokens": 7, "output_tokens": 3}
+
+
+def test_a_failure_mid_stream_is_an_error_event() -> None:
+    async def lines() -> AsyncIterator[bytes]:
+        yield b'data: {"choices": [{"delta": {"content": "Hi"}, "finish_reason": null}]}'
+        raise InstanceNotRunning("The replica stopped answering mid-reply; retry.")
+
+    async def collect() -> list[str]:
+        return [event.decode() async for event in replies.events(lines(), "m")]
+
+    events = anyio.run(collect)
+    assert events[-1].startswith("event: error\n")
+    assert "stopped answering" in events[-1]
+    assert not any(e.startswith("event: message_stop") for e in events)

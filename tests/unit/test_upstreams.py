@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from modelyard.adapters.engines.upstream import Upstream, operator_upstreams
+from modelyard.cli.compose import build_api, opened_core
+from modelyard.settings import SettingsError, load_settings
 
 
 def test_the_operators_upstreams_parse_and_never_show_their_keys() -> None:
@@ -43,3 +47,13 @@ def test_a_bad_list_is_refused_without_echoing_it(text: str) -> None:
 
 def test_an_upstream_takes_only_http_urls() -> None:
     assert Upstream(name="x", base_url="http://127.0.0.1:1/v1").models == ("*",)
+
+
+def test_a_bad_operator_list_stops_the_api_with_a_settings_error(tmp_path: Path) -> None:
+    settings = load_settings(
+        {"MODELYARD_DATA_DIR": str(tmp_path), "MODELYARD_UPSTREAMS": "[{} sk-very-secret"}
+    )
+    assert "sk-very-secret" not in repr(settings)
+    with opened_core(settings) as core, pytest.raises(SettingsError, match="MODELYARD_UPSTREAMS") as refused:
+        build_api(core)
+    assert "sk-very-secret" not in str(refused.value)
