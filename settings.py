@@ -167,6 +167,18 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
             "how long a request to a deployment scaled to zero is held for its cold start (then 503)",
         ),
     ] = 120.0
+    upstreams: Annotated[
+        str,
+        variable(
+            "MODELYARD_UPSTREAMS",
+            "routed chat upstreams for all accounts: JSON list of {name, base_url, api_key, models, prices}",
+            secret=True,
+        ),
+    ] = ""
+    upstream_timeout_s: Annotated[
+        float,
+        variable("MODELYARD_UPSTREAM_TIMEOUT_S", "seconds of upstream silence before routed chat falls back"),
+    ] = 30.0
     log: LogSettings = LogSettings()
 
     @property

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from litestar import Litestar, Router
@@ -24,6 +25,7 @@ from litestar.types import Receive, Scope, Send
 from modelyard import __version__
 from modelyard.adapters.ratelimit.limiter import RateLimiter
 from modelyard.api.access_log import AccessLog, flush_lines
+from modelyard.api.anthropic.controller import AnthropicController
 from modelyard.api.auth import KeyCache, ManagementGuard
 from modelyard.api.deployments.actions import Deployments
 from modelyard.api.deployments.chat import DeploymentChatController
@@ -40,6 +42,8 @@ from modelyard.api.instances.controller import InstancesController
 from modelyard.api.mcp import build_mcp
 from modelyard.api.metrics import ApiMetrics, MetricsController, http_metrics
 from modelyard.api.ratelimit import RateLimitMiddleware
+from modelyard.api.routing.controller import ProvidersController, RoutedChatController
+from modelyard.api.routing.router import ChatRouter
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class Edge:
     observability: Observability | None = None
     # The Prometheus series of this process (``GET /metrics``); none: no such route.
     metrics: ApiMetrics | None = None
+    routing: ChatRouter | None = None
 
 
 def _constant(value: object) -> Provide:
@@ -83,6 +88,8 @@ def create_app(edge: Edge) -> Litestar:
                 edge.gateway.usage.stop()
         finally:
             await edge.gateway.forwarder.close()
+            if edge.routing is not None:
+                await edge.routing.client.close()
             flush_lines()
 
     scraped = edge.metrics is not None
@@ -97,13 +104,20 @@ def create_app(edge: Edge) -> Litestar:
         ],
         guards=[ManagementGuard(edge.key_cache)],
     )
+    routed: list[Any] = []
+    if edge.routing is not None:
+        providers = Router(
+            path="/", route_handlers=[ProvidersController], guards=[ManagementGuard(edge.key_cache)]
+        )
+        routed = [RoutedChatController, providers]
     return Litestar(
         route_handlers=[
             HealthController,
             management,
             GatewayController,
             DeploymentChatController,
-            mcp_endpoint,
+            AnthropicController,
+            *routed,
             mcp_endpoint,
             *([MetricsController] if scraped else []),
         ],
@@ -115,6 +129,7 @@ def create_app(edge: Edge) -> Litestar:
             "finance": _constant(edge.finance),
             "workers_health": _constant(edge.workers_health),
             "api_metrics": _constant(edge.metrics),
+            "routing": _constant(edge.routing),
         },
         exception_handlers={Exception: handle_exception},
         middleware=[

@@ -15,6 +15,7 @@ goes to the log.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -72,9 +73,25 @@ _CODE_OF_HTTP: dict[int, str] = {
 }
 # What a handler's ``opt`` says to answer errors in OpenAI's shape.
 OPENAI_ERRORS = {"errors": "openai"}
+# What a handler's ``opt`` says to answer errors in Anthropic's shape.
+ANTHROPIC_ERRORS = {"errors": "anthropic"}
+# Anthropic's error ``type`` by status (its API's own); any other status below 500 is an
+# ``invalid_request_error``, and 500 and above an ``api_error``.
+_ANTHROPIC_TYPE_OF: dict[int, str] = {
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+}
 # OpenAI's error ``type`` by status (what its own API answers); any other status below 500
 # is an ``invalid_request_error``.
 _OPENAI_TYPE_OF: dict[int, str] = {402: "insufficient_quota", 429: "requests"}
+# Paths under the OpenAI and Anthropic base URLs (an instance's ``/v1/{id}/v1``, the by-key
+# ``/v1`` chat, the routed chat), for requests that reached no handler.
+_ANTHROPIC_PATHS = re.compile(r"^(/v1/[^/]+)?/v1/messages(/|$)")
+_OPENAI_PATHS = re.compile(r"^(/v1/[^/]+/v1/|/v1/chat/completions/?$|/api/v1/public/chat/completions/?$)")
 # A message echoes at most this much: a refusal may quote what the client sent.
 MAX_MESSAGE = 500
 
@@ -107,6 +124,21 @@ class OpenAIError(msgspec.Struct, frozen=True, kw_only=True):
     """What the OpenAI-compatible routes answer when they fail."""
 
     error: OpenAIErrorBody
+
+
+class AnthropicErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``error`` object of Anthropic's error shape, with the same stable ``code``."""
+
+    type: str
+    message: str
+    code: str
+
+
+class AnthropicError(msgspec.Struct, frozen=True, kw_only=True):
+    """What the Anthropic-compatible routes answer when they fail."""
+
+    type: str
+    error: AnthropicErrorBody
 
 
 class EdgeError(ModelyardError):
@@ -194,8 +226,11 @@ def _render(
 ) -> Response[Any]:
     if len(message) > MAX_MESSAGE:
         message = message[:MAX_MESSAGE] + "…"
-    body: ErrorEnvelope | OpenAIError
-    if speaks_openai(scope):
+    body: ErrorEnvelope | OpenAIError | AnthropicError
+    if _dialect(scope) == ANTHROPIC_ERRORS["errors"]:
+        kind = "api_error" if status >= 500 else _ANTHROPIC_TYPE_OF.get(status, "invalid_request_error")
+        body = AnthropicError(type="error", error=AnthropicErrorBody(type=kind, message=message, code=code))
+    elif speaks_openai(scope):
         kind = "server_error" if status >= 500 else _OPENAI_TYPE_OF.get(status, "invalid_request_error")
         body = OpenAIError(error=OpenAIErrorBody(message=message, type=kind, code=code, param=param))
     else:
@@ -207,8 +242,22 @@ def _render(
 
 def speaks_openai(scope: Scope | None) -> bool:
     """Whether the route this request reached answers errors in OpenAI's shape."""
-    handler = scope.get("route_handler") if scope is not None else None
-    return handler is not None and handler.opt.get("errors") == OPENAI_ERRORS["errors"]
+    return _dialect(scope) == OPENAI_ERRORS["errors"]
+
+
+def _dialect(scope: Scope | None) -> str | None:
+    """The error shape the route this request reached asks for (its ``opt["errors"]``); a
+    request no handler took (an unknown path, a wrong method) under an OpenAI or Anthropic
+    base URL gets that API's shape too, as its clients read only that one."""
+    if scope is None:
+        return None
+    handler = scope.get("route_handler")
+    if handler is not None and "errors" in handler.opt:
+        return str(handler.opt["errors"])
+    path = str(scope.get("path", ""))
+    if _ANTHROPIC_PATHS.match(path):
+        return ANTHROPIC_ERRORS["errors"]
+    return OPENAI_ERRORS["errors"] if _OPENAI_PATHS.match(path) else None
 
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -252,6 +301,14 @@ def documented(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI responses for the envelope at these statuses (handlers' ``responses=``)."""
     return {
         status: ResponseSpec(data_container=ErrorEnvelope, description="Error: branch on error.code")
+        for status in statuses
+    }
+
+
+def documented_anthropic(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI responses for Anthropic's error shape at these statuses."""
+    return {
+        status: ResponseSpec(data_container=AnthropicError, description="Error: branch on error.code")
         for status in statuses
     }
 

@@ -32,6 +32,8 @@ def _bearer(scope: Scope) -> str | None:
             scheme, _, secret = value.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and secret.strip():
                 return secret.strip()
+        if name == b"x-api-key" and value.strip():  # how Anthropic's clients send the key
+            return value.decode("latin-1").strip()
     return None
 
 

@@ -28,6 +28,7 @@ from modelyard.adapters.concurrency.limiter import (
 from modelyard.adapters.engines.capacity import host_capacity, serving_engine
 from modelyard.adapters.engines.live import read_replicas
 from modelyard.adapters.engines.models import gguf_paths
+from modelyard.adapters.engines.upstream import Upstream, UpstreamClient, operator_upstreams
 from modelyard.adapters.eventlog.partitions import TopicPartitions
 from modelyard.adapters.eventlog.sources import EventSource, KafkaSource, NotificationLogSource
 from modelyard.adapters.eventstore.env import open_store
@@ -49,6 +50,7 @@ from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
 from modelyard.api.metrics import ApiMetrics
+from modelyard.api.routing.router import ChatRouter
 from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import Quota, plan_quotas
@@ -279,6 +281,15 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         base_url=settings.base_url,
         engine_of=engine_of,
     )
+    routing = ChatRouter(
+        keys=keys,
+        forwarder=gateway.forwarder,
+        usage=gateway.usage,
+        views=core.views,
+        state=core.state,
+        operator=_operator_upstreams(settings),
+        client=UpstreamClient(settings.upstream_timeout_s),
+    )
     edge = Edge(
         instances=instances,
         gateway=gateway,
@@ -290,8 +301,17 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         deployments=deployments,
         observability=Observability(core.views, read_replicas),
         metrics=metrics,
+        routing=routing,
     )
     return create_app(edge)
+
+
+def _operator_upstreams(settings: Settings) -> list[Upstream]:
+    """The operator's upstreams; a list that does not parse stops the process, named."""
+    try:
+        return operator_upstreams(settings.upstreams)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def catch_up(core: Core) -> None:

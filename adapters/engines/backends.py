@@ -18,6 +18,10 @@ class ContextOverflow(ValueError):
     """The prompt and the requested completion do not fit the model's context window."""
 
 
+class Refused(ValueError):
+    """The engine does not serve what the request asks for; answered 400 with the reason."""
+
+
 class Backend(Protocol):
     """Generates one chat completion as a stream of chunk dicts."""
 

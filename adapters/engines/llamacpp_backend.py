@@ -17,6 +17,12 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from modelyard.adapters.engines.backends import ContextOverflow, prompt_text, usage
+from modelyard.adapters.engines.llamacpp_fields import (
+    PromptCounter,
+    engine_messages,
+    refuse_logprobs,
+    response_grammar,
+)
 
 # llama-cpp repeats the legacy ``function_call`` beside ``tool_calls``; OpenAI streams carry only the latter.
 _LEGACY_KEYS = ("function_call",)
@@ -59,6 +65,8 @@ class LlamaCppBackend:
 
     def generate(self, request: dict[str, Any], cancel: threading.Event) -> Iterator[dict[str, Any]]:
         """Chunks of one chat completion; stops between tokens once ``cancel`` is set."""
+        refuse_logprobs(request)
+        messages = engine_messages(request["messages"])
         prompt_tokens = self.count_tokens(request)
         # Like vLLM, no max_tokens means whatever room the context window has left.
         max_tokens = int(request.get("max_tokens") or self.context_window - prompt_tokens)
@@ -67,41 +75,56 @@ class LlamaCppBackend:
         options = {
             k: request[k] for k in ("temperature", "top_p", "stop", "seed") if request.get(k) is not None
         }
+        if (grammar := response_grammar(request)) is not None:
+            options["grammar"] = grammar
         with self._lock:
             if request.get("seed") is not None:
                 # The chatml-function-calling handler drops ``seed``; the sampler's next seed is
                 # drawn from the model's, so setting that makes the draw repeatable.
                 self._llm.set_seed(int(request["seed"]))
-            call = self._tool_choice(request)
+            call = self._tool_choice(request, messages)
             if call is not None:
                 options |= {"tools": request["tools"], "tool_choice": call}
+            counter = PromptCounter(self._llm)
             try:
-                pieces = self._pieces(request["messages"], max_tokens, options, cancel)
+                pieces = self._pieces(counter, messages, max_tokens, options, cancel)
                 completion = yield from pieces
             except ValueError as exc:
                 if "context window" in str(exc):
                     raise _overflow(prompt_tokens, max_tokens, self.context_window) from exc
                 raise
-        yield {"usage": usage(prompt_tokens, completion)}
+        yield {"usage": usage(counter.prompt_tokens or prompt_tokens, completion)}
 
     def _pieces(
-        self, messages: list[Any], max_tokens: int, options: dict[str, Any], cancel: threading.Event
+        self,
+        counter: PromptCounter,
+        messages: list[Any],
+        max_tokens: int,
+        options: dict[str, Any],
+        cancel: threading.Event,
     ) -> Generator[dict[str, Any], None, int]:
-        chunks = self._llm.create_chat_completion(
-            messages=messages, max_tokens=max_tokens, stream=True, **options
+        from llama_cpp.llama_chat_format import chatml_function_calling
+
+        # The handler called with the counter for a model, so usage counts its real prompt.
+        chunks = chatml_function_calling(
+            llama=counter,
+            messages=messages,
+            max_tokens=max_tokens,
+            stream=True,
+            **options,
         )
         completion, named = 0, set[int]()
         for chunk in chunks:
             if cancel.is_set():
                 return completion
-            choice: dict[str, Any] = chunk["choices"][0]  # type: ignore[index,assignment]
+            choice: dict[str, Any] = chunk["choices"][0]
             delta = openai_delta(choice.get("delta", {}), named)
             if delta.get("content") or delta.get("tool_calls"):
                 completion += 1
             yield {"delta": delta, "finish_reason": choice.get("finish_reason")}
         return completion
 
-    def _tool_choice(self, request: dict[str, Any]) -> dict[str, Any] | None:
+    def _tool_choice(self, request: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any] | None:
         """The function this answer calls, or None for an answer in words."""
         tools, choice = request.get("tools") or [], request.get("tool_choice") or "auto"
         if not tools or choice == "none":
@@ -110,7 +133,7 @@ class LlamaCppBackend:
             return {"type": "function", "function": {"name": choice["function"]["name"]}}
         names = [str(tool["function"]["name"]) for tool in tools]
         options = names if choice == "required" else [*names, ANSWER]
-        picked = options[0] if len(options) == 1 else self._pick(request["messages"], tools, options)
+        picked = options[0] if len(options) == 1 else self._pick(messages, tools, options)
         return None if picked == ANSWER else {"type": "function", "function": {"name": picked}}
 
     def _pick(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], options: list[str]) -> str:

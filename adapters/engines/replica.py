@@ -35,7 +35,7 @@ from litestar.exceptions import HTTPException
 from litestar.response import Response, Stream
 
 from modelyard.adapters.engines import lifeline
-from modelyard.adapters.engines.backends import Backend, ContextOverflow, SimulatedBackend
+from modelyard.adapters.engines.backends import Backend, ContextOverflow, Refused, SimulatedBackend
 from modelyard.adapters.engines.metrics import MEDIA_TYPE, ReplicaMetrics
 from modelyard.adapters.logs import LINE_FORMAT, configure_logging
 from modelyard.settings import load_log_settings
@@ -205,6 +205,8 @@ async def _answer(replica: Replica, body: Any) -> Response[Any] | Stream:
         first = await anext(pieces)
     except ContextOverflow as exc:
         return _error(400, str(exc), "context_length_exceeded")
+    except Refused as exc:
+        return _error(400, str(exc))
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         events = _sse(replica, first, pieces, head, include_usage=include_usage)

@@ -16,13 +16,13 @@ import anyio
 from litestar import Controller, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, RawBody, SkipValidation
-from litestar.response import Stream
 
 from modelyard.api.auth import Principal, bearer_secret
 from modelyard.api.deployments.actions import Deployments
 from modelyard.api.errors import COMMON_OPENAI_ERRORS, OPENAI_ERRORS
 from modelyard.api.gateway.calls import Call, Gateway
 from modelyard.api.gateway.requests import ChatRequest, openai_body
+from modelyard.api.gateway.sse import EventStream, opened
 from modelyard.domain.keys.aggregate import KeyKind
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import InstanceNotFound
@@ -61,7 +61,7 @@ async def answer(gateway: Gateway, call: Call, request: ChatRequest) -> Any:
     """Forward what the client sent and the gateway accepted, whole or as a stream."""
     if request.streamed:
         lease = await gateway.admit(call)
-        return Stream(gateway.stream(call, request.forwarded(), lease), media_type="text/event-stream")
+        return EventStream(await opened(gateway.stream(call, request.forwarded(), lease)))
     return await gateway.complete(call, request.forwarded())
 
 

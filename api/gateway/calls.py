@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +24,7 @@ from modelyard.adapters.views.db import ViewDatabase
 from modelyard.api.auth import KeyCache, Principal, bearer_secret, inference_principal
 from modelyard.api.errors import InvalidApiKey, RateLimitExceeded
 from modelyard.api.gateway.coldstart import COLD, ColdStarter
-from modelyard.api.gateway.forwarder import Forwarder
+from modelyard.api.gateway.forwarder import Forwarder, UpstreamRefused
 from modelyard.api.gateway.requests import NativeChat, upstream_error
 from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.metrics import ApiMetrics
@@ -212,7 +212,7 @@ class Gateway:
 
     async def stream(
         self, call: Call, body: dict[str, Any], lease: str | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes]:
         """An OpenAI chat completion as server-sent events, usage recorded at the end;
         ``lease`` (from ``admit``, taken before the response starts) is given back at its end."""
         try:
@@ -226,7 +226,7 @@ class Gateway:
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         upstream = {**body, "model": call.model, "stream_options": {"include_usage": True}}
         usage: dict[str, Any] = {}
-        async for line in self.forwarder.stream(call.deployment_id, upstream):
+        async for line in _refused_first(self.forwarder.stream(call.deployment_id, upstream)):
             if not line.startswith(b"data: ") or line == b"data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
@@ -238,3 +238,13 @@ class Gateway:
             yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
         yield b"data: [DONE]\n\n"
         await self._finish(call, usage, streamed=True)
+
+
+async def _refused_first(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The replica's lines; its refusal as the client's error (raised at the first step, so a
+    route that opens the stream before answering still answers it with a status)."""
+    try:
+        async for line in lines:
+            yield line
+    except UpstreamRefused as refused:
+        raise upstream_error(refused.status, refused.answer) from None

@@ -48,6 +48,14 @@ NOT_THIS_REPLICA = (401, 403)
 log = logging.getLogger(__name__)
 
 
+class UpstreamRefused(Exception):
+    """A replica answered a streamed request with an error instead of events."""
+
+    def __init__(self, status: int, answer: dict[str, Any]) -> None:
+        super().__init__(status)
+        self.status, self.answer = status, answer
+
+
 class Forwarder:
     """Picks the replica with the fewest requests in flight from this process, and calls it."""
 
@@ -185,8 +193,11 @@ class Forwarder:
         return status, _json_object(raw)
 
     async def stream(self, dep_id: UUID, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        """The replica's server-sent events, line by line; closing this closes the upstream."""
+        """The replica's server-sent events, line by line; closing this closes the upstream.
+        A refusal instead of events is ``UpstreamRefused``, raised before any line."""
         async with self._answering(dep_id, body) as response:
+            if response.status != 200:
+                raise UpstreamRefused(response.status, _json_object(await response.read()))
             async for line in response.content:
                 if stripped := line.strip():
                     yield stripped

@@ -237,6 +237,8 @@ class ChatRequest(_Body, frozen=True):
     logit_bias: dict[str, Annotated[int, Meta(ge=-100, le=100)]] | UnsetType | None = UNSET
     metadata: Metadata | UnsetType | None = UNSET
     store: bool | UnsetType | None = UNSET
+    logprobs: bool | UnsetType | None = UNSET
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | UnsetType | None = UNSET
 
     def __post_init__(self) -> None:
         """Combinations OpenAI refuses, and what this gateway does not serve."""
@@ -244,6 +246,8 @@ class ChatRequest(_Body, frozen=True):
             raise ValueError("n > 1 is not served: send one request per choice")
         if self.stream_options not in (UNSET, None) and not self.stream:
             raise ValueError("stream_options is only allowed when stream is true")
+        if self.top_logprobs not in (UNSET, None) and not self.logprobs:
+            raise ValueError("top_logprobs is only allowed when logprobs is true")
 
     @property
     def streamed(self) -> bool:
@@ -251,8 +255,15 @@ class ChatRequest(_Body, frozen=True):
         return bool(self.stream)
 
     def forwarded(self) -> dict[str, Any]:
-        """What the client sent and the gateway accepted, as JSON values for the replica."""
+        """What the client sent and the gateway accepted, as JSON values for the replica.
+
+        ``max_completion_tokens`` (what current OpenAI clients send) becomes the engines'
+        ``max_tokens``: every engine honours that one, and the tighter of the two wins.
+        """
         body: dict[str, Any] = msgspec.to_builtins(self)
+        limit = body.pop("max_completion_tokens", None)
+        if limit is not None:
+            body["max_tokens"] = min(limit, body.get("max_tokens") or limit)
         return body
 
 
@@ -281,7 +292,7 @@ def upstream_error(status: int, answer: dict[str, Any]) -> ModelyardError:
     found = answer.get("error")
     error: dict[str, Any] = found if isinstance(found, dict) else {}
     said = error.get("message")
+    log.warning("engine answered %d: %.500s", status, said)
     if status < 500 and isinstance(said, str) and said:
         return InvalidRequest(said)
-    log.warning("engine answered %d: %.500s", status, said)
     return EngineError("The instance's engine failed on this request; retry, or send a smaller one.")

@@ -27,6 +27,10 @@ class UsageRecorded(DomainEvent, frozen=True, kw_only=True):
     error_code: str | None = None
     key_id: str | None = None
     streamed: bool = False
+    # A routed call's target (``deployment:<id>`` or ``upstream:<name>``); None for a direct call.
+    route: str | None = None
+    # What the call cost beyond the deployment's minutes: an upstream's per-token price.
+    cost_micros: int = 0
 
     @property
     def is_error(self) -> bool:

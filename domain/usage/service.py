@@ -30,6 +30,10 @@ class RecordUsage(msgspec.Struct, frozen=True, kw_only=True):
     status: int = 200
     error_code: str | None = None
     streamed: bool = False
+    # A routed call's target (``deployment:<id>`` or ``upstream:<name>``); None for a direct call.
+    route: str | None = None
+    # What the call cost beyond the deployment's minutes: an upstream's per-token price.
+    cost_micros: int = 0
 
 
 def usage_recorded(command: RecordUsage) -> UsageRecorded:

@@ -121,3 +121,32 @@ def test_the_rate_limiters_refusal_takes_the_shape_of_the_route_it_stopped(tmp_p
     assert native_route.json()["success"] is False
     codes = {openai_route.json()["error"]["code"], native_route.json()["error"]["code"]}
     assert codes == {"RATE_LIMIT_EXCEEDED"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "dialect"),
+    [
+        ("GET", "/v1/inst_0123456789abcdef0123456789abcdef/v1/chat/completions", 405, "openai"),
+        ("POST", "/v1/inst_0123456789abcdef0123456789abcdef/v1/nothing", 404, "openai"),
+        ("GET", "/v1/chat/completions", 405, "openai"),
+        ("GET", "/api/v1/public/chat/completions", 405, "openai"),
+        ("POST", "/api/v1/public/chat/completions", 401, "openai"),
+        ("GET", "/v1/messages", 405, "anthropic"),
+        ("POST", "/v1/inst_0123456789abcdef0123456789abcdef/v1/messages", 401, "anthropic"),
+        ("GET", "/v1/nothing", 404, "envelope"),
+    ],
+)
+def test_requests_under_an_api_base_url_are_refused_in_that_apis_shape(
+    tmp_path: Path, method: str, path: str, status: int, dialect: str
+) -> None:
+    with _client(tmp_path) as client:
+        answer = client.request(method, path, headers={"Authorization": "Bearer auxk_unknown"}, content=b"{}")
+    assert answer.status_code == status
+    body = answer.json()
+    if dialect == "openai":
+        assert set(body["error"]) == {"message", "type", "code", "param"}
+    elif dialect == "anthropic":
+        assert body["type"] == "error"
+        assert set(body["error"]) == {"type", "message", "code"}
+    else:
+        assert body["success"] is False

@@ -137,3 +137,12 @@ def test_an_engine_failure_keeps_its_detail_to_the_log() -> None:
     assert "127.0.0.1" not in failed.message
     refused = upstream_error(400, {"error": {"message": "maximum context length is 8192 tokens"}})
     assert (refused.code, refused.message) == ("INVALID_REQUEST", "maximum context length is 8192 tokens")
+
+
+def test_max_completion_tokens_is_forwarded_as_the_engines_max_tokens() -> None:
+    limited = openai_body(json.dumps({**ASK, "max_completion_tokens": 5}).encode())
+    assert limited.forwarded()["max_tokens"] == 5
+    both = openai_body(json.dumps({**ASK, "max_completion_tokens": 9, "max_tokens": 4}).encode()).forwarded()
+    assert both["max_tokens"] == 4
+    assert "max_completion_tokens" not in both
+    assert "top_logprobs is only allowed" in _refusal({**ASK, "top_logprobs": 2}).message
