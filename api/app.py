@@ -33,6 +33,8 @@ from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.controller import InstancesController
 from modelyard.api.mcp import build_mcp
 from modelyard.api.ratelimit import RateLimitMiddleware
+from modelyard.api.webhooks.actions import Webhooks
+from modelyard.api.webhooks.controller import DeploymentWebhooksController, InstanceWebhooksController
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Edge:
     key_cache: KeyCache
     limiter: RateLimiter
     rate_limit_rpm: int
+    webhooks: Webhooks
     workers_health: WorkersHealth = list
 
 
@@ -73,7 +76,9 @@ def create_app(edge: Edge) -> Litestar:
             flush_lines()
 
     management = Router(
-        path="/", route_handlers=[InstancesController], guards=[ManagementGuard(edge.key_cache)]
+        path="/",
+        route_handlers=[InstancesController, InstanceWebhooksController, DeploymentWebhooksController],
+        guards=[ManagementGuard(edge.key_cache)],
     )
     return Litestar(
         route_handlers=[HealthController, management, GatewayController, mcp_endpoint],
@@ -81,6 +86,7 @@ def create_app(edge: Edge) -> Litestar:
             "instances": _constant(edge.instances),
             "gateway": _constant(edge.gateway),
             "workers_health": _constant(edge.workers_health),
+            "webhooks": _constant(edge.webhooks),
         },
         exception_handlers={Exception: handle_exception},
         middleware=[AccessLog, RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm, edge.key_cache)],
