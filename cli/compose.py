@@ -40,6 +40,7 @@ from modelyard.api.webhooks.actions import Webhooks
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import Quota, plan_quotas
 from modelyard.domain.services import Services
+from modelyard.domain.shared.errors import InvalidAmount
 from modelyard.domain.shared.money import parse_usd
 from modelyard.domain.shared.store import Store
 from modelyard.projections.registry import all_projections
@@ -195,7 +196,7 @@ def webhook_dispatcher(core: Core) -> WebhookDispatcher:
     try:
         schedule = parse_schedule(settings.webhook_retry_schedule)
         threshold = parse_usd(settings.webhook_credits_low_usd)
-    except ValueError as exc:
+    except (ValueError, InvalidAmount) as exc:
         raise SettingsError(f"a MODELYARD_WEBHOOK_ setting is not valid: {exc}") from None
     networks = webhook_networks(settings)
     dead = KafkaDeadLetters(settings.kafka_bootstrap, settings.kafka_topic) if settings.uses_kafka else None

@@ -24,6 +24,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # a request that cannot be), raised under a name that says why.
 DestinationRefused = InvalidRequest
 
+
 def allowed_networks(text: str) -> tuple[Network, ...]:
     """The networks of a comma-separated CIDR list (empty: none); a bad entry raises ValueError."""
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())

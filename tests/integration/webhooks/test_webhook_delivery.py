@@ -9,7 +9,7 @@ dead letters, which a re-drive sends once it answers again.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -18,15 +18,21 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from modelyard.adapters.keygen import MANAGEMENT_PREFIX, new_secret
+from modelyard.domain.accounts.service import AddCredits, OpenAccount
 from modelyard.domain.deployments.events import SlaMetric
 from modelyard.domain.deployments.service import (
+    MeterMinute,
     OnDeployment,
     ReplicaCommand,
     SlaObservation,
     WithCapacity,
     WithReason,
 )
+from modelyard.domain.keys.aggregate import KeyKind
+from modelyard.domain.keys.service import IssueKey
 from modelyard.domain.shared import ids
+from modelyard.domain.shared.money import format_usd, parse_usd
 
 from .conftest import Receiver, Yard, YardFactory
 
@@ -293,3 +299,54 @@ def test_the_secret_is_never_in_the_history(yard: Yard, receiver: Receiver, tmp_
     stored = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("events.sqlite3*"))
     assert b"WebhookSubscribed" in stored or b"webhooks.aggregate" in stored
     assert secret not in stored
+
+
+def test_account_events_name_the_balance_and_the_stopped_deployments(
+    make_yard: YardFactory, receiver: Receiver
+) -> None:
+    yard = make_yard(MODELYARD_WEBHOOK_CREDITS_LOW_USD="0.0029")
+    services = yard.core.services
+    # A second account with credit for about one minute of a small deployment.
+    now = _now()
+    poor = services.accounts.open_account(OpenAccount(name="poor", plan="free", at=now)).id
+    services.accounts.add_credits(AddCredits(account_id=poor, amount=3_000, at=now))
+    secret, digest, display = new_secret(MANAGEMENT_PREFIX)
+    issue = IssueKey(account_id=poor, kind=KeyKind.MANAGEMENT, secret_hash=digest, display=display, at=now)
+    services.keys.issue(issue)
+    auth = {"Authorization": f"Bearer {secret}"}
+    deadline = time.monotonic() + 10
+    while (
+        answer := yard.client.post("/v1/provision", json={"model": "smollm2-135m"}, headers=auth)
+    ).status_code == 401:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert answer.status_code == 201, answer.text
+    deployment = ids.parse_deployment_id(answer.json()["data"]["instance"]["id"])
+    dep = ids.deployment_ref(deployment)
+    events = ["deployment.active", "account.credits_low", "account.credits_exhausted"]
+    answer = yard.client.post(
+        f"/api/v1/public/deployments/{dep}/webhooks",
+        json={"url": receiver.url, "events": events},
+        headers=auth,
+    )
+    assert answer.status_code == 201, answer.text
+    hook = answer.json()["data"]["webhook"]
+    activate(yard, deployment)
+    start = _now().replace(second=0, microsecond=0)
+    for minute in (start, start + timedelta(minutes=1)):
+        meter = MeterMinute(deployment_id=deployment, minute=minute, at=minute + timedelta(minutes=1))
+        services.deployments.meter(meter)
+    got = receiver.wait_for(3)
+    time.sleep(0.3)
+    bodies = [r.verify(hook["secret"]) for r in receiver.received]
+    # The account's events in their order (a deployment's and an account's are not ordered
+    # against each other: each has its own queue).
+    assert sorted(b["type"] for b in bodies) == sorted(events)
+    account_events = [b for b in bodies if b["type"].startswith("account.")]
+    assert [b["type"] for b in account_events] == events[1:]
+    low, exhausted = account_events[0]["data"], account_events[1]["data"]
+    assert low["account_id"] == ids.public_id(ids.ACCOUNT, poor)
+    assert low["threshold_usd"] == format_usd(2_900)
+    assert parse_usd(low["balance_usd"]) < 2_900
+    assert [d["deployment_id"] for d in exhausted["stopped_deployments"]] == [dep]
+    assert len(got) == 3
