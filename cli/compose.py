@@ -60,7 +60,8 @@ WORKERS = ("relay", "views", "meter", "reconciler", "janitor", "webhooks")
 HEALTH_TTL_S = 0.5
 # The Kafka consumer group every views worker of a cluster shares.
 VIEWS_GROUP = "modelyard-views"
-# The Kafka consumer group every webhook dispatcher of a cluster shares.
+# The Kafka consumer group every webhook dispatcher of a cluster shares (one per events topic,
+# so clusters sharing a broker never rebalance each other).
 WEBHOOKS_GROUP = "modelyard-webhooks"
 
 
@@ -204,7 +205,8 @@ def webhook_dispatcher(core: Core) -> WebhookDispatcher:
 
     def source() -> EventSource:
         if settings.uses_kafka:
-            return KafkaSource(settings.kafka_bootstrap, settings.kafka_topic, WEBHOOKS_GROUP)
+            group = f"{WEBHOOKS_GROUP}.{settings.kafka_topic}"
+            return KafkaSource(settings.kafka_bootstrap, settings.kafka_topic, group)
         assert stored is not None
         return NotificationLogSource(core.store.recorder, start_after=stored.load())
 

@@ -71,6 +71,8 @@ class Receiver:
     default_status: int = 200
     delay_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The client ports of the requests being answered now (what is in flight).
+    in_flight: set[int] = field(default_factory=set)
 
     def answer(self, path: str, headers: dict[str, str], body: bytes) -> int:
         with self.lock:
@@ -106,14 +108,21 @@ def receiver() -> Iterator[Receiver]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            status = state.answer(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            if state.delay_s:
-                time.sleep(state.delay_s)
-            self.send_response(status)
-            self.send_header("content-length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
+            port = int(self.client_address[1])
+            with state.lock:
+                state.in_flight.add(port)
+            try:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                status = state.answer(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                if state.delay_s:
+                    time.sleep(state.delay_s)
+                self.send_response(status)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+            finally:
+                with state.lock:
+                    state.in_flight.discard(port)
 
         def log_message(self, *_: object) -> None:
             pass
