@@ -29,9 +29,10 @@ def _register_subcommands() -> None:
     from modelyard.cli.agent import chat, destroy, instances, provision, scale
     from modelyard.cli.operator import accounts, audit, credits, keys
     from modelyard.cli.processes import api, serve, worker
+    from modelyard.cli.webhooks import webhooks
 
     commands = (serve, api, worker, services, accounts, credits, keys, audit)
-    for command in (*commands, provision, instances, chat, scale, destroy):
+    for command in (*commands, provision, instances, chat, scale, destroy, webhooks):
         main.add_command(command)
 
 
