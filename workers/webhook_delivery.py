@@ -7,7 +7,8 @@ other key waits for it. Tries run on an event loop of their own (one thread, man
 connections), at most ``concurrency`` at a time, each bounded by its timeout, so a slow or
 silent receiver holds only its own queue.
 
-Every try is recorded in the state store before the next (``adapters/state/webhooks.py``);
+Every try that fails is recorded in the state store before the next, and the outcome of
+the last (``adapters/state/webhooks.py``): one write for a delivery that succeeds at once;
 a delivery whose row says it is already delivered, dead or cancelled (a re-delivery after a
 crash or a rebalance) is not sent again. The schedule of retries (``RetrySchedule``) is
 stated in the settings; after its last try a delivery is dead: its row keeps every try
@@ -185,13 +186,14 @@ class DeliveryEngine:
 
     async def _deliver(self, job: Job) -> str:
         """Try one delivery until final; returns its final status."""
-        row = await asyncio.to_thread(self._open, job.delivery)
+        row, secrets = await asyncio.to_thread(self._recorded, job.delivery)
         if row.status in stored.FINAL:
             return row.status  # sent (or given up) before a crash or a rebalance
         attempts, failed = list(row.attempts), 0
         body = row.body.encode()
         while True:
-            secrets = await asyncio.to_thread(self._secrets, row)
+            if failed:  # re-read before a retry: the secret may have been rotated or removed
+                secrets = await asyncio.to_thread(self._secrets, row)
             if not secrets:
                 status = stored.CANCELLED  # the subscription was removed: nothing is owed
                 break
@@ -218,9 +220,9 @@ class DeliveryEngine:
             if not outcome.retry or failed >= self._schedule.tries:
                 status = stored.DEAD
                 break
-            await asyncio.to_thread(self._record, row.id, attempts, stored.PENDING)
+            await asyncio.to_thread(self._save, row, attempts, stored.PENDING)
             await asyncio.sleep(self._schedule.pause(failed))
-        await asyncio.to_thread(self._record, row.id, attempts, status)
+        await asyncio.to_thread(self._save, row, attempts, status)
         if status == stored.DEAD:
             log.warning("webhook %s dead after %d tries: %s", row.id, len(attempts), attempts[-1].error)
             if self._dead_letters is not None:
@@ -228,14 +230,17 @@ class DeliveryEngine:
                 await asyncio.to_thread(self._dead_letters, dead)
         return status
 
-    def _open(self, delivery: stored.Delivery) -> stored.Delivery:
-        with self._state.transaction() as tx:
-            return stored.open_delivery(tx, delivery)
+    def _recorded(self, delivery: stored.Delivery) -> tuple[stored.Delivery, list[str]]:
+        """The delivery as recorded by an earlier reading of its event (or as new), and its secrets."""
+        with self._state.read() as tx:
+            row = stored.delivery_by_id(tx, delivery.id) or delivery
+            return row, stored.live_secrets(tx, delivery.webhook_id, now=_now())
 
     def _secrets(self, row: stored.Delivery) -> list[str]:
         with self._state.read() as tx:
             return stored.live_secrets(tx, row.webhook_id, now=_now())
 
-    def _record(self, delivery_id: str, attempts: Sequence[stored.Attempt], status: str) -> None:
+    def _save(self, row: stored.Delivery, attempts: Sequence[stored.Attempt], status: str) -> None:
+        saved = msgspec.structs.replace(row, attempts=tuple(attempts), status=status, updated_at=_now())
         with self._state.transaction() as tx:
-            stored.record_attempts(tx, delivery_id, attempts, status, now=_now())
+            stored.save_delivery(tx, saved)

@@ -224,6 +224,7 @@ class WebhookDispatcher(BackgroundLoop):
         self._engine: DeliveryEngine | None = None
         self._positions = Positions()
         self._next_redrive = 0.0
+        self._view_position = 0
         super().__init__("webhooks", self._step)
 
     def start(self) -> None:
@@ -269,11 +270,14 @@ class WebhookDispatcher(BackgroundLoop):
 
     def _await_views(self, notification_id: int) -> None:
         """Embedded: read subscriptions only once the view has applied up to this event."""
+        if self._view_position >= notification_id:
+            return
         deadline = time.monotonic() + VIEW_WAIT_S
         while time.monotonic() < deadline:
             with self._views.read() as tx:
-                if tracked(tx, "webhooks").get(0, 0) >= notification_id:
-                    return
+                self._view_position = tracked(tx, "webhooks").get(0, 0)
+            if self._view_position >= notification_id:
+                return
             time.sleep(0.005)
         log.warning("the webhooks view is behind event %d; reading it as it is", notification_id)
 

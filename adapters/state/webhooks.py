@@ -130,11 +130,12 @@ def forget_secrets(tx: Tx, webhook_id: UUID) -> None:
 # --- deliveries -------------------------------------------------------------------------
 
 
-def open_delivery(tx: Tx, delivery: Delivery) -> Delivery:
-    """Record a delivery about to be tried; one recorded before (a re-delivery) is returned as is."""
+def save_delivery(tx: Tx, delivery: Delivery) -> None:
+    """Record a delivery's tries and status (its first record, or over the one before)."""
     tx.execute(
         f"INSERT INTO webhook_deliveries ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"  # noqa: S608 - column names are code
-        " ON CONFLICT (id) DO NOTHING",
+        " ON CONFLICT (id) DO UPDATE SET attempts = EXCLUDED.attempts, status = EXCLUDED.status,"
+        " updated_at = EXCLUDED.updated_at",
         [
             delivery.id,
             delivery.webhook_id.hex,
@@ -147,19 +148,6 @@ def open_delivery(tx: Tx, delivery: Delivery) -> Delivery:
             delivery.created_at,
             delivery.updated_at,
         ],
-    )
-    found = delivery_by_id(tx, delivery.id)
-    assert found is not None
-    return found
-
-
-def record_attempts(
-    tx: Tx, delivery_id: str, attempts: Sequence[Attempt], status: str, *, now: float
-) -> None:
-    """Store the tries so far and the delivery's status after the last one."""
-    tx.execute(
-        "UPDATE webhook_deliveries SET attempts = %s, status = %s, updated_at = %s WHERE id = %s",
-        [_encode.encode(tuple(attempts)).decode(), status, now, delivery_id],
     )
 
 
