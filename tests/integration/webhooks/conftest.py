@@ -70,6 +70,8 @@ class Receiver:
     status_of_path: dict[str, int] = field(default_factory=dict)
     default_status: int = 200
     delay_s: float = 0.0
+    # Answer requests to these paths only after so many seconds.
+    path_delay_s: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # The client ports of the requests being answered now (what is in flight).
     in_flight: set[int] = field(default_factory=set)
@@ -114,12 +116,15 @@ def receiver() -> Iterator[Receiver]:
             try:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 status = state.answer(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                if state.delay_s:
-                    time.sleep(state.delay_s)
+                delay = state.path_delay_s.get(self.path, state.delay_s)
+                if delay:
+                    time.sleep(delay)
                 self.send_response(status)
                 self.send_header("content-length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the sender gave up waiting (its timeout): what a slow receiver sees
             finally:
                 with state.lock:
                     state.in_flight.discard(port)

@@ -21,17 +21,21 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
+import msgspec
 import psycopg
 import pytest
+from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient
 
 from modelyard.adapters.services.kafka import LocalKafka
 from modelyard.adapters.services.postgres import LocalPostgres
 from modelyard.adapters.state import webhooks as stored
+from modelyard.adapters.webhooks.dead_letters import dead_letter_topic
 from modelyard.adapters.webhooks.signing import new_webhook_secret
-from modelyard.cli.compose import WEBHOOKS_GROUP, Core, opened_core
+from modelyard.cli.compose import WEBHOOKS_GROUP, Core, build_workers, opened_core, running
 from modelyard.domain.accounts.service import AddCredits, OpenAccount
 from modelyard.domain.deployments.service import OnDeployment, ReplicaCommand, RequestDeployment, WithCapacity
 from modelyard.domain.webhooks.service import SubscribeWebhook
@@ -250,3 +254,52 @@ def _wait_all_final(core: Core, expected: int, timeout: float = 60) -> None:
             return
         assert time.monotonic() < deadline, counts
         time.sleep(0.2)
+
+
+def test_cluster_dead_letters_reach_their_topic_and_are_redriven(
+    cluster_env: dict[str, str], receiver: Receiver
+) -> None:
+    settings = load_settings(cluster_env)
+    receiver.default_status = 410  # final at once
+    with opened_core(settings) as core, running(build_workers(core, ["relay", "views", "webhooks"])):
+        services = core.services
+        account = services.accounts.open_account(OpenAccount(name="dlq", plan="free", at=_now())).id
+        services.accounts.add_credits(AddCredits(account_id=account, amount=10_000_000, at=_now()))
+        request = RequestDeployment(account_id=account, model="smollm2-135m", at=_now())
+        deployment = services.deployments.request(request).id
+        webhook, secret = _subscribe(core, deployment, receiver.url)
+        deadline = time.monotonic() + 60
+        while True:
+            with core.views.read() as tx:
+                if subscription_by_id(tx, webhook) is not None:
+                    break
+            assert time.monotonic() < deadline, "the subscription never reached the views"
+            time.sleep(0.1)
+        at = _now()
+        replica = ReplicaCommand(deployment_id=deployment, replica="r1", base_url="http://127.0.0.1:9", at=at)
+        services.deployments.start_replica(replica)
+        services.deployments.activate(OnDeployment(deployment_id=deployment, at=at))
+        record = _first_record(settings.kafka_bootstrap, dead_letter_topic(settings.kafka_topic))
+        assert record.key == webhook.hex.encode()
+        dead = msgspec.json.decode(record.value, type=stored.Delivery)
+        assert (dead.status, dead.event) == (stored.DEAD, "deployment.active")
+        assert [a.status_code for a in dead.attempts] == [410]
+        receiver.default_status = 200
+        with core.state.transaction() as tx:
+            assert stored.redrive(tx, webhook, now=time.time()) == 1
+        (got,) = receiver.wait_for(1, timeout=30)
+        assert got.verify(secret)["type"] == "deployment.active"
+        assert got.headers["webhook-id"] == dead.id
+
+
+def _first_record(bootstrap: str, topic: str, timeout: float = 60) -> Any:
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                if records:
+                    return records[0]
+        raise AssertionError(f"nothing on {topic}")
+    finally:
+        consumer.close()

@@ -350,3 +350,30 @@ def test_account_events_name_the_balance_and_the_stopped_deployments(
     assert parse_usd(low["balance_usd"]) < 2_900
     assert [d["deployment_id"] for d in exhausted["stopped_deployments"]] == [dep]
     assert len(got) == 3
+
+
+def test_a_slow_receiver_holds_only_its_own_deployment(make_yard: YardFactory, receiver: Receiver) -> None:
+    # Tries time out after 1 s; the slow path answers after 3 s.
+    yard = make_yard(MODELYARD_WEBHOOK_TIMEOUT_S="1", MODELYARD_WEBHOOK_RETRY_SCHEDULE="5")
+    slow, fast = yard.provision(), yard.provision()
+    subscribe(
+        yard, f"/api/v1/public/deployments/{ids.deployment_ref(slow)}/webhooks", receiver.url + "/slow", EVERY
+    )
+    subscribe(yard, f"/api/v1/public/deployments/{ids.deployment_ref(fast)}/webhooks", receiver.url, EVERY)
+    receiver.path_delay_s["/hooks/slow"] = 3.0
+    activate(yard, slow)
+    deadline = time.monotonic() + 10
+    while not receiver.in_flight:
+        assert time.monotonic() < deadline, "the slow delivery never started"
+        time.sleep(0.01)
+    started = time.monotonic()
+    activate(yard, fast)
+    while not (got := [r for r in receiver.delivered() if r.path == "/hooks"]):
+        assert time.monotonic() - started < 10, "the fast deployment's delivery never came"
+        time.sleep(0.01)
+    waited = time.monotonic() - started
+    # The fast deployment's delivery is not queued behind the slow one (which is still
+    # being answered, then times out and waits 5 s for its retry).
+    assert got[0].json["data"]["deployment_id"] == ids.deployment_ref(fast)
+    assert waited < 3.0, waited
+    assert [r.path for r in receiver.received].count("/hooks/slow") == 1
