@@ -7,8 +7,8 @@ other key waits for it. Tries run on an event loop of their own (one thread, man
 connections), at most ``concurrency`` at a time, each bounded by its timeout, so a slow or
 silent receiver holds only its own queue.
 
-Every try that fails is recorded in the state store before the next, and the outcome of
-the last (``adapters/state/webhooks.py``): one write for a delivery that succeeds at once;
+A delivery is sent only under its lease in the state store (``adapters/state/webhooks.py``),
+and every try that fails is recorded there before the next, and the outcome of the last;
 a delivery whose row says it is already delivered, dead or cancelled (a re-delivery after a
 crash or a rebalance) is not sent again. The schedule of retries (``RetrySchedule``) is
 stated in the settings; after its last try a delivery is dead: its row keeps every try
@@ -22,6 +22,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -37,6 +38,11 @@ from modelyard.adapters.webhooks.sender import post
 from modelyard.adapters.webhooks.signing import signed_headers
 
 log = logging.getLogger(__name__)
+# A lease on a delivery lasts a try's timeout and this much more (slow database, clock skew
+# between dispatchers' hosts): after it, another dispatcher may send the delivery.
+LEASE_MARGIN_S = 5.0
+# How often a delivery leased to another dispatcher is looked at again.
+LEASE_POLL_S = 0.5
 
 
 class RetrySchedule(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,6 +115,8 @@ class DeliveryEngine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._count_lock = threading.Lock()
         self.outstanding = 0
+        # Names this dispatcher's leases on deliveries (adapters/state/webhooks.py).
+        self._owner = uuid.uuid4().hex
 
     def start(self) -> None:
         """Start the event loop thread and its HTTP client."""
@@ -186,7 +194,7 @@ class DeliveryEngine:
 
     async def _deliver(self, job: Job) -> str:
         """Try one delivery until final; returns its final status."""
-        row, secrets = await asyncio.to_thread(self._recorded, job.delivery)
+        row, secrets = await self._claimed(job.delivery)
         if row.status in stored.FINAL:
             return row.status  # sent (or given up) before a crash or a rebalance
         attempts, failed = list(row.attempts), 0
@@ -220,8 +228,11 @@ class DeliveryEngine:
             if not outcome.retry or failed >= self._schedule.tries:
                 status = stored.DEAD
                 break
-            await asyncio.to_thread(self._save, row, attempts, stored.PENDING)
-            await asyncio.sleep(self._schedule.pause(failed))
+            pause = self._schedule.pause(failed)
+            # The lease covers the pause and the next try: nobody else sends it meanwhile.
+            lease = _now() + pause + self._timeout_s + LEASE_MARGIN_S
+            await asyncio.to_thread(self._save, row, attempts, stored.PENDING, lease)
+            await asyncio.sleep(pause)
         await asyncio.to_thread(self._save, row, attempts, status)
         if status == stored.DEAD:
             log.warning("webhook %s dead after %d tries: %s", row.id, len(attempts), attempts[-1].error)
@@ -230,17 +241,35 @@ class DeliveryEngine:
                 await asyncio.to_thread(self._dead_letters, dead)
         return status
 
-    def _recorded(self, delivery: stored.Delivery) -> tuple[stored.Delivery, list[str]]:
-        """The delivery as recorded by an earlier reading of its event (or as new), and its secrets."""
-        with self._state.read() as tx:
-            row = stored.delivery_by_id(tx, delivery.id) or delivery
-            return row, stored.live_secrets(tx, delivery.webhook_id, now=_now())
+    async def _claimed(self, delivery: stored.Delivery) -> tuple[stored.Delivery, list[str]]:
+        """The delivery's lease (waiting while another dispatcher holds it) and its secrets."""
+        while True:
+            claimed = await asyncio.to_thread(self._claim, delivery)
+            if claimed is not None:
+                return claimed
+            await asyncio.sleep(LEASE_POLL_S)
+
+    def _claim(self, delivery: stored.Delivery) -> tuple[stored.Delivery, list[str]] | None:
+        now = _now()
+        with self._state.transaction() as tx:
+            row = stored.claim_delivery(
+                tx, delivery, self._owner, now=now, lease_s=self._timeout_s + LEASE_MARGIN_S
+            )
+            if row is None:
+                return None
+            return row, stored.live_secrets(tx, delivery.webhook_id, now=now)
 
     def _secrets(self, row: stored.Delivery) -> list[str]:
         with self._state.read() as tx:
             return stored.live_secrets(tx, row.webhook_id, now=_now())
 
-    def _save(self, row: stored.Delivery, attempts: Sequence[stored.Attempt], status: str) -> None:
+    def _save(
+        self,
+        row: stored.Delivery,
+        attempts: Sequence[stored.Attempt],
+        status: str,
+        lease: float | None = None,
+    ) -> None:
         saved = msgspec.structs.replace(row, attempts=tuple(attempts), status=status, updated_at=_now())
         with self._state.transaction() as tx:
-            stored.save_delivery(tx, saved)
+            stored.save_delivery(tx, saved, lease_until=lease)

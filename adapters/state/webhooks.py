@@ -12,6 +12,13 @@ or ``dead`` (every try failed: the dead letter, listed and re-driven from here),
 ``cancelled`` (the subscription was removed first); ``redrive`` asks a dispatcher to send a
 dead letter again. ``attempts`` holds every try (JSON). Rows name subscriptions by
 ``uuid.hex``.
+
+A dispatcher sends a pending delivery only while it holds the row's lease (``owner``,
+``lease_until``: a try's timeout and a margin, renewed over each pause between tries). After
+a rebalance the new owner of a deployment's events finds a delivery still leased to the old
+one and waits for it to end or for the lease to run out (the old one died): two live
+dispatchers never send the same delivery at once, and one that died mid-try is replaced
+only after its try could no longer be answered.
 """
 
 from __future__ import annotations
@@ -44,7 +51,9 @@ SCHEMA = (
         status TEXT NOT NULL,
         attempts TEXT NOT NULL,
         created_at DOUBLE PRECISION NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL
+        updated_at DOUBLE PRECISION NOT NULL,
+        owner TEXT,
+        lease_until DOUBLE PRECISION
     )
     """,
     "CREATE INDEX IF NOT EXISTS webhook_deliveries_by_webhook"
@@ -130,24 +139,51 @@ def forget_secrets(tx: Tx, webhook_id: UUID) -> None:
 # --- deliveries -------------------------------------------------------------------------
 
 
-def save_delivery(tx: Tx, delivery: Delivery) -> None:
-    """Record a delivery's tries and status (its first record, or over the one before)."""
+def _values(delivery: Delivery) -> list[object]:
+    return [
+        delivery.id,
+        delivery.webhook_id.hex,
+        delivery.ordering_key,
+        delivery.event,
+        delivery.notification_id,
+        delivery.body,
+        delivery.status,
+        _encode.encode(delivery.attempts).decode(),
+        delivery.created_at,
+        delivery.updated_at,
+    ]
+
+
+def claim_delivery(tx: Tx, delivery: Delivery, owner: str, *, now: float, lease_s: float) -> Delivery | None:
+    """Take the lease of a delivery to send it (recording it if new).
+
+    Returns the recorded delivery if ``owner`` now holds it or it is already final (the
+    caller sends nothing then), None while another dispatcher's lease on it runs.
+    """
     tx.execute(
-        f"INSERT INTO webhook_deliveries ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"  # noqa: S608 - column names are code
+        f"INSERT INTO webhook_deliveries ({_COLUMNS}, owner, lease_until)"  # noqa: S608 - column names are code
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (id) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until"
+        " WHERE webhook_deliveries.status = %s AND (webhook_deliveries.owner IS NULL"
+        " OR webhook_deliveries.owner = EXCLUDED.owner OR webhook_deliveries.lease_until < %s)",
+        [*_values(delivery), owner, now + lease_s, PENDING, now],
+    )
+    rows = tx.execute("SELECT owner, status FROM webhook_deliveries WHERE id = %s", [delivery.id])
+    holder, status = rows[0]
+    if str(status) not in FINAL and holder != owner:
+        return None
+    return delivery_by_id(tx, delivery.id)
+
+
+def save_delivery(tx: Tx, delivery: Delivery, *, lease_until: float | None = None) -> None:
+    """Record a delivery's tries and status (its first record, or over the one before),
+    and how long its holder's lease now runs."""
+    tx.execute(
+        f"INSERT INTO webhook_deliveries ({_COLUMNS}, lease_until)"  # noqa: S608 - column names are code
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (id) DO UPDATE SET attempts = EXCLUDED.attempts, status = EXCLUDED.status,"
-        " updated_at = EXCLUDED.updated_at",
-        [
-            delivery.id,
-            delivery.webhook_id.hex,
-            delivery.ordering_key,
-            delivery.event,
-            delivery.notification_id,
-            delivery.body,
-            delivery.status,
-            _encode.encode(delivery.attempts).decode(),
-            delivery.created_at,
-            delivery.updated_at,
-        ],
+        " updated_at = EXCLUDED.updated_at, lease_until = EXCLUDED.lease_until",
+        [*_values(delivery), lease_until],
     )
 
 
@@ -193,8 +229,8 @@ def claim_redriven(tx: Tx, *, now: float, limit: int = 100) -> list[Delivery]:
     claimed: list[Delivery] = []
     for row in rows:
         taken = tx.execute(
-            "UPDATE webhook_deliveries SET status = %s, updated_at = %s WHERE id = %s AND status = %s"
-            " RETURNING id",
+            "UPDATE webhook_deliveries SET status = %s, updated_at = %s, owner = NULL, lease_until = NULL"
+            " WHERE id = %s AND status = %s RETURNING id",
             [PENDING, now, row[0], REDRIVE],
         )
         if taken:
