@@ -179,6 +179,34 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
         float,
         variable("MODELYARD_UPSTREAM_TIMEOUT_S", "seconds of upstream silence before routed chat falls back"),
     ] = 30.0
+    webhook_allowed_networks: Annotated[
+        str,
+        variable(
+            "MODELYARD_WEBHOOK_ALLOWED_NETWORKS",
+            "internal networks webhooks may still be sent to, as CIDRs (e.g. 127.0.0.0/8); empty: none",
+        ),
+    ] = ""
+    webhook_retry_schedule: Annotated[
+        str,
+        variable(
+            "MODELYARD_WEBHOOK_RETRY_SCHEDULE",
+            "seconds before each webhook retry (+-20% jitter); after the last, the dead letters",
+        ),
+    ] = "5,30,120,600,1800,3600"
+    webhook_timeout_s: Annotated[
+        float, variable("MODELYARD_WEBHOOK_TIMEOUT_S", "how long one webhook try waits for its answer")
+    ] = 10.0
+    webhook_concurrency: Annotated[
+        int, variable("MODELYARD_WEBHOOK_CONCURRENCY", "webhook tries in flight at once, per dispatcher")
+    ] = 128
+    webhook_credits_low_usd: Annotated[
+        str,
+        variable("MODELYARD_WEBHOOK_CREDITS_LOW_USD", "balance below which account.credits_low is sent"),
+    ] = "5.00"
+    webhook_secret_overlap_s: Annotated[
+        float,
+        variable("MODELYARD_WEBHOOK_SECRET_OVERLAP_S", "how long a rotated webhook secret still signs"),
+    ] = 86400.0
     log: LogSettings = LogSettings()
 
     @property

@@ -44,6 +44,8 @@ from modelyard.api.metrics import ApiMetrics, MetricsController, http_metrics
 from modelyard.api.ratelimit import RateLimitMiddleware
 from modelyard.api.routing.controller import ProvidersController, RoutedChatController
 from modelyard.api.routing.router import ChatRouter
+from modelyard.api.webhooks.actions import Webhooks
+from modelyard.api.webhooks.controller import DeploymentWebhooksController, InstanceWebhooksController
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class Edge:
     key_cache: KeyCache
     limiter: RateLimiter
     rate_limit_rpm: int
+    webhooks: Webhooks
     workers_health: WorkersHealth = list
     # The second dialect's deployment use cases (``/api/v1/public/deployments``).
     deployments: Deployments | None = None
@@ -101,6 +104,8 @@ def create_app(edge: Edge) -> Litestar:
             DeploymentsController,
             InferenceMetricsController,
             FinanceController,
+            InstanceWebhooksController,
+            DeploymentWebhooksController,
         ],
         guards=[ManagementGuard(edge.key_cache)],
     )
@@ -130,6 +135,7 @@ def create_app(edge: Edge) -> Litestar:
             "workers_health": _constant(edge.workers_health),
             "api_metrics": _constant(edge.metrics),
             "routing": _constant(edge.routing),
+            "webhooks": _constant(edge.webhooks),
         },
         exception_handlers={Exception: handle_exception},
         middleware=[

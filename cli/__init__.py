@@ -30,9 +30,10 @@ def _register_subcommands() -> None:
     from modelyard.cli.deployments import deployments, metrics, scaling, sla
     from modelyard.cli.operator import accounts, audit, credits, keys
     from modelyard.cli.processes import api, serve, worker
+    from modelyard.cli.webhooks import webhooks
 
     commands = (serve, api, worker, services, accounts, credits, keys, audit)
-    for command in (*commands, provision, instances, chat, scale, destroy):
+    for command in (*commands, provision, instances, chat, scale, destroy, webhooks):
         main.add_command(command)
     for command in (deployments, scaling, sla, metrics):  # the second dialect's
         main.add_command(command)

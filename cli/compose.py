@@ -37,6 +37,8 @@ from modelyard.adapters.ratelimit.limiter import InProcessRateLimiter, PostgresR
 from modelyard.adapters.state.db import open_state
 from modelyard.adapters.views.db import PostgresViews, ViewDatabase, open_views, private_file
 from modelyard.adapters.views.follow import ViewsFollower, log_partition
+from modelyard.adapters.webhooks.dead_letters import KafkaDeadLetters
+from modelyard.adapters.webhooks.destinations import Network, allowed_networks
 from modelyard.api.app import Edge, create_app
 from modelyard.api.auth import KeyCache
 from modelyard.api.deployments.actions import Deployments
@@ -51,11 +53,14 @@ from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
 from modelyard.api.metrics import ApiMetrics
 from modelyard.api.routing.router import ChatRouter
+from modelyard.api.webhooks.actions import Webhooks
 from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import Quota, plan_quotas
 from modelyard.domain.deployments.autoscaling import Tuning
 from modelyard.domain.services import Services
+from modelyard.domain.shared.errors import InvalidAmount
+from modelyard.domain.shared.money import parse_usd
 from modelyard.domain.shared.store import Store
 from modelyard.projections.registry import all_projections
 from modelyard.settings import Settings, SettingsError, StoreKind
@@ -68,12 +73,17 @@ from modelyard.workers.reconciler import Reconciler, ReconcilerWorker
 from modelyard.workers.relay import RelayWorker
 from modelyard.workers.sla import SlaEvaluator, SlaWorker
 from modelyard.workers.views import ViewsWorker
+from modelyard.workers.webhook_delivery import DeliveryEngine, Finished, parse_schedule
+from modelyard.workers.webhooks import Notices, StoredLogPosition, WebhookDispatcher
 
-WORKERS = ("relay", "views", "meter", "reconciler", "janitor", "autoscaler", "sla")
+WORKERS = ("relay", "views", "meter", "reconciler", "janitor", "autoscaler", "sla", "webhooks")
 # How stale the workers' health on /health may be (see _health_of).
 HEALTH_TTL_S = 0.5
 # The Kafka consumer group every views worker of a cluster shares.
 VIEWS_GROUP = "modelyard-views"
+# The Kafka consumer group every webhook dispatcher of a cluster shares (one per events topic,
+# so clusters sharing a broker never rebalance each other).
+WEBHOOKS_GROUP = "modelyard-webhooks"
 
 
 @dataclass(frozen=True)
@@ -165,6 +175,8 @@ def build_workers(core: Core, names: Sequence[str]) -> list[BackgroundLoop]:
         built.append(ReconcilerWorker(reconciler, placement, catch_up=lambda: catch_up(core)))
     if "meter" in names:
         built.append(MeterWorker(Meter(services.deployments, core.views)))
+    if "webhooks" in names:
+        built.append(webhook_dispatcher(core))
     if "janitor" in names:
         # The in-process limiter (embedded default) bounds its own memory; PostgreSQL's
         # windows, in the state store, are pruned by the janitor.
@@ -245,6 +257,48 @@ def _engine_of(settings: Settings) -> Callable[[str, str], Engine | None]:
     return engine_of
 
 
+def webhook_networks(settings: Settings) -> tuple[Network, ...]:
+    """The internal networks webhooks may be sent to (``MODELYARD_WEBHOOK_ALLOWED_NETWORKS``)."""
+    try:
+        return allowed_networks(settings.webhook_allowed_networks)
+    except ValueError as exc:
+        raise SettingsError(f"MODELYARD_WEBHOOK_ALLOWED_NETWORKS is not valid: {exc}") from None
+
+
+def webhook_dispatcher(core: Core) -> WebhookDispatcher:
+    """The webhook dispatcher over this process's source (opened when it starts)."""
+    settings = core.settings
+    try:
+        schedule = parse_schedule(settings.webhook_retry_schedule)
+        threshold = parse_usd(settings.webhook_credits_low_usd)
+    except (ValueError, InvalidAmount) as exc:
+        raise SettingsError(f"a MODELYARD_WEBHOOK_ setting is not valid: {exc}") from None
+    networks = webhook_networks(settings)
+    dead = KafkaDeadLetters(settings.kafka_bootstrap, settings.kafka_topic) if settings.uses_kafka else None
+    stored = None if settings.uses_kafka else StoredLogPosition(core.state)
+
+    def source() -> EventSource:
+        if settings.uses_kafka:
+            group = f"{WEBHOOKS_GROUP}.{settings.kafka_topic}"
+            return KafkaSource(settings.kafka_bootstrap, settings.kafka_topic, group)
+        assert stored is not None
+        return NotificationLogSource(core.store.recorder, start_after=stored.load())
+
+    def engine(finished: Finished) -> DeliveryEngine:
+        return DeliveryEngine(
+            core.state,
+            schedule=schedule,
+            timeout_s=settings.webhook_timeout_s,
+            allowed=networks,
+            concurrency=settings.webhook_concurrency,
+            finished=finished,
+            dead_letters=dead,
+        )
+
+    notices = Notices(core.store, core.views, threshold)
+    return WebhookDispatcher(source, notices, core.views, core.state, engine, log_position=stored)
+
+
 def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
     """The API of this process over the core's services, views and state.
 
@@ -290,7 +344,16 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         operator=_operator_upstreams(settings),
         client=UpstreamClient(settings.upstream_timeout_s),
     )
+    webhooks = Webhooks(
+        core.services,
+        core.views,
+        core.state,
+        follower,
+        allowed=webhook_networks(settings),
+        overlap_s=settings.webhook_secret_overlap_s,
+    )
     edge = Edge(
+        webhooks=webhooks,
         instances=instances,
         gateway=gateway,
         finance=Finance(core.services, core.views, core.store.recorder, engine_of),

@@ -7,8 +7,15 @@ from modelyard.projections.base import Projection
 from modelyard.projections.deployments.projection import DeploymentsProjection
 from modelyard.projections.keys.projection import KeysProjection
 from modelyard.projections.metrics.projection import MetricsProjection
+from modelyard.projections.webhooks.projection import WebhooksProjection
 
 
 def all_projections() -> list[Projection]:
     """A fresh instance of every projection, in the order a runner applies them."""
-    return [DeploymentsProjection(), BalancesProjection(), KeysProjection(), MetricsProjection()]
+    return [
+        DeploymentsProjection(),
+        BalancesProjection(),
+        KeysProjection(),
+        MetricsProjection(),
+        WebhooksProjection(),
+    ]

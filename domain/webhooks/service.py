@@ -14,13 +14,17 @@ from modelyard.domain.webhooks import aggregate as webhooks
 
 
 class SubscribeWebhook(msgspec.Struct, frozen=True, kw_only=True):
-    """Subscribe ``url`` to some of one deployment's events, signed with ``secret``."""
+    """Subscribe ``url`` to some of one deployment's events.
+
+    ``webhook_id`` lets the caller keep the signing secret under the id before the
+    subscription is recorded (so no subscription exists whose secret was lost).
+    """
 
     deployment_id: UUID
     url: str
     events: tuple[str, ...]
-    secret: str
     at: datetime
+    webhook_id: UUID | None = None
 
 
 class RemoveWebhook(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,9 +51,9 @@ class WebhooksService:
         deployment = self._store.load(
             command.deployment_id, deployments.project_deployment, deployments.Deployment, InstanceNotFound
         )
-        event = webhooks.subscribe_webhook(
-            deployment, url=command.url, events=command.events, secret=command.secret, at=command.at
-        )
+        event = webhooks.subscribe_webhook(deployment, url=command.url, events=command.events, at=command.at)
+        if command.webhook_id is not None:
+            event = msgspec.structs.replace(event, originator_id=command.webhook_id)
         return Created(id=event.originator_id, position=self._store.record(event))
 
     def remove(self, command: RemoveWebhook) -> int:

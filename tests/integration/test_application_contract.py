@@ -213,7 +213,6 @@ def test_everything_written_reads_back_from_a_fresh_store(store_env: dict[str, s
                 deployment_id=dep,
                 url="https://hooks.example.com/x",
                 events=("deployment.active",),
-                secret="0" * 16,
                 at=T0,
             )
         ).id

@@ -40,7 +40,6 @@ from modelyard.domain.webhooks.service import RemoveWebhook, SubscribeWebhook
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
-SECRET = "whsec_0123456789abcdef"
 
 
 @pytest.fixture
@@ -446,7 +445,7 @@ def test_keys_and_grants(services: Services, store: Store) -> None:
 def _subscribe(
     dep: UUID, url: str = "https://x.io", events: tuple[str, ...] = ("deployment.active",)
 ) -> SubscribeWebhook:
-    return SubscribeWebhook(deployment_id=dep, url=url, events=events, secret=SECRET, at=T0)
+    return SubscribeWebhook(deployment_id=dep, url=url, events=events, at=T0)
 
 
 def test_webhooks_subscribe_and_remove(services: Services, store: Store) -> None:

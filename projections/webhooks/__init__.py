@@ -1,0 +1,1 @@
+"""The webhook subscriptions view: who wants which of a deployment's (or account's) events."""
