@@ -28,6 +28,8 @@ from modelyard.api.auth import KeyCache, ManagementGuard
 from modelyard.api.errors import handle_exception
 from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.controller import GatewayController
+from modelyard.api.gateway.media import Media
+from modelyard.api.gateway.media_controller import MediaController, PublicMediaController
 from modelyard.api.health.controller import HealthController, WorkersHealth
 from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.controller import InstancesController
@@ -45,6 +47,8 @@ class Edge:
     limiter: RateLimiter
     rate_limit_rpm: int
     workers_health: WorkersHealth = list
+    # Embeddings, rerank and audio (api/gateway/media.py).
+    media: Media | None = None
 
 
 def _constant(value: object) -> Provide:
@@ -75,12 +79,23 @@ def create_app(edge: Edge) -> Litestar:
     management = Router(
         path="/", route_handlers=[InstancesController], guards=[ManagementGuard(edge.key_cache)]
     )
+    public = Router(
+        path="/", route_handlers=[PublicMediaController], guards=[ManagementGuard(edge.key_cache)]
+    )
     return Litestar(
-        route_handlers=[HealthController, management, GatewayController, mcp_endpoint],
+        route_handlers=[
+            HealthController,
+            management,
+            GatewayController,
+            MediaController,
+            public,
+            mcp_endpoint,
+        ],
         dependencies={
             "instances": _constant(edge.instances),
             "gateway": _constant(edge.gateway),
             "workers_health": _constant(edge.workers_health),
+            "media": _constant(edge.media),
         },
         exception_handlers={Exception: handle_exception},
         middleware=[AccessLog, RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm, edge.key_cache)],

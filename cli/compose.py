@@ -31,6 +31,7 @@ from modelyard.api.app import Edge, create_app
 from modelyard.api.auth import KeyCache
 from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.forwarder import Forwarder
+from modelyard.api.gateway.media import Media
 from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
@@ -194,6 +195,7 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         limiter=_limiter(core.state),
         rate_limit_rpm=settings.rate_limit_rpm,
         workers_health=_health_of(workers),
+        media=Media(gateway, core.views),
     )
     return create_app(edge)
 

@@ -27,6 +27,8 @@ class UsageRecorded(DomainEvent, frozen=True, kw_only=True):
     error_code: str | None = None
     key_id: str | None = None
     streamed: bool = False
+    # Milliseconds of audio transcribed or spoken (the usage of an audio model; 0 for text).
+    audio_ms: int = 0
 
     @property
     def is_error(self) -> bool:

@@ -30,6 +30,8 @@ class RecordUsage(msgspec.Struct, frozen=True, kw_only=True):
     status: int = 200
     error_code: str | None = None
     streamed: bool = False
+    # Milliseconds of audio transcribed or spoken (the usage of an audio model; 0 for text).
+    audio_ms: int = 0
 
 
 def usage_recorded(command: RecordUsage) -> UsageRecorded:
@@ -42,6 +44,8 @@ def usage_recorded(command: RecordUsage) -> UsageRecorded:
         command.ttft_ms is not None and not math.isfinite(command.ttft_ms)
     ):
         raise InvalidRequest("latency and TTFT must be finite numbers of milliseconds")
+    if command.audio_ms < 0:
+        raise InvalidRequest("audio_ms must not be negative")
     fields = msgspec.structs.asdict(command)
     record_id, at = fields.pop("record_id"), fields.pop("at")
     return UsageRecorded(originator_id=record_id, originator_version=1, timestamp=at, **fields)

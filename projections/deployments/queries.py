@@ -202,3 +202,14 @@ def stored_ids(tx: Tx) -> dict[str, set[str]]:
         "replica_tokens": {str(r[0]) for r in tx.execute("SELECT deployment_id FROM replica_tokens")},
         "sla_breaches": {str(r[0]) for r in tx.execute("SELECT deployment_id FROM sla_breaches")},
     }
+
+
+_SERVING_MODEL = (
+    f"SELECT id FROM deployments WHERE account_id = %s AND model = %s AND state IN ({_marks(SERVING)})"  # noqa: S608 - placeholders only
+    " ORDER BY created_at"
+)
+
+
+def serving_deployments_of(tx: Tx, account_id: str, model: str) -> list[UUID]:
+    """The account's deployments of ``model`` that serve now, oldest first."""
+    return [UUID(hex=str(row[0])) for row in tx.execute(_SERVING_MODEL, [account_id, model, *SERVING])]
