@@ -128,6 +128,9 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
     simulated_tokens_per_s: Annotated[
         float, variable("MODELYARD_SIMULATED_TOKENS_PER_S", "the simulated engine's token rate (0: no delay)")
     ] = 0.0
+    max_upload_bytes: Annotated[
+        int, variable("MODELYARD_MAX_UPLOAD_BYTES", "largest GGUF model an upload (BYOM) may send, in bytes")
+    ] = 32 << 30
     log: LogSettings = LogSettings()
 
     @property

@@ -35,6 +35,8 @@ from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.controller import InstancesController
 from modelyard.api.mcp import build_mcp
 from modelyard.api.ratelimit import RateLimitMiddleware
+from modelyard.api.uploads.actions import Uploads
+from modelyard.api.uploads.controller import UploadsController
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class Edge:
     workers_health: WorkersHealth = list
     # Embeddings, rerank and audio (api/gateway/media.py).
     media: Media | None = None
+    # Model uploads (api/uploads/).
+    uploads: Uploads | None = None
 
 
 def _constant(value: object) -> Provide:
@@ -80,7 +84,9 @@ def create_app(edge: Edge) -> Litestar:
         path="/", route_handlers=[InstancesController], guards=[ManagementGuard(edge.key_cache)]
     )
     public = Router(
-        path="/", route_handlers=[PublicMediaController], guards=[ManagementGuard(edge.key_cache)]
+        path="/",
+        route_handlers=[PublicMediaController, UploadsController],
+        guards=[ManagementGuard(edge.key_cache)],
     )
     return Litestar(
         route_handlers=[
@@ -96,6 +102,7 @@ def create_app(edge: Edge) -> Litestar:
             "gateway": _constant(edge.gateway),
             "workers_health": _constant(edge.workers_health),
             "media": _constant(edge.media),
+            "uploads": _constant(edge.uploads),
         },
         exception_handlers={Exception: handle_exception},
         middleware=[AccessLog, RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm, edge.key_cache)],

@@ -35,6 +35,7 @@ from modelyard.api.gateway.media import Media
 from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
+from modelyard.api.uploads.actions import Uploads
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import Quota, plan_quotas
 from modelyard.domain.services import Services
@@ -196,6 +197,7 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         rate_limit_rpm=settings.rate_limit_rpm,
         workers_health=_health_of(workers),
         media=Media(gateway, core.views),
+        uploads=Uploads(core.services, core.views, follower, settings.data_dir, settings.max_upload_bytes),
     )
     return create_app(edge)
 

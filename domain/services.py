@@ -11,6 +11,7 @@ from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments.service import DeploymentsService
 from modelyard.domain.keys.service import KeysService
 from modelyard.domain.shared.store import Store
+from modelyard.domain.uploads.service import UploadsService
 from modelyard.domain.usage.service import UsageService
 from modelyard.domain.webhooks.service import WebhooksService
 
@@ -24,6 +25,7 @@ class Services:
     keys: KeysService
     webhooks: WebhooksService
     usage: UsageService
+    uploads: UploadsService
 
     @classmethod
     def over(cls, store: Store, quotas: Mapping[Plan, Quota] = PLAN_QUOTAS) -> Services:
@@ -34,4 +36,5 @@ class Services:
             keys=KeysService(store),
             webhooks=WebhooksService(store),
             usage=UsageService(store),
+            uploads=UploadsService(store),
         )

@@ -8,6 +8,7 @@ from modelyard.projections.base import Projection
 from modelyard.projections.deployments.projection import DeploymentsProjection
 from modelyard.projections.keys.projection import KeysProjection
 from modelyard.projections.metrics.projection import MetricsProjection
+from modelyard.projections.uploads.projection import UploadsProjection
 
 
 def all_projections() -> list[Projection]:
@@ -18,4 +19,5 @@ def all_projections() -> list[Projection]:
         KeysProjection(),
         MetricsProjection(),
         AudioProjection(),
+        UploadsProjection(),
     ]

@@ -17,7 +17,7 @@ from modelyard.domain.accounts.aggregate import Account, CreditReserved
 from modelyard.domain.accounts.reservations import reserve
 from modelyard.domain.billing.pricing import check_capacity, check_tier, minute_price
 from modelyard.domain.catalog.hardware import check_gpu_fit, check_region, parse_preset
-from modelyard.domain.catalog.models import Plan, deployable_model
+from modelyard.domain.catalog.models import ModelSpec, Plan, deployable_model
 from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.aggregate import Deployment
@@ -55,6 +55,7 @@ def request_deployment(
     prefix: str = ids.INSTANCE,
     quotas: Mapping[Plan, Quota] = PLAN_QUOTAS,
     deployment_id: UUID | None = None,
+    uploaded: ModelSpec | None = None,
 ) -> Admitted:
     """A new deployment for ``account``, provisioning, if the catalog, hardware, quota and credit allow.
 
@@ -63,9 +64,10 @@ def request_deployment(
     have room and the available credit cover the hold (its first minute; see
     ``accounts.aggregate``). Checked in that order, so the first thing wrong is what is
     reported. ``prefix`` only records which dialect asked; ``deployment_id`` is the new
-    id if the caller chose it (else a random one).
+    id if the caller chose it (else a random one). ``uploaded`` is the entry of a
+    ``byom:<name>`` model (the account's own upload), which the catalog does not hold.
     """
-    spec = deployable_model(model)
+    spec = uploaded if uploaded is not None and uploaded.id == model else deployable_model(model)
     checked = check_capacity(capacity)
     parsed_tier = check_tier(tier, spec.size, checked)
     parsed_preset = parse_preset(preset)

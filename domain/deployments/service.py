@@ -21,7 +21,7 @@ import msgspec
 
 from modelyard.domain.accounts import aggregate as accounts
 from modelyard.domain.accounts import reservations
-from modelyard.domain.catalog.models import Plan
+from modelyard.domain.catalog.models import ModelSpec, Plan
 from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments import aggregate as deployments
 from modelyard.domain.deployments import commands
@@ -30,9 +30,15 @@ from modelyard.domain.deployments.lifecycle import State
 from modelyard.domain.deployments.metering import meter_minute
 from modelyard.domain.keys import aggregate as keys
 from modelyard.domain.shared import ids
-from modelyard.domain.shared.errors import AccountNotFound, ConcurrencyConflict, InstanceNotFound
+from modelyard.domain.shared.errors import (
+    AccountNotFound,
+    ConcurrencyConflict,
+    InstanceNotFound,
+    InvalidModel,
+)
 from modelyard.domain.shared.events import DomainEvent
 from modelyard.domain.shared.store import Created, Store
+from modelyard.domain.uploads import aggregate as uploads
 
 # How often a command that lost a race on the account is decided again. Each lost round
 # means another writer's command was recorded, so some writer always makes progress.
@@ -56,6 +62,8 @@ class RequestDeployment(msgspec.Struct, frozen=True, kw_only=True):
     # The new deployment's id, if the caller chose it (an idempotent retry names the one its
     # first attempt may have made: the store refuses a second under the same id).
     deployment_id: UUID | None = None
+    # The upload a ``byom:<name>`` model is (the account's own, ready).
+    upload_id: UUID | None = None
     at: datetime
 
 
@@ -172,6 +180,12 @@ class DeploymentsService:
     def _account(self, account_id: UUID) -> accounts.Account:
         return self._store.load(account_id, accounts.project_account, accounts.Account, AccountNotFound)
 
+    def _uploaded(self, command: RequestDeployment) -> ModelSpec | None:
+        if command.upload_id is None:
+            return None
+        found = self._store.load(command.upload_id, uploads.project_upload, uploads.ModelUpload, InvalidModel)
+        return uploads.served_model(found, command.account_id, command.model)
+
     def _requested(self, command: RequestDeployment) -> commands.Admitted:
         return commands.request_deployment(
             self._account(command.account_id),
@@ -186,6 +200,7 @@ class DeploymentsService:
             prefix=command.prefix,
             quotas=self._quotas,
             deployment_id=command.deployment_id,
+            uploaded=self._uploaded(command),
         )
 
     def _reserve(
