@@ -175,6 +175,13 @@ def build_media_app(backend: MediaBackend, token: str) -> Litestar:
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": backend.model, "object": "model", "owned_by": "modelyard"}]}
 
+    @post("/v1/chat/completions", status_code=400)
+    async def chat() -> Response[Any]:
+        # Said plainly, so the gateway relays it as the caller's 400 (not a bare 404).
+        routes = {EmbeddingBackend: "/embeddings", TranscriptionBackend: "/audio/transcriptions"}
+        route = routes.get(type(backend), "/audio/speech")
+        return _error(400, f"{backend.model} is not a chat model; call {route} on this instance.")
+
     if isinstance(backend, EmbeddingBackend):
         routes = _embedding_routes(backend, metrics)
     elif isinstance(backend, TranscriptionBackend):
@@ -182,7 +189,7 @@ def build_media_app(backend: MediaBackend, token: str) -> Litestar:
     else:
         routes = _speech_routes(backend, metrics)
     return Litestar(
-        route_handlers=[health, metrics_text, models, *routes],
+        route_handlers=[health, metrics_text, models, chat, *routes],
         before_request=token_check(token),
         exception_handlers={Exception: _failed},
         logging_config=None,

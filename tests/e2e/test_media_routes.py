@@ -91,6 +91,10 @@ def test_openai_sdk_embeddings_on_the_instance(served: Served) -> None:
     assert answer.usage.prompt_tokens == answer.usage.total_tokens > 15
     with pytest.raises(openai.BadRequestError, match="tokens"):
         sdk.embeddings.create(model="m", input="word " * 600)
+    with pytest.raises(
+        openai.BadRequestError, match="all-minilm-l6-v2 is not a chat model; call /embeddings"
+    ):
+        sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.BadRequestError, match="whisper-tiny-en, a transcription model"):
         served.sdk("whisper-tiny-en").embeddings.create(model="m", input="hello")
 
