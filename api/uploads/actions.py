@@ -27,24 +27,31 @@ from modelyard.adapters.views.follow import ViewsFollower
 from modelyard.api.auth import Principal
 from modelyard.domain.services import Services
 from modelyard.domain.shared import ids
-from modelyard.domain.shared.errors import ConcurrencyConflict, InstanceNotFound, InvalidModel, InvalidRequest
+from modelyard.domain.shared.errors import (
+    ConcurrencyConflict,
+    InstanceNotFound,
+    InvalidModel,
+    InvalidRequest,
+    ModelyardError,
+)
 from modelyard.domain.uploads.aggregate import PREFIX, check_name
 from modelyard.projections.deployments.queries import instance_for_account
-from modelyard.projections.uploads.queries import ready_upload
+from modelyard.projections.uploads.queries import ready_upload, upload_of
 
 log = logging.getLogger(__name__)
 
 
 class UploadView(msgspec.Struct, frozen=True, kw_only=True):
-    """An upload as the API shows it."""
+    """An upload as the API shows it (``name``, ``model`` and ``sha256`` once it is ready)."""
 
     id: str
-    name: str
-    model: str
+    name: str | None
+    model: str | None
     status: str
     deployment_id: str | None
     size_bytes: int
-    sha256: str
+    sha256: str | None
+    reason: str | None = None
 
 
 class UploadData(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,6 +65,12 @@ class UploadAnswer(msgspec.Struct, frozen=True, kw_only=True):
 
     success: bool = True
     data: UploadData
+
+
+class UploadNotFound(ModelyardError):
+    """No upload by that id on the caller's account."""
+
+    code = "NOT_FOUND"
 
 
 def _now() -> datetime:
@@ -123,6 +136,24 @@ class Uploads:
             raise
         return answer
 
+    def show(self, principal: Principal, upload_id: str) -> UploadAnswer:
+        """One upload of the account, as the view holds it; another's or none -> NOT_FOUND."""
+        try:
+            wanted = UUID(hex=upload_id)
+        except ValueError:
+            raise UploadNotFound(f"No upload {upload_id!r}.") from None
+        with self._views.read() as tx:
+            found = upload_of(tx, principal.account_id, wanted)
+        if found is None:
+            raise UploadNotFound(f"No upload {upload_id} on this account.")
+        view = UploadView(
+            id=found.id.hex, name=found.name, model=PREFIX + found.name if found.name else None,
+            status=found.status, deployment_id=ids.instance_ref(UUID(hex=found.deployment_id))
+            if found.deployment_id else None, size_bytes=found.size_bytes, sha256=found.sha256,
+            reason=found.reason,
+        )  # fmt: skip
+        return UploadAnswer(data=UploadData(upload=view))
+
     def _opened(self, upload_id: UUID, account: UUID, filename: str) -> None:
         self._services.uploads.open(upload_id, account, filename, _now())
         self._services.uploads.start(upload_id, _now())
@@ -130,8 +161,8 @@ class Uploads:
     def _ready(self, upload_id: UUID, view: UploadView, deployment: UUID | None, final: Path) -> UploadAnswer:
         try:
             position = self._services.uploads.complete(
-                upload_id, name=view.name, deployment_id=deployment, size_bytes=view.size_bytes,
-                sha256=view.sha256, at=_now(),
+                upload_id, name=view.name or "", deployment_id=deployment, size_bytes=view.size_bytes,
+                sha256=view.sha256 or "", at=_now(),
             )  # fmt: skip
         except BaseException:
             final.unlink(missing_ok=True)
@@ -141,9 +172,12 @@ class Uploads:
 
     def _failed(self, upload_id: UUID, reason: str) -> None:
         try:
-            self._services.uploads.fail(upload_id, reason, _now())
+            position = self._services.uploads.fail(upload_id, reason, _now())
         except ConcurrencyConflict:  # pragma: no cover - one request owns its upload
             log.warning("upload %s: its failure could not be recorded", upload_id)
+            return
+        # The refusal is answered once the view shows the upload failed (read-your-writes).
+        self._follower.settle(upload_id, position)
 
 
 def _receiver(content_type: str, folder: Path, max_bytes: int) -> Receiver:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import SkipValidation
+from litestar.params import FromPath, SkipValidation
 
 from modelyard.api.auth import Principal
 from modelyard.api.errors import COMMON_ERRORS
@@ -37,3 +37,18 @@ class UploadsController(Controller):
             request.user, request.headers.get("content-type", ""), request.stream()
         )
         return Response(answer, status_code=201)
+
+    @get(
+        "/uploads/{upload_id:str}",
+        operation_id="getModelUpload",
+        sync_to_thread=True,
+        responses=COMMON_ERRORS,
+    )
+    def show(
+        self,
+        uploads: NamedDependency[SkipValidation[Uploads]],
+        request: Request[Principal, Any, Any],
+        upload_id: FromPath[str],
+    ) -> UploadAnswer:
+        """One upload: ``pending_upload``, ``uploading``, ``ready`` or ``failed`` (with its reason)."""
+        return uploads.show(request.user, upload_id)

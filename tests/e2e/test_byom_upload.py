@@ -124,6 +124,9 @@ def test_upload_provision_and_chat(yard: Yard, http: httpx.Client, deployment: s
 
     taken = _upload(http, GGUF.read_bytes()[:4096], "my-model-v1", deployment)
     assert taken.status_code == 400
+    shown = http.get(f"/api/v1/public/models/uploads/{upload['id']}").json()["data"]["upload"]
+    assert shown == upload | {"reason": None}
+    assert http.get(f"/api/v1/public/models/uploads/{'0' * 32}").status_code == 404
 
 
 def test_bad_uploads_leave_nothing_behind(yard: Yard, http: httpx.Client, deployment: str) -> None:
@@ -147,8 +150,11 @@ def test_bad_uploads_leave_nothing_behind(yard: Yard, http: httpx.Client, deploy
     not_ours = _upload(http, data[:4096], "stranger", "inst_" + "0" * 32)
     assert not_ours.status_code in (400, 404)
     assert _leftovers(yard) == before
-    statuses = [row[1] for row in _uploads(yard)[rows_before:]]
-    assert statuses == ["failed", "failed", "failed"]
+    failed = _uploads(yard)[rows_before:]
+    assert [row[1] for row in failed] == ["failed", "failed", "failed"]
+    shown = http.get(f"/api/v1/public/models/uploads/{failed[0][0]}").json()["data"]["upload"]
+    assert (shown["status"], shown["model"]) == ("failed", None)
+    assert "truncated" in shown["reason"]
 
     missing = http.post("/v1/provision", json={"model": "byom:half"})
     assert missing.status_code == 400
