@@ -207,6 +207,9 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
         float,
         variable("MODELYARD_WEBHOOK_SECRET_OVERLAP_S", "how long a rotated webhook secret still signs"),
     ] = 86400.0
+    max_upload_bytes: Annotated[
+        int, variable("MODELYARD_MAX_UPLOAD_BYTES", "largest GGUF model an upload (BYOM) may send, in bytes")
+    ] = 32 << 30
     log: LogSettings = LogSettings()
 
     @property

@@ -36,6 +36,8 @@ from modelyard.api.finance.actions import Finance
 from modelyard.api.finance.controller import FinanceController
 from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.controller import GatewayController
+from modelyard.api.gateway.media import Media
+from modelyard.api.gateway.media_controller import MediaController, PublicMediaController
 from modelyard.api.health.controller import HealthController, WorkersHealth
 from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.controller import InstancesController
@@ -44,6 +46,8 @@ from modelyard.api.metrics import ApiMetrics, MetricsController, http_metrics
 from modelyard.api.ratelimit import RateLimitMiddleware
 from modelyard.api.routing.controller import ProvidersController, RoutedChatController
 from modelyard.api.routing.router import ChatRouter
+from modelyard.api.uploads.actions import Uploads
+from modelyard.api.uploads.controller import UploadsController
 from modelyard.api.webhooks.actions import Webhooks
 from modelyard.api.webhooks.controller import DeploymentWebhooksController, InstanceWebhooksController
 
@@ -66,6 +70,10 @@ class Edge:
     # The Prometheus series of this process (``GET /metrics``); none: no such route.
     metrics: ApiMetrics | None = None
     routing: ChatRouter | None = None
+    # Embeddings, rerank and audio (api/gateway/media.py).
+    media: Media | None = None
+    # Model uploads (api/uploads/).
+    uploads: Uploads | None = None
 
 
 def _constant(value: object) -> Provide:
@@ -115,6 +123,11 @@ def create_app(edge: Edge) -> Litestar:
             path="/", route_handlers=[ProvidersController], guards=[ManagementGuard(edge.key_cache)]
         )
         routed = [RoutedChatController, providers]
+    public = Router(
+        path="/",
+        route_handlers=[PublicMediaController, UploadsController],
+        guards=[ManagementGuard(edge.key_cache)],
+    )
     return Litestar(
         route_handlers=[
             HealthController,
@@ -122,7 +135,9 @@ def create_app(edge: Edge) -> Litestar:
             GatewayController,
             DeploymentChatController,
             AnthropicController,
+            MediaController,
             *routed,
+            public,
             mcp_endpoint,
             *([MetricsController] if scraped else []),
         ],
@@ -136,6 +151,8 @@ def create_app(edge: Edge) -> Litestar:
             "api_metrics": _constant(edge.metrics),
             "routing": _constant(edge.routing),
             "webhooks": _constant(edge.webhooks),
+            "media": _constant(edge.media),
+            "uploads": _constant(edge.uploads),
         },
         exception_handlers={Exception: handle_exception},
         middleware=[

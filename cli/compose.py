@@ -48,11 +48,13 @@ from modelyard.api.finance.actions import Finance
 from modelyard.api.gateway.calls import Gateway
 from modelyard.api.gateway.coldstart import ColdStarter
 from modelyard.api.gateway.forwarder import Forwarder
+from modelyard.api.gateway.media import Media
 from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
 from modelyard.api.metrics import ApiMetrics
 from modelyard.api.routing.router import ChatRouter
+from modelyard.api.uploads.actions import Uploads
 from modelyard.api.webhooks.actions import Webhooks
 from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.models import Plan
@@ -365,6 +367,8 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         observability=Observability(core.views, read_replicas),
         metrics=metrics,
         routing=routing,
+        media=Media(gateway, core.views),
+        uploads=Uploads(core.services, core.views, follower, settings.data_dir, settings.max_upload_bytes),
     )
     return create_app(edge)
 

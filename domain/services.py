@@ -12,6 +12,7 @@ from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments.service import DeploymentsService
 from modelyard.domain.keys.service import KeysService
 from modelyard.domain.shared.store import Store
+from modelyard.domain.uploads.service import UploadsService
 from modelyard.domain.usage.service import UsageService
 from modelyard.domain.webhooks.service import WebhooksService
 
@@ -25,6 +26,7 @@ class Services:
     keys: KeysService
     webhooks: WebhooksService
     usage: UsageService
+    uploads: UploadsService
 
     @classmethod
     def over(
@@ -38,4 +40,5 @@ class Services:
             keys=KeysService(store),
             webhooks=WebhooksService(store),
             usage=UsageService(store),
+            uploads=UploadsService(store),
         )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from modelyard.projections.audio.projection import AudioProjection
 from modelyard.projections.balances.projection import BalancesProjection
 from modelyard.projections.base import Projection
 from modelyard.projections.deployments.projection import DeploymentsProjection
 from modelyard.projections.keys.projection import KeysProjection
 from modelyard.projections.metrics.projection import MetricsProjection
+from modelyard.projections.uploads.projection import UploadsProjection
 from modelyard.projections.webhooks.projection import WebhooksProjection
 
 
@@ -18,4 +20,6 @@ def all_projections() -> list[Projection]:
         KeysProjection(),
         MetricsProjection(),
         WebhooksProjection(),
+        AudioProjection(),
+        UploadsProjection(),
     ]

@@ -27,6 +27,7 @@ from uuid import UUID
 
 from modelyard.adapters.engines.models import PlacementError, ReplicaSpec, gguf_paths, replica_spec
 from modelyard.adapters.placement.local import LocalPlacement, ReplicaHandle
+from modelyard.adapters.uploads.served import is_uploaded, uploaded_spec
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.domain.deployments.service import (
     DeploymentsService,
@@ -196,6 +197,10 @@ class Reconciler:
             self._placement.stop(handle)
 
     def _spec(self, target: WorkItem) -> ReplicaSpec:
+        if is_uploaded(target.model):
+            # An account's own model is served for real whatever the engine setting.
+            data_dir = self._settings.data_dir
+            return uploaded_spec(self._views, data_dir, target.account_id, target.model, target.preset)
         spec = replica_spec(target.model, engine=self._settings.engine, gguf=self._gguf, preset=target.preset)
         if spec.engine != "simulated":
             return spec

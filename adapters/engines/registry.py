@@ -131,8 +131,41 @@ class VllmEngine:
         return _loopback(spec)
 
 
+class MediaEngine:
+    """A model that is not chat, on the CPU in our replica server: embeddings
+    (sentence-transformers), transcription (faster-whisper) or speech (espeak-ng)."""
+
+    needs_gpu = False
+    # Loading a small model takes seconds; a cold disk or a busy host longer.
+    start_timeout_s = 120.0
+    health_path = "/health"
+
+    def __init__(self, name: str, backend: str) -> None:
+        self.name, self._backend = name, backend
+
+    def command(self, spec: ReplicaSpec, launch: Launch | None = None) -> list[str]:
+        """The replica server with this engine's backend on the spec's model folder."""
+        own = _replica_command(spec, self._backend, launch)
+        return [*own, *(["--path", spec.path] if spec.path else []), "--threads", str(spec.threads)]
+
+    def environment(self, token: str) -> dict[str, str]:
+        """The token, and Hugging Face's libraries told never to reach the network: the
+        model is on disk, and a replica must not stall on a download it never needs."""
+        return {TOKEN_VARIABLE: token, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+    def base_url(self, spec: ReplicaSpec) -> str:
+        """The replica's loopback address."""
+        return _loopback(spec)
+
+
+MEDIA_ENGINES = (
+    MediaEngine("sentence-transformers", "embedding"),
+    MediaEngine("faster-whisper", "transcription"),
+    MediaEngine("espeak-ng", "speech"),
+)
 ENGINES: dict[str, Engine] = {
-    engine.name: engine for engine in (LlamaCppEngine(), SimulatedEngine(), UpstreamEngine(), VllmEngine())
+    engine.name: engine
+    for engine in (LlamaCppEngine(), SimulatedEngine(), UpstreamEngine(), VllmEngine(), *MEDIA_ENGINES)
 }
 
 

@@ -43,6 +43,8 @@ from modelyard.settings import load_log_settings
 # Named, not __name__: run with -m this module is __main__.
 log = logging.getLogger("modelyard.adapters.engines.replica")
 _DONE = object()
+# The backends of models that are not chat (media_replica.py).
+MEDIA_BACKENDS = ("embedding", "transcription", "speech")
 # A replica's log is bounded: this much a file, and this many older files beside it.
 LOG_MAX_BYTES = 1 << 20
 LOG_BACKUPS = 2
@@ -314,9 +316,9 @@ def log_to(path: str, level: str) -> None:
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="One modelyard replica.")
-    parser.add_argument("--backend", choices=["llamacpp", "simulated"], required=True)
+    parser.add_argument("--backend", choices=["llamacpp", "simulated", *MEDIA_BACKENDS], required=True)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--path", help="GGUF file (llamacpp)")
+    parser.add_argument("--path", help="GGUF file (llamacpp), model folder (embedding, transcription)")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--context-window", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=2)
@@ -374,7 +376,12 @@ def main() -> None:
         )
         raise SystemExit(2)
     try:
-        app = build_app(Replica(_backend(args)), token)
+        if args.backend in MEDIA_BACKENDS:
+            from modelyard.adapters.engines.media_replica import build_media_app, media_backend
+
+            app = build_media_app(media_backend(args.backend, args.model, args.path, args.threads), token)
+        else:
+            app = build_app(Replica(_backend(args)), token)
         # No access line per request here: the gateway logs each one. log_config=None keeps
         # uvicorn's own records in the process's format.
         uvicorn.run(

@@ -13,7 +13,10 @@ CHECKPOINTS = {
     "qwen2.5-14b-instruct": "Qwen/Qwen2.5-14B-Instruct",
     "gemma-2-27b-it": "google/gemma-2-27b-it",
     "deepseek-coder-v2-lite": "deepseek-ai/DeepSeek-Coder-V2-Lite-Instruct",
+    "bge-m3": "BAAI/bge-m3",
 }
+# Models vLLM serves as embedding models (its /v1/embeddings), not as chat.
+EMBEDDING_MODELS = frozenset({"bge-m3"})
 # The name our int8 quantization plugin registers with vLLM (kernels/).
 INT8_QUANTIZATION = "modelyard_int8"
 
@@ -40,4 +43,5 @@ def vllm_command(model: str, *, port: int, preset: str = "balanced") -> list[str
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", checkpoint,
         "--served-model-name", model, "--host", "127.0.0.1", "--port", str(port),
         *PRESET_ARGS[preset],
+        *(["--runner", "pooling"] if model in EMBEDDING_MODELS else []),
     ]  # fmt: skip

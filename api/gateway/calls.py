@@ -151,6 +151,7 @@ class Gateway:
             key_id=call.principal.key_id,
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
+            audio_ms=int(usage.get("audio_ms", 0)),
             latency_ms=(time.perf_counter() - call.started) * 1000,
             status=status,
             streamed=streamed,
@@ -167,6 +168,10 @@ class Gateway:
             self._record(call, usage, 200, streamed=streamed)  # no I/O: only queues the record
         else:
             await anyio.to_thread.run_sync(lambda: self._record(call, usage, 200, streamed=streamed))
+
+    async def finish(self, call: Call, usage: dict[str, Any]) -> None:
+        """Record a call's usage (``prompt_tokens``, ``completion_tokens``, ``audio_ms``)."""
+        await self._finish(call, usage)
 
     async def native(self, call: Call, chat: NativeChat) -> Any:
         """The first document's own chat shape, answered whole."""

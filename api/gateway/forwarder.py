@@ -142,13 +142,22 @@ class Forwarder:
         self._turn += 1
         return least_loaded(routes, self._turn, lambda r: self._in_flight.get(r.base_url, 0))
 
-    async def _call(self, route: ReplicaRoute, body: dict[str, Any]) -> aiohttp.ClientResponse | None:
+    async def _call(
+        self, route: ReplicaRoute, body: dict[str, Any] | Relayed
+    ) -> aiohttp.ClientResponse | None:
         """The replica's response to ``body``, or None when it is not there to answer."""
         headers = {"Authorization": f"Bearer {route.token}"} if route.token else {}
         try:
-            response = await self._client().post(
-                f"{route.base_url}/v1/chat/completions", json=body, headers=headers
-            )
+            if isinstance(body, Relayed):
+                response = await self._client().post(
+                    f"{route.base_url}{body.path}",
+                    data=body.data,
+                    headers=headers | {"Content-Type": body.content_type},
+                )
+            else:
+                response = await self._client().post(
+                    f"{route.base_url}/v1/chat/completions", json=body, headers=headers
+                )
         except aiohttp.ClientConnectionError:
             return None
         if route.token and response.status in NOT_THIS_REPLICA:
@@ -157,7 +166,9 @@ class Forwarder:
         return response
 
     @asynccontextmanager
-    async def _answering(self, dep_id: UUID, body: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
+    async def _answering(
+        self, dep_id: UUID, body: dict[str, Any] | Relayed
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         """The response of the first live replica to take ``body``, counted in flight for the block."""
         tried: set[ReplicaRoute] = set()
         while True:
@@ -192,6 +203,20 @@ class Forwarder:
                 ) from exc
         return status, _json_object(raw)
 
+    async def relay(self, dep_id: UUID, body: Relayed) -> Answer:
+        """One call to another route of a replica (embeddings, audio), answered whole."""
+        async with self._answering(dep_id, body) as response:
+            try:
+                raw = await response.read()
+            except aiohttp.ClientConnectionError as exc:
+                self._cache.pop(dep_id, None)
+                log.warning("a replica of %s stopped answering mid-reply: %r", ids.instance_ref(dep_id), exc)
+                raise InstanceNotRunning(
+                    f"The replica of {ids.instance_ref(dep_id)} stopped answering mid-reply; retry."
+                ) from exc
+            headers = {name.lower(): value for name, value in response.headers.items()}
+            return Answer(status=response.status, body=raw, headers=headers)
+
     async def stream(self, dep_id: UUID, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """The replica's server-sent events, line by line; closing this closes the upstream.
         A refusal instead of events is ``UpstreamRefused``, raised before any line."""
@@ -201,6 +226,23 @@ class Forwarder:
             async for line in response.content:
                 if stripped := line.strip():
                     yield stripped
+
+
+class Relayed(msgspec.Struct, frozen=True, kw_only=True):
+    """A body for a replica route other than chat: its path, bytes and content type."""
+
+    path: str
+    data: bytes
+    content_type: str = "application/json"
+
+
+class Answer(msgspec.Struct, frozen=True, kw_only=True):
+    """A replica's whole answer to a ``Relayed`` call."""
+
+    status: int
+    body: bytes
+    # Names in lower case.
+    headers: dict[str, str]
 
 
 def _json_text(value: Any) -> str:

@@ -40,6 +40,7 @@ from modelyard.api.instances.schemas import (
     UsageData,
     UsageRow,
 )
+from modelyard.api.uploads.actions import byom_upload
 from modelyard.domain.billing.pricing import check_capacity
 from modelyard.domain.catalog.models import CATALOG
 from modelyard.domain.deployments.service import OnDeployment, Provision, RequestDeployment, WithCapacity
@@ -233,6 +234,7 @@ class Instances:
             tier=request.tier,
             name=request.name,
             deployment_id=claim,
+            upload_id=byom_upload(self._views, principal.account_id, request.model),
             at=_now(),
         )
         digest, display = hash_secret(secret), display_of(secret)

@@ -37,6 +37,8 @@ class Kind(StrEnum):
 
     CHAT = "chat"
     EMBEDDING = "embedding"
+    TRANSCRIPTION = "transcription"
+    SPEECH = "speech"
 
 
 class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,7 +52,8 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
     context_window: int
     plan: Plan
     kind: Kind = Kind.CHAT
-    # Served on the CPU through llama.cpp (a GGUF the platform carries).
+    # Served on the CPU: through llama.cpp (a GGUF the platform carries), or, for a model that
+    # is not chat, by the CPU engine of its kind (adapters/engines/media_backends.py).
     cpu: bool = False
     dimensions: int | None = None
     active: bool = True
@@ -149,6 +152,7 @@ CATALOG: tuple[ModelSpec, ...] = (
         plan=Plan.FREE,
         kind=Kind.EMBEDDING,
         dimensions=384,
+        cpu=True,
     ),
     ModelSpec(
         id="bge-m3",
@@ -160,6 +164,30 @@ CATALOG: tuple[ModelSpec, ...] = (
         plan=Plan.BASIC,
         kind=Kind.EMBEDDING,
         dimensions=1024,
+    ),
+    # The small Whisper model and the speech engine a CPU host serves itself; the second
+    # document's larger audio models are hosted elsewhere.
+    ModelSpec(
+        id="whisper-tiny-en",
+        name="Whisper tiny.en",
+        size=Size.SMALL,
+        parameters_b=0.039,
+        weights_gib=0.08,
+        context_window=448,
+        plan=Plan.FREE,
+        kind=Kind.TRANSCRIPTION,
+        cpu=True,
+    ),
+    ModelSpec(
+        id="espeak-ng",
+        name="eSpeak NG text to speech",
+        size=Size.SMALL,
+        parameters_b=0.0,
+        weights_gib=0.01,
+        context_window=4096,
+        plan=Plan.FREE,
+        kind=Kind.SPEECH,
+        cpu=True,
     ),
 )
 

@@ -18,7 +18,7 @@ from modelyard.domain.accounts.reservations import reserve
 from modelyard.domain.billing.pricing import check_capacity, check_tier, minute_price
 from modelyard.domain.catalog.fit import HostCapacity, check_fit
 from modelyard.domain.catalog.hardware import check_gpu_fit, check_region, parse_preset
-from modelyard.domain.catalog.models import Plan, deployable_model
+from modelyard.domain.catalog.models import ModelSpec, Plan, deployable_model
 from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.aggregate import Deployment
@@ -58,6 +58,7 @@ def request_deployment(
     quotas: Mapping[Plan, Quota] = PLAN_QUOTAS,
     deployment_id: UUID | None = None,
     host: HostCapacity | None = None,
+    uploaded: ModelSpec | None = None,
 ) -> Admitted:
     """A new deployment for ``account``, provisioning, if the catalog, hardware, quota and credit allow.
 
@@ -68,8 +69,10 @@ def request_deployment(
     reported. ``prefix`` only records which dialect asked; ``deployment_id`` is the new
     id if the caller chose it (else a random one). With ``host`` (what the cluster can
     place), a deployment no placement there could serve is refused now (``fit``).
+    ``uploaded`` is the entry of a ``byom:<name>`` model (the account's own upload), which
+    the catalog does not hold.
     """
-    spec = deployable_model(model)
+    spec = uploaded if uploaded is not None and uploaded.id == model else deployable_model(model)
     checked = check_capacity(capacity)
     parsed_tier = check_tier(tier, spec.size, checked)
     parsed_preset = parse_preset(preset)
@@ -77,7 +80,8 @@ def request_deployment(
         check_gpu_fit(spec, gpu_type, parsed_preset)
     if region is not None:
         check_region(region)
-    if host is not None:
+    # An uploaded GGUF is served by llama.cpp on any host; catalog models must fit this cluster.
+    if host is not None and spec is not uploaded:
         check_fit(spec, host, gpu_type=gpu_type, region=region, preset=parsed_preset)
     requested = ev.DeploymentRequested(
         originator_id=deployment_id or uuid4(),

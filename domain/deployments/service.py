@@ -23,7 +23,7 @@ import msgspec
 from modelyard.domain.accounts import aggregate as accounts
 from modelyard.domain.accounts import reservations
 from modelyard.domain.catalog.fit import HostCapacity
-from modelyard.domain.catalog.models import Plan
+from modelyard.domain.catalog.models import ModelSpec, Plan
 from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments import aggregate as deployments
 from modelyard.domain.deployments import commands, quotes
@@ -39,9 +39,11 @@ from modelyard.domain.shared.errors import (
     ConcurrencyConflict,
     DuplicateMinute,
     InstanceNotFound,
+    InvalidModel,
 )
 from modelyard.domain.shared.events import DomainEvent
 from modelyard.domain.shared.store import A, Created, Projector, Store
+from modelyard.domain.uploads import aggregate as uploads
 
 log = logging.getLogger(__name__)
 # Events in one metering transaction at most: a meter catching up after downtime writes
@@ -70,6 +72,8 @@ class RequestDeployment(msgspec.Struct, frozen=True, kw_only=True):
     # The new deployment's id, if the caller chose it (an idempotent retry names the one its
     # first attempt may have made: the store refuses a second under the same id).
     deployment_id: UUID | None = None
+    # The upload a ``byom:<name>`` model is (the account's own, ready).
+    upload_id: UUID | None = None
     at: datetime
 
 
@@ -225,6 +229,12 @@ class DeploymentsService:
     def _account(self, account_id: UUID) -> accounts.Account:
         return self._store.load(account_id, accounts.project_account, accounts.Account, AccountNotFound)
 
+    def _uploaded(self, command: RequestDeployment) -> ModelSpec | None:
+        if command.upload_id is None:
+            return None
+        found = self._store.load(command.upload_id, uploads.project_upload, uploads.ModelUpload, InvalidModel)
+        return uploads.served_model(found, command.account_id, command.model)
+
     def _requested(self, command: RequestDeployment) -> commands.Admitted:
         return commands.request_deployment(
             self._account(command.account_id),
@@ -240,6 +250,7 @@ class DeploymentsService:
             quotas=self._quotas,
             deployment_id=command.deployment_id,
             host=self._host,
+            uploaded=self._uploaded(command),
         )
 
     def _reserve(

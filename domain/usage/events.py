@@ -31,6 +31,8 @@ class UsageRecorded(DomainEvent, frozen=True, kw_only=True):
     route: str | None = None
     # What the call cost beyond the deployment's minutes: an upstream's per-token price.
     cost_micros: int = 0
+    # Milliseconds of audio transcribed or spoken (the usage of an audio model; 0 for text).
+    audio_ms: int = 0
 
     @property
     def is_error(self) -> bool:

@@ -34,6 +34,8 @@ class RecordUsage(msgspec.Struct, frozen=True, kw_only=True):
     route: str | None = None
     # What the call cost beyond the deployment's minutes: an upstream's per-token price.
     cost_micros: int = 0
+    # Milliseconds of audio transcribed or spoken (the usage of an audio model; 0 for text).
+    audio_ms: int = 0
 
 
 def usage_recorded(command: RecordUsage) -> UsageRecorded:
@@ -46,6 +48,8 @@ def usage_recorded(command: RecordUsage) -> UsageRecorded:
         command.ttft_ms is not None and not math.isfinite(command.ttft_ms)
     ):
         raise InvalidRequest("latency and TTFT must be finite numbers of milliseconds")
+    if command.audio_ms < 0:
+        raise InvalidRequest("audio_ms must not be negative")
     fields = msgspec.structs.asdict(command)
     record_id, at = fields.pop("record_id"), fields.pop("at")
     return UsageRecorded(originator_id=record_id, originator_version=1, timestamp=at, **fields)

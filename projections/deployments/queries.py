@@ -276,3 +276,14 @@ def replica_counts(tx: Tx) -> list[ReplicaCount]:
         ReplicaCount(model=str(model), state=str(state), deployments=int(n), replicas=int(replicas))
         for model, state, n, replicas in rows
     ]
+
+
+_SERVING_MODEL = (
+    f"SELECT id FROM deployments WHERE account_id = %s AND model = %s AND state IN ({_marks(SERVING)})"  # noqa: S608 - placeholders only
+    " ORDER BY created_at"
+)
+
+
+def serving_deployments_of(tx: Tx, account_id: str, model: str) -> list[UUID]:
+    """The account's deployments of ``model`` that serve now, oldest first."""
+    return [UUID(hex=str(row[0])) for row in tx.execute(_SERVING_MODEL, [account_id, model, *SERVING])]

@@ -20,10 +20,32 @@ def _arg(command: list[str], flag: str) -> str:
 
 
 def test_every_engine_of_the_design_is_registered() -> None:
-    assert set(ENGINES) == {"llamacpp", "simulated", "upstream", "vllm"}
+    assert set(ENGINES) == {
+        "llamacpp", "simulated", "upstream", "vllm", "sentence-transformers", "faster-whisper", "espeak-ng",
+    }  # fmt: skip
     assert [name for name, engine in ENGINES.items() if engine.needs_gpu] == ["vllm"]
     with pytest.raises(PlacementError, match="no engine called 'tgi'"):
         engine_for("tgi")
+
+
+def test_models_that_are_not_chat_run_our_replica_on_their_packaged_folders() -> None:
+    embed = replica_spec("all-minilm-l6-v2", engine="simulated", gguf={}, preset="balanced")
+    whisper = replica_spec("whisper-tiny-en", engine="auto", gguf={}, preset="balanced")
+    speech = replica_spec("espeak-ng", engine="auto", gguf={}, preset="balanced")
+    # The simulated engine only chats: these are real on every host.
+    assert (embed.engine, whisper.engine, speech.engine) == (
+        "sentence-transformers",
+        "faster-whisper",
+        "espeak-ng",
+    )
+    assert embed.path is not None
+    assert (Path(embed.path) / "model.safetensors").exists()
+    assert whisper.path is not None
+    assert (Path(whisper.path) / "model.bin").exists()
+    command = engine_for("sentence-transformers").command(embed.on_port(8102))
+    assert (_arg(command, "--backend"), _arg(command, "--path")) == ("embedding", embed.path)
+    assert engine_for("faster-whisper").environment("t")["HF_HUB_OFFLINE"] == "1"
+    assert "--path" not in engine_for("espeak-ng").command(speech.on_port(8103))
 
 
 def test_a_llamacpp_replica_runs_our_replica_server_on_its_file() -> None:

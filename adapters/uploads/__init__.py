@@ -1,0 +1,1 @@
+"""Model uploads (BYOM): checking GGUF files, and streaming them to disk."""

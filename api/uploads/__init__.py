@@ -1,0 +1,1 @@
+"""Model uploads (BYOM): ``POST /api/v1/public/models/upload``."""

@@ -1,0 +1,1 @@
+"""Audio usage: seconds of audio transcribed or spoken, per deployment, model and minute."""
