@@ -9,9 +9,10 @@ the usage writer's flushes, the MCP session manager, the upstream connection poo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from litestar import Litestar, Router
@@ -23,6 +24,18 @@ from litestar.types import Receive, Scope, Send
 
 from modelyard import __version__
 from modelyard.adapters.ratelimit.limiter import RateLimiter
+from modelyard.api.access.actions import Access
+from modelyard.api.access.controller import (
+    CatalogController,
+    CreditsController,
+    DeploymentPermissions,
+    InstancePermissions,
+    KeysController,
+    OperatorGuard,
+    OrgsController,
+    UsageController,
+)
+from modelyard.api.access.limits import TokenLimits
 from modelyard.api.access_log import AccessLog, flush_lines
 from modelyard.api.auth import KeyCache, ManagementGuard
 from modelyard.api.errors import handle_exception
@@ -33,6 +46,8 @@ from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.controller import InstancesController
 from modelyard.api.mcp import build_mcp
 from modelyard.api.ratelimit import RateLimitMiddleware
+from modelyard.domain.catalog.models import Plan
+from modelyard.domain.catalog.plans import PLAN_LIMITS, Limits
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,9 @@ class Edge:
     limiter: RateLimiter
     rate_limit_rpm: int
     workers_health: WorkersHealth = list
+    # Keys, grants, organisations, the catalog by plan, credits (``api.access``).
+    access: Access | None = None
+    plan_limits: Mapping[Plan, Limits] = field(default_factory=lambda: dict(PLAN_LIMITS))
 
 
 def _constant(value: object) -> Provide:
@@ -75,15 +93,31 @@ def create_app(edge: Edge) -> Litestar:
     management = Router(
         path="/", route_handlers=[InstancesController], guards=[ManagementGuard(edge.key_cache)]
     )
+    handlers: list[Any] = [HealthController, management, GatewayController, mcp_endpoint]
+    if edge.access is not None:
+        access_routes: list[Any] = [
+            CatalogController, KeysController, DeploymentPermissions, InstancePermissions, OrgsController,
+            UsageController,
+        ]  # fmt: skip
+        guard = ManagementGuard(edge.key_cache)
+        handlers.append(Router(path="/", route_handlers=access_routes, guards=[guard]))
+        handlers.append(
+            Router(path="/", route_handlers=[CreditsController], guards=[OperatorGuard(edge.key_cache)])
+        )
     return Litestar(
-        route_handlers=[HealthController, management, GatewayController, mcp_endpoint],
+        route_handlers=handlers,
         dependencies={
             "instances": _constant(edge.instances),
             "gateway": _constant(edge.gateway),
             "workers_health": _constant(edge.workers_health),
+            "access": _constant(edge.access),
+            "tokens": _constant(TokenLimits(edge.limiter, edge.plan_limits)),
         },
         exception_handlers={Exception: handle_exception},
-        middleware=[AccessLog, RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm, edge.key_cache)],
+        middleware=[
+            AccessLog,
+            RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm, edge.key_cache, edge.plan_limits),
+        ],
         logging_config=None,  # adapters/logs.py configures logging, once per process
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import anyio
 import msgspec
@@ -17,9 +19,12 @@ from cachetools import TTLCache
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from modelyard.adapters.state import key_use
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.api.errors import ApiKeyRequired, Forbidden, InvalidApiKey
-from modelyard.domain.keys.aggregate import KeyKind, hash_secret
+from modelyard.domain.access import model as access
+from modelyard.domain.keys.aggregate import KeyKind, Role, hash_secret
+from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import InstanceNotFound
 from modelyard.projections.keys.queries import principal_by_secret_hash
 
@@ -42,12 +47,22 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     kind: KeyKind
     deployment_uuid: str | None = None
     grants: frozenset[str] = frozenset()
+    # The account's plan: the second dialect's per-minute limits follow it.
+    plan: str = "free"
+
+    def caller(self) -> access.Caller:
+        """This key as the model of permissions sees it."""
+        return access.Caller(
+            key_id=self.key_id,
+            account_id=ids.parse_id(self.account_id, ids.ACCOUNT),
+            kind=self.kind,
+            deployment_id=UUID(hex=self.deployment_uuid) if self.deployment_uuid else None,
+            grants={UUID(hex=g): Role.INFERENCE for g in self.grants},
+        )
 
     def may_infer_on(self, deployment_uuid: str) -> bool:
         """Whether this key may call that deployment."""
-        if self.kind is KeyKind.INSTANCE:
-            return self.deployment_uuid == deployment_uuid
-        return self.kind is KeyKind.SCOPED and deployment_uuid in self.grants
+        return access.infer(self.caller(), UUID(hex=deployment_uuid)) is access.Verdict.ALLOWED
 
 
 class KeyCache:
@@ -58,8 +73,8 @@ class KeyCache:
     grow the cache nor push the keys in use out of it.
     """
 
-    def __init__(self, views: ViewDatabase) -> None:
-        self._views = views
+    def __init__(self, views: ViewDatabase, state: ViewDatabase | None = None) -> None:
+        self._views, self._state = views, state
         # cachetools' caches are not thread-safe; lookups run in worker threads.
         self._lock = threading.Lock()
         self._known: TTLCache[str, Principal] = TTLCache(CACHE_MAX_KEYS, CACHE_TTL_S, timer=time.monotonic)
@@ -105,12 +120,17 @@ class KeyCache:
             found = principal_by_secret_hash(tx, digest)
         if found is None:
             return None
+        if self._state is not None:
+            # Once per key per cache period: when it was last used, to a few seconds.
+            with self._state.transaction() as tx:
+                key_use.touch(tx, found.key_id, datetime.now(UTC).isoformat())
         return Principal(
             key_id=found.key_id,
             account_id=found.account_id,
             kind=KeyKind(found.kind),
             deployment_uuid=found.deployment_id,
             grants=found.grants,
+            plan=found.plan,
         )
 
 
@@ -165,10 +185,11 @@ def management_principal(keys: KeyCache, authorization: str) -> Principal:
 def inference_principal(keys: KeyCache, authorization: str, deployment_uuid: str) -> Principal:
     """The caller, who must hold a key that may infer on this deployment."""
     principal = _principal(keys, authorization)
-    if principal.kind is KeyKind.MANAGEMENT:
+    verdict = access.infer(principal.caller(), UUID(hex=deployment_uuid))
+    if verdict is access.Verdict.WRONG_KEY:
         raise InvalidApiKey("A management key does not infer; use the instance's auxk_ key.")
-    if principal.kind is KeyKind.INSTANCE and not principal.may_infer_on(deployment_uuid):
+    if verdict is access.Verdict.NOT_FOUND:
         raise InstanceNotFound("No such instance for this key: an auxk_ key calls its own instance.")
-    if not principal.may_infer_on(deployment_uuid):
+    if verdict is access.Verdict.FORBIDDEN:
         raise Forbidden("This key has not been granted access to that deployment.")
     return principal

@@ -6,11 +6,18 @@ key is counted by its hash; every other request — no key, or a key that authen
 nothing — by the client's address, so minting random keys buys no fresh bucket: failed
 authentication is limited per address. Over the limit the answer is 429
 RATE_LIMIT_EXCEEDED with ``Retry-After``.
+
+Which limit: the first document's routes (``/v1/…``, ``/mcp``) keep its flat
+``rate_limit_rpm`` per key (1,000 by default), which clients of that document rely on; the
+second document's routes (``/api/v1/public/…``) take the key's plan's requests per minute,
+in a window of their own, and report its tokens per minute too
+(``X-RateLimit-*-Tokens``; ``api.access.limits`` counts the tokens).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import anyio
 from litestar.datastructures import MutableScopeHeaders
@@ -19,9 +26,15 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard.adapters.ratelimit.limiter import Decision, InProcessRateLimiter, RateLimiter
-from modelyard.api.auth import KeyCache
+from modelyard.api.access.limits import TokenLimits, plan_of, requests_bucket, token_headers
+from modelyard.api.auth import KeyCache, Principal
 from modelyard.api.errors import RateLimitExceeded, error_response
+from modelyard.domain.catalog.models import Plan
+from modelyard.domain.catalog.plans import PLAN_LIMITS, Limits
 from modelyard.domain.keys.aggregate import hash_secret
+
+#: The second document's routes: limited by the key's plan.
+PLAN_LIMITED = "/api/v1/public"
 
 WINDOW_S = 60
 
@@ -40,16 +53,17 @@ def _address(scope: Scope) -> str:
     return f"ip:{client[0] if client else 'unknown'}"
 
 
-async def _caller(scope: Scope, keys: KeyCache) -> str:
+async def _caller(scope: Scope, keys: KeyCache) -> tuple[str, Principal | None]:
     """The bucket a request counts against: its key's if the key is valid, else its address's."""
     secret = _bearer(scope)
     if secret is None:
-        return _address(scope)
-    valid = keys.known(secret)
-    if valid is None:
+        return _address(scope), None
+    if keys.cached(secret):
+        principal = keys.lookup(secret)
+    else:
         # Not cached: look it up off the event loop (the handler's guard then finds it cached).
-        valid = await anyio.to_thread.run_sync(keys.lookup, secret) is not None
-    return "key:" + hash_secret(secret) if valid else _address(scope)
+        principal = await anyio.to_thread.run_sync(keys.lookup, secret)
+    return ("key:" + hash_secret(secret), principal) if principal is not None else (_address(scope), None)
 
 
 def _unmetered(scope: Scope) -> bool:
@@ -64,25 +78,44 @@ class RateLimitMiddleware(ASGIMiddleware):
     # Liveness probes and the API's own documentation are never counted against a caller.
     should_bypass_for_scope = staticmethod(_unmetered)
 
-    def __init__(self, limiter: RateLimiter, limit: int, keys: KeyCache) -> None:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        limit: int,
+        keys: KeyCache,
+        plan_limits: Mapping[Plan, Limits] = PLAN_LIMITS,
+    ) -> None:
         self._limiter, self._limit, self._keys = limiter, limit, keys
+        self._tokens = TokenLimits(limiter, plan_limits)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         """Refuse over the limit; otherwise add the headers to whatever the route answers."""
         limiter, limit = self._limiter, self._limit
-        caller = await _caller(scope, self._keys)
+        caller, principal = await _caller(scope, self._keys)
+        by_plan = principal is not None and scope["path"].startswith(PLAN_LIMITED)
+        if by_plan and principal is not None:
+            caller = requests_bucket(principal)
+            limit = self._tokens.limit_of(principal).requests_per_minute
 
         def hit() -> Decision:
             return limiter.hit(caller, limit=limit, window_s=WINDOW_S, now=time.time())
 
+        def hit_and_peek() -> tuple[Decision, dict[str, str]]:
+            decision = hit()
+            if not by_plan or principal is None:
+                return decision, {}
+            return decision, token_headers(self._tokens.peek(principal))
+
         # The in-process counter is a dict under a lock: no reason to leave the event loop.
         in_process = isinstance(limiter, InProcessRateLimiter)
-        decision = hit() if in_process else await anyio.to_thread.run_sync(hit)
-        headers = decision.headers()
+        decision, extra = hit_and_peek() if in_process else await anyio.to_thread.run_sync(hit_and_peek)
+        headers = {**decision.headers(), **extra}
         if not decision.allowed:
+            which = f" ({plan_of(principal).value} plan)" if by_plan and principal else ""
+            after = headers["Retry-After"]
             response = error_response(
                 RateLimitExceeded(
-                    f"Over {limit} requests/min for this caller; retry after {headers['Retry-After']} s.",
+                    f"Over {limit} requests/min for this caller{which}; retry after {after} s.",
                     headers=headers,
                 ),
                 scope,
@@ -94,7 +127,8 @@ class RateLimitMiddleware(ASGIMiddleware):
             if message["type"] == "http.response.start":
                 mutable = MutableScopeHeaders.from_message(message)
                 for name, value in headers.items():
-                    mutable[name] = value
+                    if name not in mutable:  # a refusal's own figures (tokens) win
+                        mutable[name] = value
             await send(message)
 
         await next_app(scope, receive, send_with_headers)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from litestar import Litestar
 
+from modelyard.adapters.engines.models import PlacementError, gguf_paths, replica_spec
 from modelyard.adapters.eventlog.partitions import TopicPartitions
 from modelyard.adapters.eventlog.sources import EventSource, KafkaSource, NotificationLogSource
 from modelyard.adapters.eventstore.env import open_store
@@ -27,6 +28,7 @@ from modelyard.adapters.ratelimit.limiter import InProcessRateLimiter, PostgresR
 from modelyard.adapters.state.db import open_state
 from modelyard.adapters.views.db import PostgresViews, ViewDatabase, open_views, private_file
 from modelyard.adapters.views.follow import ViewsFollower, log_partition
+from modelyard.api.access.actions import Access, ServedBy
 from modelyard.api.app import Edge, create_app
 from modelyard.api.auth import KeyCache
 from modelyard.api.gateway.calls import Gateway
@@ -35,7 +37,7 @@ from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
 from modelyard.domain.catalog.models import Plan
-from modelyard.domain.catalog.plans import Quota, plan_quotas
+from modelyard.domain.catalog.plans import Limits, Quota, plan_limits, plan_quotas
 from modelyard.domain.services import Services
 from modelyard.domain.shared.store import Store
 from modelyard.projections.registry import all_projections
@@ -142,6 +144,30 @@ def running(workers: Sequence[BackgroundLoop]) -> Iterator[None]:
         yield
 
 
+def _plan_limits(settings: Settings) -> dict[Plan, Limits]:
+    try:
+        return plan_limits(settings.plan_limits)
+    except ValueError as exc:
+        raise SettingsError(f"MODELYARD_PLAN_LIMITS={settings.plan_limits!r} is not valid: {exc}") from None
+
+
+def _served_by(settings: Settings) -> ServedBy:
+    """Which engine serves each catalog model on this installation (asked once per model)."""
+    gguf = gguf_paths(settings.gguf_models)
+    answers: dict[str, tuple[str | None, str | None]] = {}
+
+    def served_by(model_id: str) -> tuple[str | None, str | None]:
+        if model_id not in answers:
+            try:
+                spec = replica_spec(model_id, engine=settings.engine, gguf=gguf, preset="balanced")
+                answers[model_id] = (spec.engine, None)
+            except PlacementError as exc:
+                answers[model_id] = (None, str(exc))
+        return answers[model_id]
+
+    return served_by
+
+
 def _limiter(state: ViewDatabase) -> RateLimiter:
     # The embedded default serves every request from one process: a dict is the truth there.
     return PostgresRateLimiter(state.pool) if isinstance(state, PostgresViews) else InProcessRateLimiter()
@@ -184,7 +210,7 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         [p.name for p in all_projections()],
         partitions.of if settings.uses_kafka else log_partition,
     )
-    keys = KeyCache(core.views)
+    keys = KeyCache(core.views, core.state)
     gateway = Gateway(keys, Forwarder(core.views), UsageWriter(core.services.usage), core.state)
     instances = Instances(core.services, core.views, core.state, follower, settings.base_url)
     edge = Edge(
@@ -194,6 +220,8 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         limiter=_limiter(core.state),
         rate_limit_rpm=settings.rate_limit_rpm,
         workers_health=_health_of(workers),
+        access=Access(core.services, core.views, core.state, follower, _served_by(settings)),
+        plan_limits=_plan_limits(settings),
     )
     return create_app(edge)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from modelyard.projections.access.projection import AccessProjection
 from modelyard.projections.balances.projection import BalancesProjection
 from modelyard.projections.base import Projection
 from modelyard.projections.deployments.projection import DeploymentsProjection
@@ -11,4 +12,10 @@ from modelyard.projections.metrics.projection import MetricsProjection
 
 def all_projections() -> list[Projection]:
     """A fresh instance of every projection, in the order a runner applies them."""
-    return [DeploymentsProjection(), BalancesProjection(), KeysProjection(), MetricsProjection()]
+    return [
+        DeploymentsProjection(),
+        BalancesProjection(),
+        KeysProjection(),
+        MetricsProjection(),
+        AccessProjection(),
+    ]

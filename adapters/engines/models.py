@@ -47,9 +47,11 @@ def replica_spec(model_id: str, *, engine: str, gguf: dict[str, str], preset: st
         path = gguf[model.id]
         if not Path(path).exists():
             raise PlacementError(f"The GGUF file for {model.id} is missing on this host.")
-        return ReplicaSpec(model=model.id, engine="llamacpp", path=path, preset=preset)
+        return ReplicaSpec(
+            model=model.id, engine="llamacpp", path=path, preset=preset, context_window=model.context_window
+        )
     if has_gpu():
-        return ReplicaSpec(model=model.id, engine="vllm", preset=preset)
+        return ReplicaSpec(model=model.id, engine="vllm", preset=preset, context_window=model.context_window)
     raise PlacementError(
         f"{model.id} needs a GPU (vLLM) and this cluster has none; CPU hosts serve GGUF models "
         f"({', '.join(sorted(gguf)) or 'none configured'})."
