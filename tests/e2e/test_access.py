@@ -73,8 +73,10 @@ def running(account: Account, model: str = "smollm2-135m") -> str:
     made = account.http.post("/v1/provision", json={"model": model})
     assert made.status_code == 201, made.text
     instance_id = str(made.json()["data"]["instance"]["id"])
-    eventually(lambda: account.http.get(f"/v1/instances/{instance_id}").json()["data"]["instance"]["status"],
-               "running")  # fmt: skip
+    eventually(
+        lambda: account.http.get(f"/v1/instances/{instance_id}").json()["data"]["instance"]["status"],
+        "running",
+    )
     return instance_id
 
 
@@ -193,8 +195,13 @@ def test_keys_are_listed_created_once_shown_and_revoked(a: Account, b: Account, 
     again = a.http.delete(f"{PUBLIC}/keys/{second['id']}")
     assert again.status_code == 400
 
-    for bad in ({"kind": "root"}, {"kind": "scoped", "role": "admin"}, {"kind": "management", "deployments": ["dep_x"]},
-                {"kind": "scoped", "surprise": 1}, {"kind": "scoped", "name": "n" * 201}):  # fmt: skip
+    for bad in (
+        {"kind": "root"},
+        {"kind": "scoped", "role": "admin"},
+        {"kind": "management", "deployments": ["dep_x"]},
+        {"kind": "scoped", "surprise": 1},
+        {"kind": "scoped", "name": "n" * 201},
+    ):
         refused = a.http.post(f"{PUBLIC}/keys", json=bad)
         assert refused.status_code == 400, (bad, refused.text)
     malformed = a.http.get(f"{PUBLIC}/keys/not-a-key")
@@ -254,8 +261,12 @@ def test_a_scoped_key_reaches_only_what_it_was_granted(a: Account, b: Account, y
     eventually(lambda: chat_status(yard, preset["key"], second), 401)
 
     # Bad grants: unknown role, a management key, a revoked key, a malformed key id.
-    for body in ({"api_key_id": key_id, "role": "admin"}, {"api_key_id": a.key_id, "role": "inference"},
-                 {"api_key_id": preset["id"], "role": "inference"}, {"api_key_id": key_id, "extra": 1}):  # fmt: skip
+    for body in (
+        {"api_key_id": key_id, "role": "admin"},
+        {"api_key_id": a.key_id, "role": "inference"},
+        {"api_key_id": preset["id"], "role": "inference"},
+        {"api_key_id": key_id, "extra": 1},
+    ):
         refused = a.http.post(f"{PUBLIC}/deployments/{dep_id}/permissions", json=body)
         assert refused.status_code == 400, (body, refused.text)
     unknown = a.http.post(
