@@ -45,7 +45,7 @@ from modelyard.api.health.controller import HealthController, WorkersHealth
 from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.controller import InstancesController
 from modelyard.api.mcp import build_mcp
-from modelyard.api.ratelimit import RateLimitMiddleware
+from modelyard.api.ratelimit import RateLimitMiddleware, count_unrouted
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import PLAN_LIMITS, Limits
 
@@ -63,6 +63,19 @@ class Edge:
     # Keys, grants, organisations, the catalog by plan, credits (``api.access``).
     access: Access | None = None
     plan_limits: Mapping[Plan, Limits] = field(default_factory=lambda: dict(PLAN_LIMITS))
+
+
+class _App(Litestar):
+    """Litestar, with requests that no route takes counted against the rate limits too."""
+
+    limits: RateLimitMiddleware | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        """See ``api.ratelimit.count_unrouted``."""
+        if self.limits is None:
+            await super().__call__(scope, receive, send)  # type: ignore[arg-type]
+            return
+        await count_unrouted(self.limits, scope, receive, send, super().__call__)  # type: ignore[arg-type]
 
 
 def _constant(value: object) -> Provide:
@@ -104,7 +117,8 @@ def create_app(edge: Edge) -> Litestar:
         handlers.append(
             Router(path="/", route_handlers=[CreditsController], guards=[OperatorGuard(edge.key_cache)])
         )
-    return Litestar(
+    limits = RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm, edge.key_cache, edge.plan_limits)
+    app = _App(
         route_handlers=handlers,
         dependencies={
             "instances": _constant(edge.instances),
@@ -114,10 +128,7 @@ def create_app(edge: Edge) -> Litestar:
             "tokens": _constant(TokenLimits(edge.limiter, edge.plan_limits)),
         },
         exception_handlers={Exception: handle_exception},
-        middleware=[
-            AccessLog,
-            RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm, edge.key_cache, edge.plan_limits),
-        ],
+        middleware=[AccessLog, limits],
         logging_config=None,  # adapters/logs.py configures logging, once per process
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
@@ -127,3 +138,5 @@ def create_app(edge: Edge) -> Litestar:
             render_plugins=[ScalarRenderPlugin()],
         ),
     )
+    app.limits = limits
+    return app

@@ -71,6 +71,10 @@ def _unmetered(scope: Scope) -> bool:
     return path in {"/health", "/docs"} or path.startswith("/docs/")
 
 
+# Set on a request's scope once it was counted (by the middleware, on a routed request).
+COUNTED = "modelyard.rate_counted"
+
+
 class RateLimitMiddleware(ASGIMiddleware):
     """Counts each request against its caller's per-minute limit."""
 
@@ -88,8 +92,9 @@ class RateLimitMiddleware(ASGIMiddleware):
         self._limiter, self._limit, self._keys = limiter, limit, keys
         self._tokens = TokenLimits(limiter, plan_limits)
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        """Refuse over the limit; otherwise add the headers to whatever the route answers."""
+    async def judge(self, scope: Scope) -> tuple[dict[str, str], RateLimitExceeded | None]:
+        """Count the request; its headers, and the refusal if it is over the limit."""
+        scope[COUNTED] = True  # type: ignore[literal-required]  # our own key on the scope
         limiter, limit = self._limiter, self._limit
         caller, principal = await _caller(scope, self._keys)
         by_plan = principal is not None and scope["path"].startswith(PLAN_LIMITED)
@@ -110,17 +115,18 @@ class RateLimitMiddleware(ASGIMiddleware):
         in_process = isinstance(limiter, InProcessRateLimiter)
         decision, extra = hit_and_peek() if in_process else await anyio.to_thread.run_sync(hit_and_peek)
         headers = {**decision.headers(), **extra}
-        if not decision.allowed:
-            which = f" ({plan_of(principal).value} plan)" if by_plan and principal else ""
-            after = headers["Retry-After"]
-            response = error_response(
-                RateLimitExceeded(
-                    f"Over {limit} requests/min for this caller{which}; retry after {after} s.",
-                    headers=headers,
-                ),
-                scope,
-            )
-            await response.to_asgi_response(app=None, request=None)(scope, receive, send)  # type: ignore[arg-type]
+        if decision.allowed:
+            return headers, None
+        which = f" ({plan_of(principal).value} plan)" if by_plan and principal else ""
+        after = headers["Retry-After"]
+        message = f"Over {limit} requests/min for this caller{which}; retry after {after} s."
+        return headers, RateLimitExceeded(message, headers=headers)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        """Refuse over the limit; otherwise add the headers to whatever the route answers."""
+        headers, refusal = await self.judge(scope)
+        if refusal is not None:
+            await _refuse(refusal, scope, receive, send)
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -132,3 +138,38 @@ class RateLimitMiddleware(ASGIMiddleware):
             await send(message)
 
         await next_app(scope, receive, send_with_headers)
+
+
+async def _refuse(refusal: RateLimitExceeded, scope: Scope, receive: Receive, send: Send) -> None:
+    response = error_response(refusal, scope)
+    await response.to_asgi_response(app=None, request=None)(scope, receive, send)  # type: ignore[arg-type]
+
+
+async def count_unrouted(
+    limits: RateLimitMiddleware, scope: Scope, receive: Receive, send: Send, app: ASGIApp
+) -> None:
+    """Run ``app``; a request no route took (404, 405: the middleware never saw it) is counted
+    as it answers, gets the same headers, and is refused the same way over the limit."""
+    if scope["type"] != "http" or _unmetered(scope):
+        await app(scope, receive, send)
+        return
+    refused = False
+
+    async def counted_send(message: Message) -> None:
+        nonlocal refused
+        if refused:
+            return  # the unrouted answer, replaced by the refusal
+        if scope.get(COUNTED) or message["type"] != "http.response.start":
+            await send(message)
+            return
+        headers, refusal = await limits.judge(scope)
+        if refusal is not None:
+            refused = True
+            await _refuse(refusal, scope, receive, send)
+            return
+        mutable = MutableScopeHeaders.from_message(message)
+        for name, value in headers.items():
+            mutable[name] = value
+        await send(message)
+
+    await app(scope, receive, counted_send)
