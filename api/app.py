@@ -73,9 +73,9 @@ class _App(Litestar):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         """See ``api.ratelimit.count_unrouted``."""
         if self.limits is None:
-            await super().__call__(scope, receive, send)  # type: ignore[arg-type]
+            await super().__call__(scope, receive, send)
             return
-        await count_unrouted(self.limits, scope, receive, send, super().__call__)  # type: ignore[arg-type]
+        await count_unrouted(self.limits, scope, receive, send, super().__call__)
 
 
 def _constant(value: object) -> Provide:

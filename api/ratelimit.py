@@ -150,7 +150,7 @@ async def count_unrouted(
 ) -> None:
     """Run ``app``; a request no route took (404, 405: the middleware never saw it) is counted
     as it answers, gets the same headers, and is refused the same way over the limit."""
-    if scope["type"] != "http" or _unmetered(scope):
+    if scope["type"] != ScopeType.HTTP or _unmetered(scope):
         await app(scope, receive, send)
         return
     refused = False
