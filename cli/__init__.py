@@ -26,12 +26,14 @@ def main() -> None:
 
 def _register_subcommands() -> None:
     from modelyard.adapters.services.cli import services
+    from modelyard.cli.access import api_keys, models, orgs, permissions, usage_export
     from modelyard.cli.agent import chat, destroy, instances, provision, scale
     from modelyard.cli.operator import accounts, audit, credits, keys
     from modelyard.cli.processes import api, serve, worker
 
     commands = (serve, api, worker, services, accounts, credits, keys, audit)
-    for command in (*commands, provision, instances, chat, scale, destroy):
+    access = (models, api_keys, permissions, orgs, usage_export)
+    for command in (*commands, provision, instances, chat, scale, destroy, *access):
         main.add_command(command)
 
 

@@ -119,7 +119,7 @@ def add_credits(account_id: str, usd: str, idempotency_key: str | None) -> None:
 
 @click.group()
 def keys() -> None:
-    """API keys."""
+    """Operator key commands on the store (the account's own keys over HTTP: api-keys)."""
 
 
 @keys.command("create-operator")

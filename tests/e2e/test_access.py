@@ -7,7 +7,9 @@ flows are not throttled; ``test_plan_limits.py`` tests the limits themselves.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import Yard, free_port
+from .conftest import MODELYARD, Yard, free_port
 
 pytestmark = pytest.mark.e2e
 PUBLIC = "/api/v1/public"
@@ -496,3 +498,61 @@ def test_an_organisation_owns_deployments_and_credit_and_its_route_checks_member
         True,
     )
     assert b.http.get(f"{PUBLIC}/orgs/{org_id}/usage").status_code == 404
+
+
+def test_the_cli_manages_keys_grants_and_organisations_over_http(b: Account, yard: Yard) -> None:
+    a = Account(yard, "dora", "5.00")
+    env = yard.env | {"MODELYARD_URL": yard.urls[0], "MODELYARD_API_KEY": a.key}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [MODELYARD, *args],
+            env=env,
+            cwd=yard.cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    instance_id = running(a)
+    created = dict(
+        line.split(": ", 1)
+        for line in run(
+            "api-keys", "create", "--name", "cli", "--deployment", instance_id
+        ).stdout.splitlines()
+    )
+    key_id, secret = created["key_id"], created["api_key"]
+    eventually(lambda: chat_status(yard, secret, instance_id), 200)
+    listing = run("api-keys", "list").stdout
+    assert key_id in listing
+    assert secret not in listing
+    run("permissions", "revoke", instance_id, key_id)
+    eventually(lambda: chat_status(yard, secret, instance_id), 403)
+    run("permissions", "grant", instance_id, key_id)
+    eventually(lambda: chat_status(yard, secret, instance_id), 200)
+    run("api-keys", "revoke", key_id)
+    eventually(lambda: chat_status(yard, secret, instance_id), 401)
+
+    available = run("models", "--available").stdout
+    assert "smollm2-135m" in available
+    assert "qwen2.5-14b-instruct" not in available
+    org_id = json.loads(run("orgs", "create", "cli-org").stdout)["id"]
+    members = json.loads(run("orgs", "add-member", org_id, b.id, "--permission", "deployment:invoke").stdout)[
+        "members"
+    ]
+    assert {m["account_id"] for m in members} == {a.id, b.id}
+    run("orgs", "remove-member", org_id, b.id)
+    assert run("usage-export").stdout.startswith("deployment_id,minute,")
+    refused = subprocess.run(
+        [MODELYARD, "api-keys", "revoke", "key_" + "0" * 32],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "KEY_NOT_FOUND" in refused.stderr
