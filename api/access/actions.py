@@ -45,7 +45,7 @@ from modelyard.domain.shared.errors import (
 )
 from modelyard.domain.shared.money import format_usd, parse_usd
 from modelyard.projections.access import queries
-from modelyard.projections.balances.queries import balance_of
+from modelyard.projections.balances.queries import balance_of, ledger_of_account
 from modelyard.projections.deployments.queries import instance_for_account
 
 #: Model id -> (the engine that serves it here, or None and why not).
@@ -467,5 +467,30 @@ class Access:
                     charged_usd=format_usd(r.charged),
                 )
                 for r in rows
+            ],
+        )
+
+    def ledger(self, principal: Principal) -> s.Ledger:
+        """The caller's account's balance, holds, and every credit and charge in order."""
+        with self._views.read() as tx:
+            found = balance_of(tx, principal.account_id)
+            lines = ledger_of_account(tx, principal.account_id)
+        return s.Ledger(
+            account_id=principal.account_id,
+            plan=found.plan if found else "free",
+            balance_usd=format_usd(found.balance if found else 0),
+            reserved_usd=format_usd(found.reserved if found else 0),
+            available_usd=format_usd(found.available if found else 0),
+            data=[
+                s.LedgerEntry(
+                    at=line.at,
+                    kind=line.kind,
+                    amount_usd=format_usd(line.amount),
+                    balance_after_usd=format_usd(line.balance_after),
+                    event_id=line.event_id,
+                    deployment_minute=line.minute,
+                    metered_event=line.source_event,
+                )
+                for line in lines
             ],
         )

@@ -320,6 +320,11 @@ class UsageController(Controller):
         """Usage per deployment and minute: requests, tokens, USD charged (``format`` json or csv)."""
         return _export(access.usage(request.user), format)
 
+    @get("/ledger", operation_id="ledger", sync_to_thread=True, responses=COMMON_ERRORS)
+    def ledger(self, access: Uses, request: Caller) -> s.Ledger:
+        """The balance, what live deployments hold, and every credit and charge with its event."""
+        return access.ledger(request.user)
+
 
 def _export(export: s.UsageExport, format: str) -> Response[Any]:
     if format == "json":

@@ -181,6 +181,30 @@ class TopUpAnswer(msgspec.Struct, frozen=True, kw_only=True):
     balance_usd: str
 
 
+class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One credit or charge, with the event it came from."""
+
+    at: str
+    kind: str
+    amount_usd: str
+    balance_after_usd: str
+    event_id: str
+    deployment_minute: str | None
+    metered_event: str | None
+
+
+class Ledger(msgspec.Struct, frozen=True, kw_only=True):
+    """The account's balance and every credit and charge that explains it."""
+
+    object: str = "ledger"
+    account_id: str
+    plan: str
+    balance_usd: str
+    reserved_usd: str
+    available_usd: str
+    data: list[LedgerEntry]
+
+
 class UsageRow(msgspec.Struct, frozen=True, kw_only=True):
     """One deployment-minute of the usage export."""
 

@@ -398,6 +398,11 @@ def test_the_usage_export_has_each_deployment_minute_in_json_and_csv(
     assert dep_id not in b.http.get(f"{PUBLIC}/usage/export").text
     bad = a.http.get(f"{PUBLIC}/usage/export", params={"format": "xml"})
     assert bad.status_code == 400
+    ledger = a.http.get(f"{PUBLIC}/usage/ledger").json()
+    assert ledger["account_id"] == a.id
+    assert ledger["data"][0]["kind"] == "credit"
+    assert ledger["data"][-1]["balance_after_usd"] == ledger["balance_usd"]
+    assert a.id not in b.http.get(f"{PUBLIC}/usage/ledger").text
 
 
 # --- 6. organisations ---------------------------------------------------------------------
