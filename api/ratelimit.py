@@ -7,11 +7,15 @@ nothing — by the client's address, so minting random keys buys no fresh bucket
 authentication is limited per address. Over the limit the answer is 429
 RATE_LIMIT_EXCEEDED with ``Retry-After``.
 
-Which limit: the first document's routes (``/v1/…``, ``/mcp``) keep its flat
-``rate_limit_rpm`` per key (1,000 by default), which clients of that document rely on; the
-second document's routes (``/api/v1/public/…``) take the key's plan's requests per minute,
-in a window of their own, and report its tokens per minute too
-(``X-RateLimit-*-Tokens``; ``api.access.limits`` counts the tokens).
+Which limit: every management call (both dialects: provisioning, polling, keys,
+organisations, the catalog) and the first document's own routes (``/v1/…``, ``/mcp``) count
+against the first document's flat ``rate_limit_rpm`` per key (1,000 by default), which its
+clients rely on, and which the second document's own polling example (every 5 s) needs;
+the second document's inference calls (``/api/v1/public/…/chat/completions``, embeddings,
+rerank, audio) count against the key's plan's requests per minute, in a window of their
+own, and its tokens per minute (``api.access.limits`` counts the tokens). Every answer of a
+valid key on ``/api/v1/public/…`` also reports the tokens window
+(``X-RateLimit-*-Tokens``).
 """
 
 from __future__ import annotations
@@ -33,8 +37,19 @@ from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import PLAN_LIMITS, Limits
 from modelyard.domain.keys.aggregate import hash_secret
 
-#: The second document's routes: limited by the key's plan.
+#: The second document's routes: they report the key's plan's tokens window.
 PLAN_LIMITED = "/api/v1/public"
+#: Its inference routes (by prefix, or the chat suffix of deployment and org routes): they
+#: count against the plan's requests per minute.
+PLAN_INFERENCE = tuple(f"{PLAN_LIMITED}/{p}" for p in ("chat/", "embeddings/", "rerank", "audio/"))
+
+
+def plan_limited(path: str) -> bool:
+    """Whether ``path`` is an inference call of the second dialect (limited by the plan)."""
+    return path.startswith(PLAN_INFERENCE) or (
+        path.startswith(PLAN_LIMITED) and path.endswith("/chat/completions")
+    )
+
 
 WINDOW_S = 60
 
@@ -97,7 +112,9 @@ class RateLimitMiddleware(ASGIMiddleware):
         scope[COUNTED] = True  # type: ignore[literal-required]  # our own key on the scope
         limiter, limit = self._limiter, self._limit
         caller, principal = await _caller(scope, self._keys)
-        by_plan = principal is not None and scope["path"].startswith(PLAN_LIMITED)
+        path: str = scope["path"]
+        by_plan = principal is not None and plan_limited(path)
+        tokens_shown = principal is not None and path.startswith(PLAN_LIMITED)
         if by_plan and principal is not None:
             caller = requests_bucket(principal)
             limit = self._tokens.limit_of(principal).requests_per_minute
@@ -107,7 +124,7 @@ class RateLimitMiddleware(ASGIMiddleware):
 
         def hit_and_peek() -> tuple[Decision, dict[str, str]]:
             decision = hit()
-            if not by_plan or principal is None:
+            if not tokens_shown or principal is None:
                 return decision, {}
             return decision, token_headers(self._tokens.peek(principal))
 

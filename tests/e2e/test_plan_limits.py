@@ -69,38 +69,48 @@ def plan_limited(tmp_path: Path) -> Iterator[Yard]:
     yard.stop()
 
 
-def test_the_plan_limits_requests_on_the_second_dialect_and_the_flat_limit_holds_on_the_first(
+def test_the_plan_limits_inference_requests_and_the_flat_limit_holds_on_management(
     plan_limited: Yard,
 ) -> None:
     client = httpx.Client(
-        base_url=plan_limited.urls[0], headers={"Authorization": f"Bearer {plan_limited.key}"}
+        base_url=plan_limited.urls[0], headers={"Authorization": f"Bearer {plan_limited.key}"}, timeout=60
     )
+    chat = _org_deployment(client, plan_limited)
     _early_in_a_minute()
-    answers = [client.get(f"{PUBLIC}/models/available") for _ in range(5)]
-    assert [a.status_code for a in answers] == [200] * 5
+    answers = [client.post(chat, json=CHAT) for _ in range(5)]
+    assert [a.status_code for a in answers] == [200] * 5, answers[-1].text
     assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["4", "3", "2", "1", "0"]
     for answer in answers:
         assert answer.headers["X-RateLimit-Limit"] == "5"
         assert answer.headers["X-RateLimit-Limit-Tokens"] == "100000"
-        assert answer.headers["X-RateLimit-Remaining-Tokens"] == "100000"
+        assert "X-RateLimit-Remaining-Tokens" in answer.headers
         assert "X-RateLimit-Reset-Tokens" in answer.headers
-    refused = client.get(f"{PUBLIC}/models")
+    refused = client.post(chat, json=CHAT)
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"
     assert "free plan" in refused.json()["error"]["message"]
     assert int(refused.headers["Retry-After"]) >= 1
-    # An unknown path of the second dialect is counted and refused the same way, with headers.
+    # Management calls of either dialect (polling, the catalog) keep the flat limit, and
+    # the second dialect's answers report the tokens window beside it.
+    catalog = client.get(f"{PUBLIC}/models")
+    assert catalog.status_code == 200
+    assert catalog.headers["X-RateLimit-Limit"] == "1000"
+    assert catalog.headers["X-RateLimit-Limit-Tokens"] == "100000"
+    # An unknown path is counted and answered with the headers too.
     unknown = client.get(f"{PUBLIC}/no-such-route")
-    assert unknown.status_code == 429
-    assert unknown.headers["X-RateLimit-Limit"] == "5"
-    # The first document's routes keep their flat 1,000 requests/min per key.
+    assert unknown.status_code == 404
+    assert unknown.headers["X-RateLimit-Limit"] == "1000"
+    assert "X-RateLimit-Remaining-Tokens" in unknown.headers
     first = client.get("/v1/balance")
     assert first.status_code == 200
     assert first.headers["X-RateLimit-Limit"] == "1000"
     missing = client.get("/v1/no-such-route")
     assert missing.status_code == 404
     assert missing.headers["X-RateLimit-Limit"] == "1000"
-    assert "X-RateLimit-Remaining" in missing.headers
+    assert int(missing.headers["X-RateLimit-Remaining"]) < int(first.headers["X-RateLimit-Remaining"])
+    anonymous = httpx.get(f"{plan_limited.urls[0]}/nowhere")
+    assert anonymous.status_code == 404
+    assert "X-RateLimit-Limit" in anonymous.headers
 
 
 @pytest.fixture
