@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -51,18 +52,24 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     plan: str = "free"
 
     def caller(self) -> access.Caller:
-        """This key as the model of permissions sees it."""
-        return access.Caller(
-            key_id=self.key_id,
-            account_id=ids.parse_id(self.account_id, ids.ACCOUNT),
-            kind=self.kind,
-            deployment_id=UUID(hex=self.deployment_uuid) if self.deployment_uuid else None,
-            grants={UUID(hex=g): Role.INFERENCE for g in self.grants},
-        )
+        """This key as the model of permissions sees it (built once per principal)."""
+        return _caller_of(self)
 
     def may_infer_on(self, deployment_uuid: str) -> bool:
         """Whether this key may call that deployment."""
         return access.infer(self.caller(), UUID(hex=deployment_uuid)) is access.Verdict.ALLOWED
+
+
+@lru_cache(maxsize=CACHE_MAX_KEYS)
+def _caller_of(principal: Principal) -> access.Caller:
+    # Every inference call asks the model: the principal's facts are parsed once, not per call.
+    return access.Caller(
+        key_id=principal.key_id,
+        account_id=ids.parse_id(principal.account_id, ids.ACCOUNT),
+        kind=principal.kind,
+        deployment_id=UUID(hex=principal.deployment_uuid) if principal.deployment_uuid else None,
+        grants={UUID(hex=g): Role.INFERENCE for g in principal.grants},
+    )
 
 
 class KeyCache:
