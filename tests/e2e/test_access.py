@@ -325,7 +325,9 @@ def test_a_second_account_is_refused_on_every_route_without_learning_anything(
 # --- 5. credits and usage -----------------------------------------------------------------
 
 
-def test_an_operator_tops_up_once_per_idempotency_key(a: Account, yard: Yard, operator_key: str) -> None:
+def test_an_operator_tops_up_once_per_idempotency_key(yard: Yard, operator_key: str) -> None:
+    # An account of its own, with nothing running: its balance moves only by top-ups.
+    a = Account(yard, "erin", "1.00")
     operator = httpx.Client(base_url=yard.urls[0], headers={"Authorization": f"Bearer {operator_key}"})
 
     def balance() -> str:
