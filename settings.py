@@ -119,6 +119,13 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
             "per-plan live deployments/replicas per account, e.g. free=5/10,basic=10/32 (empty: defaults)",
         ),
     ] = ""
+    plan_limits: Annotated[
+        str,
+        variable(
+            "MODELYARD_PLAN_LIMITS",
+            "per-plan requests/tokens per minute per key on /api/v1/public, e.g. free=10/50000",
+        ),
+    ] = ""
     gguf_models: Annotated[
         str, variable("MODELYARD_GGUF_MODELS", "more CPU models: id=/path/model.gguf,id2=/path/b.gguf")
     ] = ""

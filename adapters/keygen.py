@@ -8,6 +8,9 @@ from modelyard.domain.keys.aggregate import hash_secret
 
 MANAGEMENT_PREFIX = "auxen_live_"
 INSTANCE_PREFIX = "auxk_"
+# A scoped key infers on the deployments it was granted; an operator key tops up credits.
+SCOPED_PREFIX = "auxs_"
+OPERATOR_PREFIX = "auxop_"
 
 
 def new_secret(prefix: str) -> tuple[str, str, str]:

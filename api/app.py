@@ -9,9 +9,9 @@ the usage writer's flushes, the MCP session manager, the upstream connection poo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -24,6 +24,18 @@ from litestar.types import Receive, Scope, Send
 
 from modelyard import __version__
 from modelyard.adapters.ratelimit.limiter import RateLimiter
+from modelyard.api.access.actions import Access
+from modelyard.api.access.controller import (
+    CatalogController,
+    CreditsController,
+    DeploymentPermissions,
+    InstancePermissions,
+    KeysController,
+    OperatorGuard,
+    OrgsController,
+    UsageController,
+)
+from modelyard.api.access.limits import TokenLimits
 from modelyard.api.access_log import AccessLog, flush_lines
 from modelyard.api.anthropic.controller import AnthropicController
 from modelyard.api.auth import KeyCache, ManagementGuard
@@ -43,13 +55,15 @@ from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.controller import InstancesController
 from modelyard.api.mcp import build_mcp
 from modelyard.api.metrics import ApiMetrics, MetricsController, http_metrics
-from modelyard.api.ratelimit import RateLimitMiddleware
+from modelyard.api.ratelimit import RateLimitMiddleware, count_unrouted
 from modelyard.api.routing.controller import ProvidersController, RoutedChatController
 from modelyard.api.routing.router import ChatRouter
 from modelyard.api.uploads.actions import Uploads
 from modelyard.api.uploads.controller import UploadsController
 from modelyard.api.webhooks.actions import Webhooks
 from modelyard.api.webhooks.controller import DeploymentWebhooksController, InstanceWebhooksController
+from modelyard.domain.catalog.models import Plan
+from modelyard.domain.catalog.plans import PLAN_LIMITS, Limits
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,22 @@ class Edge:
     media: Media | None = None
     # Model uploads (api/uploads/).
     uploads: Uploads | None = None
+    # Keys, grants, organisations, the catalog by plan, credits (``api.access``).
+    access: Access | None = None
+    plan_limits: Mapping[Plan, Limits] = field(default_factory=lambda: dict(PLAN_LIMITS))
+
+
+class _App(Litestar):
+    """Litestar, with requests that no route takes counted against the rate limits too."""
+
+    limits: RateLimitMiddleware | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        """See ``api.ratelimit.count_unrouted``."""
+        if self.limits is None:
+            await super().__call__(scope, receive, send)
+            return
+        await count_unrouted(self.limits, scope, receive, send, super().__call__)
 
 
 def _constant(value: object) -> Provide:
@@ -103,63 +133,13 @@ def create_app(edge: Edge) -> Litestar:
                 await edge.routing.client.close()
             flush_lines()
 
-    scraped = edge.metrics is not None
-    prometheus = http_metrics() if scraped else None
-    management = Router(
-        path="/",
-        route_handlers=[
-            InstancesController,
-            DeploymentsController,
-            InferenceMetricsController,
-            FinanceController,
-            InstanceWebhooksController,
-            DeploymentWebhooksController,
-        ],
-        guards=[ManagementGuard(edge.key_cache)],
-    )
-    routed: list[Any] = []
-    if edge.routing is not None:
-        providers = Router(
-            path="/", route_handlers=[ProvidersController], guards=[ManagementGuard(edge.key_cache)]
-        )
-        routed = [RoutedChatController, providers]
-    public = Router(
-        path="/",
-        route_handlers=[PublicMediaController, UploadsController],
-        guards=[ManagementGuard(edge.key_cache)],
-    )
-    return Litestar(
-        route_handlers=[
-            HealthController,
-            management,
-            GatewayController,
-            DeploymentChatController,
-            AnthropicController,
-            MediaController,
-            *routed,
-            public,
-            mcp_endpoint,
-            *([MetricsController] if scraped else []),
-        ],
-        dependencies={
-            "instances": _constant(edge.instances),
-            "deployments": _constant(edge.deployments),
-            "observability": _constant(edge.observability),
-            "gateway": _constant(edge.gateway),
-            "finance": _constant(edge.finance),
-            "workers_health": _constant(edge.workers_health),
-            "api_metrics": _constant(edge.metrics),
-            "routing": _constant(edge.routing),
-            "webhooks": _constant(edge.webhooks),
-            "media": _constant(edge.media),
-            "uploads": _constant(edge.uploads),
-        },
+    prometheus = http_metrics() if edge.metrics is not None else None
+    limits = RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm, edge.key_cache, edge.plan_limits)
+    app = _App(
+        route_handlers=[*_routes(edge), mcp_endpoint],
+        dependencies=_dependencies(edge),
         exception_handlers={Exception: handle_exception},
-        middleware=[
-            AccessLog,
-            *([prometheus.middleware] if prometheus is not None else []),
-            RateLimitMiddleware(edge.limiter, edge.rate_limit_rpm, edge.key_cache),
-        ],
+        middleware=[AccessLog, *([prometheus.middleware] if prometheus is not None else []), limits],
         logging_config=None,  # adapters/logs.py configures logging, once per process
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
@@ -169,3 +149,56 @@ def create_app(edge: Edge) -> Litestar:
             render_plugins=[ScalarRenderPlugin()],
         ),
     )
+    app.limits = limits
+    return app
+
+
+def _routes(edge: Edge) -> list[Any]:
+    """Every route of the API but MCP's: each management router behind its key's guard."""
+    managed = ManagementGuard(edge.key_cache)
+    management: list[Any] = [
+        InstancesController, DeploymentsController, InferenceMetricsController, FinanceController,
+        InstanceWebhooksController, DeploymentWebhooksController, PublicMediaController, UploadsController,
+    ]  # fmt: skip
+    if edge.routing is not None:
+        management.append(ProvidersController)
+    if edge.access is not None:
+        management += [
+            CatalogController, KeysController, DeploymentPermissions, InstancePermissions, OrgsController,
+            UsageController,
+        ]  # fmt: skip
+    routes: list[Any] = [
+        HealthController,
+        Router(path="/", route_handlers=management, guards=[managed]),
+        GatewayController,
+        DeploymentChatController,
+        AnthropicController,
+        MediaController,
+    ]
+    if edge.routing is not None:
+        routes.append(RoutedChatController)
+    if edge.access is not None:
+        operator = OperatorGuard(edge.key_cache)
+        routes.append(Router(path="/", route_handlers=[CreditsController], guards=[operator]))
+    if edge.metrics is not None:
+        routes.append(MetricsController)
+    return routes
+
+
+def _dependencies(edge: Edge) -> dict[str, Provide]:
+    """What handlers declare by name, each one object built by the composition root."""
+    return {
+        "instances": _constant(edge.instances),
+        "deployments": _constant(edge.deployments),
+        "observability": _constant(edge.observability),
+        "gateway": _constant(edge.gateway),
+        "finance": _constant(edge.finance),
+        "workers_health": _constant(edge.workers_health),
+        "api_metrics": _constant(edge.metrics),
+        "routing": _constant(edge.routing),
+        "webhooks": _constant(edge.webhooks),
+        "media": _constant(edge.media),
+        "uploads": _constant(edge.uploads),
+        "access": _constant(edge.access),
+        "tokens": _constant(TokenLimits(edge.limiter, edge.plan_limits)),
+    }

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
+from uuid import UUID
 
 import anyio
 import msgspec
@@ -17,9 +20,12 @@ from cachetools import TTLCache
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from modelyard.adapters.state import key_use
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.api.errors import ApiKeyRequired, Forbidden, InvalidApiKey
-from modelyard.domain.keys.aggregate import KeyKind, hash_secret
+from modelyard.domain.access import model as access
+from modelyard.domain.keys.aggregate import KeyKind, Role, hash_secret
+from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import InstanceNotFound
 from modelyard.projections.keys.queries import principal_by_secret_hash
 
@@ -42,12 +48,28 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     kind: KeyKind
     deployment_uuid: str | None = None
     grants: frozenset[str] = frozenset()
+    # The account's plan: the second dialect's per-minute limits follow it.
+    plan: str = "free"
+
+    def caller(self) -> access.Caller:
+        """This key as the model of permissions sees it (built once per principal)."""
+        return _caller_of(self)
 
     def may_infer_on(self, deployment_uuid: str) -> bool:
         """Whether this key may call that deployment."""
-        if self.kind is KeyKind.INSTANCE:
-            return self.deployment_uuid == deployment_uuid
-        return self.kind is KeyKind.SCOPED and deployment_uuid in self.grants
+        return access.infer(self.caller(), UUID(hex=deployment_uuid)) is access.Verdict.ALLOWED
+
+
+@lru_cache(maxsize=CACHE_MAX_KEYS)
+def _caller_of(principal: Principal) -> access.Caller:
+    # Every inference call asks the model: the principal's facts are parsed once, not per call.
+    return access.Caller(
+        key_id=principal.key_id,
+        account_id=ids.parse_id(principal.account_id, ids.ACCOUNT),
+        kind=principal.kind,
+        deployment_id=UUID(hex=principal.deployment_uuid) if principal.deployment_uuid else None,
+        grants={UUID(hex=g): Role.INFERENCE for g in principal.grants},
+    )
 
 
 class KeyCache:
@@ -58,8 +80,8 @@ class KeyCache:
     grow the cache nor push the keys in use out of it.
     """
 
-    def __init__(self, views: ViewDatabase) -> None:
-        self._views = views
+    def __init__(self, views: ViewDatabase, state: ViewDatabase | None = None) -> None:
+        self._views, self._state = views, state
         # cachetools' caches are not thread-safe; lookups run in worker threads.
         self._lock = threading.Lock()
         self._known: TTLCache[str, Principal] = TTLCache(CACHE_MAX_KEYS, CACHE_TTL_S, timer=time.monotonic)
@@ -105,12 +127,17 @@ class KeyCache:
             found = principal_by_secret_hash(tx, digest)
         if found is None:
             return None
+        if self._state is not None:
+            # Once per key per cache period: when it was last used, to a few seconds.
+            with self._state.transaction() as tx:
+                key_use.touch(tx, found.key_id, datetime.now(UTC).isoformat())
         return Principal(
             key_id=found.key_id,
             account_id=found.account_id,
             kind=KeyKind(found.kind),
             deployment_uuid=found.deployment_id,
             grants=found.grants,
+            plan=found.plan,
         )
 
 
@@ -165,10 +192,11 @@ def management_principal(keys: KeyCache, authorization: str) -> Principal:
 def inference_principal(keys: KeyCache, authorization: str, deployment_uuid: str) -> Principal:
     """The caller, who must hold a key that may infer on this deployment."""
     principal = _principal(keys, authorization)
-    if principal.kind is KeyKind.MANAGEMENT:
+    verdict = access.infer(principal.caller(), UUID(hex=deployment_uuid))
+    if verdict is access.Verdict.WRONG_KEY:
         raise InvalidApiKey("A management key does not infer; use the instance's auxk_ key.")
-    if principal.kind is KeyKind.INSTANCE and not principal.may_infer_on(deployment_uuid):
+    if verdict is access.Verdict.NOT_FOUND:
         raise InstanceNotFound("No such instance for this key: an auxk_ key calls its own instance.")
-    if not principal.may_infer_on(deployment_uuid):
+    if verdict is access.Verdict.FORBIDDEN:
         raise Forbidden("This key has not been granted access to that deployment.")
     return principal

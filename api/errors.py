@@ -43,12 +43,15 @@ STATUS_OF: dict[str, int] = {
     # Not in either document: a plan's limit on live deployments or replicas. Waiting does
     # not help (a 429 would say it does); destroying an instance or a bigger plan does.
     "QUOTA_EXCEEDED": 403,
+    # A model above the account's plan (GET /api/v1/public/models/available lists its own).
+    "PLAN_UPGRADE_REQUIRED": 403,
     "NOT_FOUND": 404,
     "MODEL_NOT_FOUND": 404,
     "ACCOUNT_NOT_FOUND": 404,
     "INSTANCE_NOT_FOUND": 404,
     "KEY_NOT_FOUND": 404,
     "WEBHOOK_NOT_FOUND": 404,
+    "ORG_NOT_FOUND": 404,
     "METHOD_NOT_ALLOWED": 405,
     "CONFLICT": 409,
     "IDEMPOTENCY_CONFLICT": 409,

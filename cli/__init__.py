@@ -26,6 +26,7 @@ def main() -> None:
 
 def _register_subcommands() -> None:
     from modelyard.adapters.services.cli import services
+    from modelyard.cli.access import api_keys, models, orgs, permissions, usage_export
     from modelyard.cli.agent import chat, destroy, instances, provision, scale
     from modelyard.cli.deployments import deployments, metrics, scaling, sla
     from modelyard.cli.operator import accounts, audit, credits, keys
@@ -33,7 +34,8 @@ def _register_subcommands() -> None:
     from modelyard.cli.webhooks import webhooks
 
     commands = (serve, api, worker, services, accounts, credits, keys, audit)
-    for command in (*commands, provision, instances, chat, scale, destroy, webhooks):
+    access = (models, api_keys, permissions, orgs, usage_export)
+    for command in (*commands, provision, instances, chat, scale, destroy, webhooks, *access):
         main.add_command(command)
     for command in (deployments, scaling, sla, metrics):  # the second dialect's
         main.add_command(command)

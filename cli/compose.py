@@ -27,7 +27,7 @@ from modelyard.adapters.concurrency.limiter import (
 )
 from modelyard.adapters.engines.capacity import host_capacity, serving_engine
 from modelyard.adapters.engines.live import read_replicas
-from modelyard.adapters.engines.models import gguf_paths
+from modelyard.adapters.engines.models import PlacementError, gguf_paths, replica_spec
 from modelyard.adapters.engines.upstream import Upstream, UpstreamClient, operator_upstreams
 from modelyard.adapters.eventlog.partitions import TopicPartitions
 from modelyard.adapters.eventlog.sources import EventSource, KafkaSource, NotificationLogSource
@@ -39,6 +39,7 @@ from modelyard.adapters.views.db import PostgresViews, ViewDatabase, open_views,
 from modelyard.adapters.views.follow import ViewsFollower, log_partition
 from modelyard.adapters.webhooks.dead_letters import KafkaDeadLetters
 from modelyard.adapters.webhooks.destinations import Network, allowed_networks
+from modelyard.api.access.actions import Access, ServedBy
 from modelyard.api.app import Edge, create_app
 from modelyard.api.auth import KeyCache
 from modelyard.api.deployments.actions import Deployments
@@ -58,7 +59,7 @@ from modelyard.api.uploads.actions import Uploads
 from modelyard.api.webhooks.actions import Webhooks
 from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.models import Plan
-from modelyard.domain.catalog.plans import Quota, plan_quotas
+from modelyard.domain.catalog.plans import Limits, Quota, plan_limits, plan_quotas
 from modelyard.domain.deployments.autoscaling import Tuning
 from modelyard.domain.services import Services
 from modelyard.domain.shared.errors import InvalidAmount
@@ -206,6 +207,30 @@ def running(workers: Sequence[BackgroundLoop]) -> Iterator[None]:
         yield
 
 
+def _plan_limits(settings: Settings) -> dict[Plan, Limits]:
+    try:
+        return plan_limits(settings.plan_limits)
+    except ValueError as exc:
+        raise SettingsError(f"MODELYARD_PLAN_LIMITS={settings.plan_limits!r} is not valid: {exc}") from None
+
+
+def _served_by(settings: Settings) -> ServedBy:
+    """Which engine serves each catalog model on this installation (asked once per model)."""
+    gguf = gguf_paths(settings.gguf_models)
+    answers: dict[str, tuple[str | None, str | None]] = {}
+
+    def served_by(model_id: str) -> tuple[str | None, str | None]:
+        if model_id not in answers:
+            try:
+                spec = replica_spec(model_id, engine=settings.engine, gguf=gguf, preset="balanced")
+                answers[model_id] = (spec.engine, None)
+            except PlacementError as exc:
+                answers[model_id] = (None, str(exc))
+        return answers[model_id]
+
+    return served_by
+
+
 def _limiter(state: ViewDatabase) -> RateLimiter:
     # The embedded default serves every request from one process: a dict is the truth there.
     return PostgresRateLimiter(state.pool) if isinstance(state, PostgresViews) else InProcessRateLimiter()
@@ -314,7 +339,7 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         [p.name for p in all_projections()],
         partitions.of if settings.uses_kafka else log_partition,
     )
-    keys = KeyCache(core.views)
+    keys = KeyCache(core.views, core.state)
     forwarder = Forwarder(core.views)
     cold = ColdStarter(core.services.deployments, core.views, forwarder, settings.cold_start_wait_s)
     metrics = ApiMetrics(core.views)
@@ -369,6 +394,8 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         routing=routing,
         media=Media(gateway, core.views),
         uploads=Uploads(core.services, core.views, follower, settings.data_dir, settings.max_upload_bytes),
+        access=Access(core.services, core.views, core.state, follower, _served_by(settings)),
+        plan_limits=_plan_limits(settings),
     )
     return create_app(edge)
 

@@ -9,10 +9,11 @@ from typing import TextIO
 
 import click
 
-from modelyard.adapters.keygen import MANAGEMENT_PREFIX, new_secret
+from modelyard.adapters.keygen import MANAGEMENT_PREFIX, OPERATOR_PREFIX, new_secret
 from modelyard.adapters.ledger.export import ExportFormat, MalformedExport, StoreEvents, export_text
 from modelyard.adapters.ledger.reconcile import reconcile
 from modelyard.adapters.ledger.verify import EventLookup, KafkaLookup, StoreLookup, verify_export
+from modelyard.api.idempotency import fingerprint, run_once
 from modelyard.cli.compose import Core, opened_core, operating
 from modelyard.domain.accounts.service import AddCredits, OpenAccount
 from modelyard.domain.keys.aggregate import KeyKind
@@ -82,21 +83,64 @@ def credits() -> None:
     """Prepaid credits."""
 
 
+# Whose idempotency keys the operator's own top-ups are kept under (the HTTP route keeps an
+# operator key's under its account).
+CLI_OPERATOR = "operator-cli"
+
+
 @credits.command("add", context_settings={"ignore_unknown_options": True})
 @click.argument("account_id")
 @click.argument("usd")
-def add_credits(account_id: str, usd: str) -> None:
+@click.option(
+    "--idempotency-key",
+    default=None,
+    help="Retrying with the same key credits once (the second run prints the first's result).",
+)
+def add_credits(account_id: str, usd: str, idempotency_key: str | None) -> None:
     """Add USD credits to an account."""
     with _operating() as core:
         account = ids.parse_id(account_id, ids.ACCOUNT)
-        core.services.accounts.add_credits(AddCredits(account_id=account, amount=parse_usd(usd), at=_now()))
+        micros = parse_usd(usd)
+
+        def credit(_: object) -> AddCredits:
+            command = AddCredits(account_id=account, amount=micros, at=_now())
+            core.services.accounts.add_credits(command)
+            return command
+
+        outcome = run_once(
+            core.state,
+            account_id=CLI_OPERATOR,
+            key=idempotency_key,
+            request=fingerprint("top_up", account_id, micros),
+            status=201,
+            command=credit,
+        )
         balance = core.services.accounts.get(account).balance
+    if outcome.replayed:
+        click.echo(f"already credited under idempotency key {idempotency_key!r}; nothing added", err=True)
     click.echo(f"{account_id} balance: {format_usd(balance)} USD")
 
 
 @click.group()
 def keys() -> None:
-    """API keys."""
+    """Operator key commands on the store (the account's own keys over HTTP: api-keys)."""
+
+
+@keys.command("create-operator")
+@click.option("--name", default="operator", show_default=True, help="A label for the key.")
+def create_operator_key(name: str) -> None:
+    """Issue an operator key (tops up any account over HTTP); shown this once."""
+    with _operating() as core:
+        now = _now()
+        account = core.services.accounts.open_account(OpenAccount(name=f"operator: {name}", at=now)).id
+        secret, digest, display = new_secret(OPERATOR_PREFIX)
+        key = IssueKey(
+            account_id=account, kind=KeyKind.OPERATOR, secret_hash=digest, display=display, name=name, at=now
+        )
+        key_id = core.services.keys.issue(key).id
+    click.echo(f"key_id: {ids.public_id(ids.KEY, key_id)}")
+    click.echo(f"api_key: {secret}")
+    click.echo("The key is shown once; store it now.", err=True)
 
 
 @keys.command("revoke")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from modelyard.projections.access.projection import AccessProjection
 from modelyard.projections.audio.projection import AudioProjection
 from modelyard.projections.balances.projection import BalancesProjection
 from modelyard.projections.base import Projection
@@ -22,4 +23,5 @@ def all_projections() -> list[Projection]:
         WebhooksProjection(),
         AudioProjection(),
         UploadsProjection(),
+        AccessProjection(),
     ]

@@ -72,7 +72,7 @@ def replica_spec(model_id: str, *, engine: str, gguf: dict[str, str], preset: st
         spec = ReplicaSpec(model=model.id, engine="llamacpp", path=path, preset=preset)
         return with_preset(spec, model.context_window)
     if has_gpu():
-        return ReplicaSpec(model=model.id, engine="vllm", preset=preset)
+        return ReplicaSpec(model=model.id, engine="vllm", preset=preset, context_window=model.context_window)
     raise PlacementError(
         f"{model.id} needs a GPU (vLLM) and this cluster has none; CPU hosts serve GGUF models "
         f"({', '.join(sorted(gguf)) or 'none configured'})."

@@ -117,7 +117,9 @@ class VllmEngine:
     def command(self, spec: ReplicaSpec, launch: Launch | None = None) -> list[str]:
         """The ``vllm serve`` argv on the spec's loopback port, behind our lifeline when launched:
         vLLM has no parent-pid option, and the lifeline's parent-death signal outlives its exec."""
-        served = vllm_command(spec.model, port=spec.port, preset=spec.preset)
+        served = vllm_command(
+            spec.model, port=spec.port, preset=spec.preset, context_window=spec.context_window
+        )
         if launch is None:
             return served
         return [sys.executable, "-m", LIFELINE_MODULE, "--parent-pid", str(launch.parent_pid), "--", *served]

@@ -36,12 +36,19 @@ PRESET_ARGS: dict[str, list[str]] = {
 }  # fmt: skip
 
 
-def vllm_command(model: str, *, port: int, preset: str = "balanced") -> list[str]:
-    """``vllm serve`` for ``model`` on loopback ``port`` with the preset's arguments."""
+def vllm_command(
+    model: str, *, port: int, preset: str = "balanced", context_window: int | None = None
+) -> list[str]:
+    """``vllm serve`` for ``model`` on loopback ``port`` with the preset's arguments.
+
+    ``context_window`` (the catalog's) caps the model's length, so what the catalog says
+    is what the engine serves.
+    """
     checkpoint = CHECKPOINTS.get(model, model)
+    window = ["--max-model-len", str(context_window)] if context_window else []
     return [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", checkpoint,
         "--served-model-name", model, "--host", "127.0.0.1", "--port", str(port),
-        *PRESET_ARGS[preset],
+        *PRESET_ARGS[preset], *window,
         *(["--runner", "pooling"] if model in EMBEDDING_MODELS else []),
     ]  # fmt: skip

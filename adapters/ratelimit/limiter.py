@@ -57,6 +57,10 @@ class RateLimiter(Protocol):
         """Admit ``cost`` against ``key``'s sliding window if it fits, and say whether it did."""
         ...
 
+    def add(self, key: str, *, window_s: int, at: float, amount: int) -> None:
+        """Correct the count of the window ``at`` falls in by ``amount`` (never below zero)."""
+        ...
+
 
 class Window(msgspec.Struct, frozen=True, kw_only=True):
     """Where ``now`` falls: the calendar window's start, the previous one's, and its weight."""
@@ -131,6 +135,12 @@ class InProcessRateLimiter:
                     self._counts = {k: v for k, v in self._counts.items() if k[1] >= window.previous}
         return window.decide(previous, current, limit, cost, allowed=allowed)
 
+    def add(self, key: str, *, window_s: int, at: float, amount: int) -> None:
+        """See :class:`RateLimiter`."""
+        start = Window.at(at, window_s).start
+        with self._lock:
+            self._counts[(key, start)] = max(0, self._counts.get((key, start), 0) + amount)
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rate_limit_window (
@@ -195,6 +205,19 @@ class PostgresRateLimiter:
         if admitted is None:
             return window.decide(previous, prior, limit, cost, allowed=False)
         return window.decide(previous, int(admitted), limit, cost, allowed=True)
+
+    def add(self, key: str, *, window_s: int, at: float, amount: int) -> None:
+        """See :class:`RateLimiter`."""
+        params = {"key": key, "start": Window.at(at, window_s).start, "amount": amount}
+        with self._pool.connection() as conn:
+            conn.execute(_ADD, params)
+
+
+_ADD = """
+INSERT INTO rate_limit_window AS w (key, window_start, count)
+VALUES (%(key)s, %(start)s, GREATEST(0, %(amount)s))
+ON CONFLICT (key, window_start) DO UPDATE SET count = GREATEST(0, w.count + %(amount)s)
+"""
 
 
 def prune_windows(tx: Tx, *, before: float) -> int:

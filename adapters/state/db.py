@@ -5,12 +5,19 @@ from __future__ import annotations
 import time
 
 from modelyard.adapters.ratelimit.limiter import SCHEMA as RATE_LIMIT_SCHEMA
-from modelyard.adapters.state import idempotency, positions, secrets, upstreams, webhooks
+from modelyard.adapters.state import idempotency, key_use, positions, secrets, upstreams, webhooks
 from modelyard.adapters.views.db import PostgresViews, SqliteViews
 from modelyard.settings import Settings, StoreKind
 
 #: Every table of the state store, created when it is opened.
-SCHEMA = (*idempotency.SCHEMA, *secrets.SCHEMA, *positions.SCHEMA, *upstreams.SCHEMA, *webhooks.SCHEMA)
+SCHEMA = (
+    *idempotency.SCHEMA,
+    *secrets.SCHEMA,
+    *positions.SCHEMA,
+    *upstreams.SCHEMA,
+    *webhooks.SCHEMA,
+    *key_use.SCHEMA,
+)
 #: Per table, the columns added since it first shipped (a store made before lacks them).
 ADDED_COLUMNS = {"idempotency": idempotency.ADDED_COLUMNS, "instance_secrets": secrets.ADDED_COLUMNS}
 #: The state store's file in the data directory, beside (never inside) ``views.sqlite3``.

@@ -17,6 +17,7 @@ from litestar import Controller, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, RawBody, SkipValidation
 
+from modelyard.api.access.limits import TokenLimits
 from modelyard.api.auth import Principal, bearer_secret
 from modelyard.api.deployments.actions import Deployments
 from modelyard.api.errors import COMMON_OPENAI_ERRORS, OPENAI_ERRORS
@@ -57,12 +58,20 @@ async def open_call(gateway: Gateway, deployments: Deployments, authorization: s
     return await gateway.open(authorization, shown)
 
 
-async def answer(gateway: Gateway, call: Call, request: ChatRequest) -> Any:
-    """Forward what the client sent and the gateway accepted, whole or as a stream."""
-    if request.streamed:
-        lease = await gateway.admit(call)
-        return EventStream(await opened(gateway.stream(call, request.forwarded(), lease)))
-    return await gateway.complete(call, request.forwarded())
+async def answer(gateway: Gateway, call: Call, request: ChatRequest, tokens: TokenLimits) -> Any:
+    """Forward what the client sent and the gateway accepted, whole or as a stream, within the
+    caller's plan's tokens per minute (held before, settled by the answer's usage)."""
+    forwarded = request.forwarded()
+    held = await anyio.to_thread.run_sync(tokens.admit, call.principal, forwarded)
+    call.on_usage = held.settle
+    try:
+        if request.streamed:
+            lease = await gateway.admit(call)
+            return EventStream(await opened(gateway.stream(call, forwarded, lease)))
+        return await gateway.complete(call, forwarded)
+    finally:
+        if not request.streamed:
+            held.release_unsettled()
 
 
 class DeploymentChatController(Controller):
@@ -80,8 +89,10 @@ class DeploymentChatController(Controller):
     )
     async def chat(
         self,
+        *,
         gateway: NamedDependency[SkipValidation[Gateway]],
         deployments: NamedDependency[SkipValidation[Deployments]],
+        tokens: NamedDependency[SkipValidation[TokenLimits]],
         deployment_id: FromPath[str],
         body: RawBody,
         authorization: Authorization = "",
@@ -91,4 +102,4 @@ class DeploymentChatController(Controller):
         Authorize with the deployment's inference key or a management key of its account.
         """
         call = await open_call(gateway, deployments, authorization, deployment_id)
-        return await answer(gateway, call, openai_body(body))
+        return await answer(gateway, call, openai_body(body), tokens)

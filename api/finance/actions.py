@@ -87,7 +87,7 @@ class Finance:
                 region=quoted.region,
                 preset=quoted.preset,
                 placeable=engine is not None,
-                reason=None if quoted.placeable else quoted.refusal,
+                reason=quoted.placement_refusal,
             ),
             price_per_minute_usd=format_usd(quoted.minute_micros),
             price_per_minute_micros=quoted.minute_micros,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +46,8 @@ class Call(msgspec.Struct, kw_only=True):
     cold: bool = False
     # The SLA's limit on the deployment's requests in flight, across API processes.
     concurrency_limit: int | None = None
+    # Told each answer's usage once it is known (per-minute token limits count it).
+    on_usage: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
 
 class Gateway:
@@ -164,6 +166,8 @@ class Gateway:
                 secrets.forget(tx, call.deployment_id)
 
     async def _finish(self, call: Call, usage: dict[str, Any], *, streamed: bool = False) -> None:
+        if call.on_usage is not None:
+            await call.on_usage(usage)
         if self.forwarder.used(call.deployment_id):
             self._record(call, usage, 200, streamed=streamed)  # no I/O: only queues the record
         else:

@@ -89,8 +89,9 @@ class MemberRemoved(DomainEvent, frozen=True, kw_only=True):
     member_id: UUID
 
 
-# What an organisation may let a member do (FEATURES C4).
-PERMISSIONS = ("deployment:invoke", "deployment:manage")
+# What an organisation may let a member do (FEATURES C4); ``org:admin`` adds and removes
+# members (the account that creates an organisation holds all three).
+PERMISSIONS = ("deployment:invoke", "deployment:manage", "org:admin")
 
 
 class Reservation(msgspec.Struct, frozen=True, kw_only=True):

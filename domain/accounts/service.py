@@ -28,6 +28,15 @@ class AddCredits(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
 
 
+class OpenOrganisation(msgspec.Struct, frozen=True, kw_only=True):
+    """Open an organisation (an account of its own, on its creator's plan) whose first
+    member is its creator, holding every permission."""
+
+    name: str
+    creator_id: UUID
+    at: datetime
+
+
 class AddMember(msgspec.Struct, frozen=True, kw_only=True):
     """Make ``member_id`` a member of the organisation ``account_id`` with ``permissions``."""
 
@@ -59,6 +68,15 @@ class AccountsService:
         """Open an account; returns its id."""
         event = accounts.open_account(name=command.name, plan=command.plan, at=command.at)
         return Created(id=event.originator_id, position=self._store.record(event))
+
+    def open_organisation(self, command: OpenOrganisation) -> Created:
+        """Open the organisation and make its creator a member, in one transaction."""
+        creator = self.get(command.creator_id)
+        opened = accounts.open_account(name=command.name, plan=creator.plan, at=command.at)
+        organisation = accounts.project_account(None, [opened])
+        assert organisation is not None
+        joined = accounts.add_member(organisation, creator.id, accounts.PERMISSIONS, command.at)
+        return Created(id=opened.originator_id, position=self._store.record(opened, joined))
 
     def add_credits(self, command: AddCredits) -> int:
         """Credit the account; returns the position of the top-up."""

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 import msgspec
 
-from modelyard.domain.shared.errors import InvalidModel, ModelNotFound
+from modelyard.domain.shared.errors import InvalidModel, ModelNotFound, PlanUpgradeRequired
 
 
 class Size(StrEnum):
@@ -66,7 +66,8 @@ CATALOG: tuple[ModelSpec, ...] = (
         size=Size.SMALL,
         parameters_b=0.135,
         weights_gib=0.3,
-        context_window=8192,
+        # What its llama.cpp replicas are started with (n_ctx): the catalog says what serves.
+        context_window=2048,
         plan=Plan.FREE,
         cpu=True,
     ),
@@ -213,3 +214,13 @@ def deployable_model(model_id: str) -> ModelSpec:
 def available_to(plan: Plan) -> tuple[ModelSpec, ...]:
     """The active models ``plan`` may use."""
     return tuple(m for m in CATALOG if m.active and m.plan.rank <= plan.rank)
+
+
+def check_plan(plan: Plan, model: ModelSpec) -> ModelSpec:
+    """The model if ``plan`` reaches it; a model above the plan -> PLAN_UPGRADE_REQUIRED."""
+    if model.plan.rank > plan.rank:
+        raise PlanUpgradeRequired(
+            f"{model.id} needs the {model.plan.value} plan or above; this account is on {plan.value}. "
+            "GET /api/v1/public/models/available lists what it may use."
+        )
+    return model

@@ -67,3 +67,24 @@ def plan_quotas(text: str, defaults: Mapping[Plan, Quota] = PLAN_QUOTAS) -> dict
             raise ValueError(f"{entry!r}: a quota cannot be negative")
         quotas[parsed] = quota
     return quotas
+
+
+def plan_limits(text: str, defaults: Mapping[Plan, Limits] = PLAN_LIMITS) -> dict[Plan, Limits]:
+    """The limits with ``text``'s overrides: ``plan=requests/tokens`` separated by commas.
+
+    ``"free=20/100000"`` changes the free plan and keeps the others; empty keeps all. A
+    malformed entry raises ``ValueError`` saying which.
+    """
+    limits = dict(defaults)
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        plan, _, pair = entry.partition("=")
+        requests, _, tokens = pair.partition("/")
+        try:
+            parsed = Plan(plan.strip())
+            limit = Limits(requests_per_minute=int(requests), tokens_per_minute=int(tokens))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not plan=requests/tokens (e.g. free=10/50000)") from None
+        if limit.requests_per_minute <= 0 or limit.tokens_per_minute <= 0:
+            raise ValueError(f"{entry!r}: a limit must be positive")
+        limits[parsed] = limit
+    return limits

@@ -18,7 +18,7 @@ from modelyard.domain.accounts.reservations import reserve
 from modelyard.domain.billing.pricing import check_capacity, check_tier, minute_price
 from modelyard.domain.catalog.fit import HostCapacity, check_fit
 from modelyard.domain.catalog.hardware import check_gpu_fit, check_region, parse_preset
-from modelyard.domain.catalog.models import ModelSpec, Plan, deployable_model
+from modelyard.domain.catalog.models import ModelSpec, Plan, check_plan, deployable_model
 from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.aggregate import Deployment
@@ -62,9 +62,9 @@ def request_deployment(
 ) -> Admitted:
     """A new deployment for ``account``, provisioning, if the catalog, hardware, quota and credit allow.
 
-    The model must be deployable, the capacity 1, 2, 4 or 8 and allowed by the tier, the
-    preset, GPU type and region known and the model fit the GPU; then the plan's quota must
-    have room and the available credit cover the hold (its first minute; see
+    The model must be deployable and within the account's plan, the capacity 1, 2, 4 or 8
+    and allowed by the tier, the preset, GPU type and region known and the model fit the
+    GPU; then the plan's quota must have room and the available credit cover the hold (its first minute; see
     ``accounts.aggregate``). Checked in that order, so the first thing wrong is what is
     reported. ``prefix`` only records which dialect asked; ``deployment_id`` is the new
     id if the caller chose it (else a random one). With ``host`` (what the cluster can
@@ -72,7 +72,11 @@ def request_deployment(
     ``uploaded`` is the entry of a ``byom:<name>`` model (the account's own upload), which
     the catalog does not hold.
     """
-    spec = uploaded if uploaded is not None and uploaded.id == model else deployable_model(model)
+    spec = (
+        uploaded
+        if uploaded is not None and uploaded.id == model
+        else check_plan(account.plan, deployable_model(model))
+    )
     checked = check_capacity(capacity)
     parsed_tier = check_tier(tier, spec.size, checked)
     parsed_preset = parse_preset(preset)

@@ -23,12 +23,17 @@ from modelyard.domain.billing.pricing import (
     hourly_micros,
     minute_price,
 )
-from modelyard.domain.catalog.fit import HostCapacity
+from modelyard.domain.catalog.fit import HostCapacity, check_fit
 from modelyard.domain.catalog.hardware import parse_preset
 from modelyard.domain.catalog.models import Plan, deployable_model
 from modelyard.domain.catalog.plans import PLAN_QUOTAS, Quota
 from modelyard.domain.deployments.commands import request_deployment
-from modelyard.domain.shared.errors import InsufficientCredits, ProvisioningFailed, QuotaExceeded
+from modelyard.domain.shared.errors import (
+    InsufficientCredits,
+    PlanUpgradeRequired,
+    ProvisioningFailed,
+    QuotaExceeded,
+)
 
 
 class Quote(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,8 +49,9 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True):
     # What each full minute costs (the hold a provision takes), and an hour at the table's price.
     minute_micros: int
     hour_micros: int
-    # Whether the cluster can place it (a provision is refused at once when it cannot).
+    # Whether the cluster can place it (a provision is refused at once when it cannot), and why not.
     placeable: bool
+    placement_refusal: str | None
     # None when a provision would be admitted now; else the code and reason it would be refused.
     refusal: str | None
 
@@ -71,24 +77,32 @@ def quote_deployment(
             preset=preset, at=at, quotas=quotas, host=host,
         )  # fmt: skip
         minute = admitted.reserved.amount
-    except (ProvisioningFailed, InsufficientCredits, QuotaExceeded) as exc:
-        # Refused for the cluster's or the account's sake: the catalog's checks before passed.
+    except (PlanUpgradeRequired, ProvisioningFailed, InsufficientCredits, QuotaExceeded) as exc:
+        # Refused for the plan's, the cluster's or the account's sake: still priced.
+        refusal = f"{exc.code}: {exc.message}"
         spec = deployable_model(model)
         checked = check_capacity(capacity)
         minute = minute_price(tier=check_tier(tier, spec.size, checked), size=spec.size, capacity=checked)
-        refusal = f"{exc.code}: {exc.message}"
     spec = deployable_model(model)
     parsed_tier = check_tier(tier, spec.size, capacity)
+    parsed_preset = parse_preset(preset)
+    placement = None
+    if host is not None:
+        try:
+            check_fit(spec, host, gpu_type=gpu_type, region=region, preset=parsed_preset)
+        except ProvisioningFailed as exc:
+            placement = exc.message
     return Quote(
         model=spec.id,
         size=spec.size.value,
         tier=parsed_tier.value,
         capacity=capacity,
-        preset=parse_preset(preset).value,
+        preset=parsed_preset.value,
         gpu_type=gpu_type,
         region=region,
         minute_micros=minute,
         hour_micros=hourly_micros(parsed_tier, spec.size) * CAPACITY_TENTHS[capacity] // 10,
-        placeable=not (refusal or "").startswith(ProvisioningFailed.code),
+        placeable=placement is None,
+        placement_refusal=placement,
         refusal=refusal,
     )

@@ -19,6 +19,8 @@ class KeyKind(StrEnum):
     MANAGEMENT = "management"
     INSTANCE = "instance"
     SCOPED = "scoped"
+    # Tops up any account's credits (the operator's own key, issued from the server's CLI).
+    OPERATOR = "operator"
 
 
 class Role(StrEnum):
@@ -35,6 +37,12 @@ class KeyIssued(DomainEvent, frozen=True, kw_only=True):
     secret_hash: str
     display: str
     deployment_id: UUID | None = None
+
+
+class KeyNamed(DomainEvent, frozen=True, kw_only=True):
+    """The owner gave the key a name (a label to tell keys apart; recorded with its issue)."""
+
+    name: str
 
 
 class KeyRevoked(DomainEvent, frozen=True, kw_only=True):
@@ -62,6 +70,7 @@ class ApiKey(Aggregate, frozen=True, kw_only=True):
     secret_hash: str
     display: str
     deployment_id: UUID | None = None
+    name: str = ""
     revoked: bool = False
     grants: dict[UUID, Role] = {}
 
@@ -71,8 +80,10 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# A key's name is a label for its owner, not a document.
+MAX_NAME = 200
 # The documents' secret prefixes: a management key, then a per-instance inference key.
-SECRET_PREFIXES = ("auxen_live_", "auxk_")
+SECRET_PREFIXES = ("auxen_live_", "auxk_", "auxs_", "auxop_")
 # How much of the random part may be shown again: enough to tell keys apart, not to guess one.
 _SHOWN = 4
 
@@ -103,6 +114,11 @@ def _(event: KeyIssued, _: None) -> ApiKey:
         display=event.display,
         deployment_id=event.deployment_id,
     )
+
+
+@_mutate.register
+def _(event: KeyNamed, key: ApiKey) -> ApiKey:
+    return touched(key, event, name=event.name)
 
 
 @_mutate.register
@@ -145,6 +161,13 @@ def issue_key(
         display=display,
         deployment_id=deployment_id,
     )
+
+
+def name_key(key: ApiKey, name: str, at: datetime) -> KeyNamed:
+    """Label a key (at most ``MAX_NAME`` characters)."""
+    if len(name) > MAX_NAME:
+        raise InvalidRequest(f"A key's name has at most {MAX_NAME} characters.")
+    return KeyNamed(originator_id=key.id, originator_version=key.version + 1, timestamp=at, name=name)
 
 
 def revoke_key(key: ApiKey, at: datetime) -> KeyRevoked:

@@ -11,6 +11,7 @@ from modelyard.domain.accounts import aggregate as accounts
 from modelyard.domain.deployments import aggregate as deployments
 from modelyard.domain.keys import aggregate as keys
 from modelyard.domain.shared.errors import AccountNotFound, InstanceNotFound, KeyNotFound
+from modelyard.domain.shared.events import DomainEvent
 from modelyard.domain.shared.store import Created, Store
 
 
@@ -22,6 +23,19 @@ class IssueKey(msgspec.Struct, frozen=True, kw_only=True):
     secret_hash: str
     display: str
     deployment_id: UUID | None = None
+    name: str = ""
+    at: datetime
+
+
+class IssueScopedKey(msgspec.Struct, frozen=True, kw_only=True):
+    """Issue a scoped key already granted ``role`` on each of ``deployment_ids`` (one transaction)."""
+
+    account_id: UUID
+    secret_hash: str
+    display: str
+    deployment_ids: tuple[UUID, ...]
+    role: str = "inference"
+    name: str = ""
     at: datetime
 
 
@@ -49,6 +63,15 @@ class RevokeAccess(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
 
 
+def _named(issued: keys.KeyIssued, name: str) -> list[DomainEvent]:
+    """The issue, and its name if it has one."""
+    if not name:
+        return [issued]
+    key = keys.project_key(None, [issued])
+    assert key is not None
+    return [issued, keys.name_key(key, name, issued.timestamp)]
+
+
 class KeysService:
     """Load, command, save: every write to keys goes through here."""
 
@@ -70,7 +93,29 @@ class KeysService:
             at=command.at,
             deployment_id=command.deployment_id,
         )
-        return Created(id=event.originator_id, position=self._store.record(event))
+        return Created(id=event.originator_id, position=self._store.record(*_named(event, command.name)))
+
+    def issue_scoped(self, command: IssueScopedKey) -> Created:
+        """Issue a scoped key and its grants together: it never exists with only some of them."""
+        self._store.load(command.account_id, accounts.project_account, accounts.Account, AccountNotFound)
+        issued = keys.issue_key(
+            account_id=command.account_id,
+            kind=keys.KeyKind.SCOPED,
+            secret_hash=command.secret_hash,
+            display=command.display,
+            at=command.at,
+        )
+        events = _named(issued, command.name)
+        key = keys.project_key(None, events)
+        for deployment_id in dict.fromkeys(command.deployment_ids):
+            deployment = self._store.load(
+                deployment_id, deployments.project_deployment, deployments.Deployment, InstanceNotFound
+            )
+            assert key is not None
+            granted = keys.grant_access(key, deployment, command.role, command.at)
+            events.append(granted)
+            key = keys.project_key(key, [granted])
+        return Created(id=issued.originator_id, position=self._store.record(*events))
 
     def revoke(self, command: RevokeKey) -> int:
         """Revoke a key."""

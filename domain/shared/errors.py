@@ -66,6 +66,18 @@ class InsufficientCredits(DomainError):
     code = "INSUFFICIENT_CREDITS"
 
 
+class PlanUpgradeRequired(DomainError):
+    """The model is above the account's plan: a bigger plan reaches it, waiting does not."""
+
+    code = "PLAN_UPGRADE_REQUIRED"
+
+
+class OrgNotFound(DomainError):
+    """No organisation with this id that the caller belongs to."""
+
+    code = "ORG_NOT_FOUND"
+
+
 class QuotaExceeded(DomainError):
     """The account already runs as many deployments or replicas as its plan allows."""
 

@@ -21,6 +21,8 @@ class KeyPrincipal(msgspec.Struct, frozen=True, kw_only=True):
     kind: str
     deployment_id: str | None
     grants: frozenset[str]
+    # The account's plan: its per-minute limits on the second dialect's routes.
+    plan: str = "free"
 
 
 def principal_by_secret_hash(tx: Tx, secret_hash: str) -> KeyPrincipal | None:
@@ -34,12 +36,14 @@ def principal_by_secret_hash(tx: Tx, secret_hash: str) -> KeyPrincipal | None:
         return None
     key_id, account_id, kind, deployment = rows[0]
     grants = tx.execute("SELECT deployment_uuid FROM key_grants WHERE key_id = %s", [key_id])
+    plan = tx.execute("SELECT plan FROM balances WHERE account_id = %s", [account_id])
     return KeyPrincipal(
         key_id=str(key_id),
         account_id=str(account_id),
         kind=str(kind),
         deployment_id=None if deployment is None else str(deployment),
         grants=frozenset(str(g[0]) for g in grants),
+        plan=str(plan[0][0]) if plan else "free",
     )
 
 

@@ -55,7 +55,11 @@ def test_a_quote_says_what_this_host_cannot_place_and_refuses_bad_bodies(embedde
         assert big["hardware"]["placeable"] is False
         assert "GPU" in big["hardware"]["reason"]
         assert big["admitted"] is False
-        assert big["refusal"].startswith("PROVISIONING_FAILED: ")
+        # The quote names the refusal the provision itself then gives (the plan's, or the fit's).
+        provision = client.post("/v1/provision", json={"model": "llama3.1-8b"})
+        assert provision.status_code in (403, 502), provision.text
+        refused = provision.json()["error"]
+        assert big["refusal"] == f"{refused['code']}: {refused['message']}"
         for body, code in [
             ({"model": "smollm2-135m", "capacity": 3}, "INVALID_CAPACITY"),
             ({"model": "smollm2-135m", "billing": "monthly"}, "INVALID_BILLING_MODE"),

@@ -148,6 +148,8 @@ def test_every_domain_error_has_its_documented_code_and_no_http_status() -> None
         errors.KeyNotFound: "KEY_NOT_FOUND",
         errors.ConcurrencyConflict: "CONFLICT",
         errors.QuotaExceeded: "QUOTA_EXCEEDED",
+        errors.PlanUpgradeRequired: "PLAN_UPGRADE_REQUIRED",
+        errors.OrgNotFound: "ORG_NOT_FOUND",
     }
     for cls, code in table.items():
         error = cls("why it failed")

@@ -148,6 +148,11 @@ STORED: tuple[tuple[str, bytes], ...] = (
         "modelyard.domain.keys.aggregate:AccessRevoked",
         b'{"originator_id":"3f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a13","originator_version":3,"timestamp":"2026-05-01T09:00:07.250000Z","deployment_id":"2f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a12"}',
     ),
+    # Names of keys, since they could be named.
+    (
+        "modelyard.domain.keys.aggregate:KeyNamed",
+        b'{"originator_id":"3f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a13","originator_version":2,"timestamp":"2026-05-01T09:00:07.250000Z","name":"ci"}',
+    ),
     (
         "modelyard.domain.keys.aggregate:KeyRevoked",
         b'{"originator_id":"3f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a13","originator_version":4,"timestamp":"2026-05-01T09:00:07.250000Z"}',

@@ -1,0 +1,1 @@
+"""Who may do what: the one model of permissions every route asks."""

@@ -1,0 +1,1 @@
+"""The access view: keys' names, organisations' members, for listing and checking access."""
