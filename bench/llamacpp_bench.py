@@ -235,12 +235,12 @@ def main() -> None:
             name: [] for name in ["in-process, no cache", "in-process, RAM cache", *list(paths)[1:]]
         }
         for _ in range(reuse_rounds):
-            for name in reuse:
+            for name, pairs in reuse.items():
                 if name.startswith("in-process"):
                     local.cached(name.endswith("RAM cache"))
-                    reuse[name].append(_reuse(local.turn, count))
+                    pairs.append(_reuse(local.turn, count))
                 else:
-                    reuse[name].append(_reuse(paths[name], count))
+                    pairs.append(_reuse(paths[name], count))
         local.cached(False)
         for name, pairs in reuse.items():
             first, second = [p[0] for p in pairs], [p[1] for p in pairs]

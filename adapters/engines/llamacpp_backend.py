@@ -27,17 +27,28 @@ ANSWER = "answer"
 class LlamaCppBackend:
     """A GGUF model on the CPU through llama-cpp-python; one generation at a time."""
 
-    def __init__(self, *, model: str, path: str, context_window: int = 2048, threads: int = 2) -> None:
-        from llama_cpp import Llama
+    def __init__(
+        self,
+        *,
+        model: str,
+        path: str,
+        context_window: int = 2048,
+        threads: int = 2,
+        prompt_cache_bytes: int = 0,
+    ) -> None:
+        from modelyard.adapters.engines.prompt_cache import CachingLlama, PromptCache
 
         self.model, self.context_window = model, context_window
-        self._llm = Llama(
+        self._llm = CachingLlama(
             model_path=path,
             n_ctx=context_window,
             n_threads=threads,
             verbose=False,
             chat_format="chatml-function-calling",
         )
+        # Recent prompts' KV state, so a conversation's next turn evaluates only its new tokens
+        # even after other conversations spoke in between (0 bytes: only the last prompt's).
+        self._llm.prompt_cache = PromptCache(prompt_cache_bytes) if prompt_cache_bytes > 0 else None
         self._lock = threading.Lock()
 
     def count_tokens(self, request: dict[str, Any]) -> int:
@@ -70,7 +81,9 @@ class LlamaCppBackend:
                 if "context window" in str(exc):
                     raise _overflow(prompt_tokens, max_tokens, self.context_window) from exc
                 raise
-        yield {"usage": usage(prompt_tokens, completion)}
+            # Prompt tokens the engine did not evaluate: the prefix its context held or restored.
+            cached = min(self._llm.reused, prompt_tokens)
+        yield {"usage": usage(prompt_tokens, completion, cached=cached)}
 
     def _pieces(
         self, messages: list[Any], max_tokens: int, options: dict[str, Any], cancel: threading.Event

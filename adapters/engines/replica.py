@@ -21,6 +21,7 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -38,7 +39,7 @@ from modelyard.adapters.engines import lifeline
 from modelyard.adapters.engines.backends import Backend, ContextOverflow, SimulatedBackend
 from modelyard.adapters.engines.metrics import MEDIA_TYPE, ReplicaMetrics
 from modelyard.adapters.logs import LINE_FORMAT, configure_logging
-from modelyard.settings import load_log_settings
+from modelyard.settings import load_log_settings, load_replica_settings
 
 # Named, not __name__: run with -m this module is __main__.
 log = logging.getLogger("modelyard.adapters.engines.replica")
@@ -83,15 +84,88 @@ def _validate(body: Any) -> str | None:
     return None
 
 
-class Replica:
-    """The state of one replica process: its backend and its counters."""
+class Busy(Exception):
+    """The engine's queue is full, or a request waited for the engine past the bound."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Admission:
+    """Who gets the engine: ``slots`` requests at once, the next ``depth`` waiting in arrival
+    order for at most ``timeout_s`` each; beyond that, ``Busy`` (a 503 with Retry-After)."""
+
+    def __init__(self, slots: int, depth: int, timeout_s: float) -> None:
+        self.depth, self.timeout_s = depth, timeout_s
+        self._free = asyncio.Semaphore(slots)
+        self.waiting = 0
+        # Seconds one request holds the engine, smoothed: what Retry-After is estimated from.
+        self._held_s = 1.0
+
+    def retry_after_s(self) -> int:
+        """About when the queue ahead of a new request will have drained, in whole seconds."""
+        return max(1, min(60, math.ceil(self._held_s * (self.waiting + 1))))
+
+    async def enter(self) -> float:
+        """Wait for the engine; the seconds waited."""
+        if self._free.locked() and self.waiting >= self.depth:
+            raise Busy(f"The engine is busy: {self.waiting} requests already wait.", self.retry_after_s())
+        began = time.perf_counter()
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self._free.acquire()
+        except TimeoutError:
+            raise Busy(
+                f"The engine stayed busy for {self.timeout_s:g} s; retry later.", self.retry_after_s()
+            ) from None
+        finally:
+            self.waiting -= 1
+        return time.perf_counter() - began
+
+    def leave(self, held_s: float) -> None:
+        """The engine is free for the next request."""
+        self._held_s = 0.8 * self._held_s + 0.2 * held_s
+        self._free.release()
+
+
+class Replica:
+    """The state of one replica process: its backend, who may use it, and its counters.
+
+    With ``admission`` requests take the engine in turn (llama.cpp generates one at a
+    time); without, every request starts at once (the simulated engine).
+    """
+
+    def __init__(self, backend: Backend, admission: Admission | None = None) -> None:
         self.backend = backend
+        self.admission = admission
         self.metrics = ReplicaMetrics(model=backend.model)
 
     async def chunks(self, request: dict[str, Any]) -> AsyncGenerator[dict[str, Any]]:
-        """Generate in a worker thread; stop it if the consumer of this iterator goes away."""
+        """Generate in a worker thread once admitted; stop it if the consumer goes away."""
+        self.metrics.queued()
+        started = time.perf_counter()
+        if self.admission is None:
+            async for chunk in self._generated(request, started):
+                yield chunk
+            return
+        try:
+            waited = await self.admission.enter()
+        except Busy:
+            self.metrics.refused()
+            raise
+        except BaseException:
+            self.metrics.left(started=False, completed=False)
+            raise
+        self.metrics.admitted(waited)
+        try:
+            async for chunk in self._generated(request, started):
+                yield chunk
+        finally:
+            self.admission.leave(time.perf_counter() - started - waited)
+
+    async def _generated(self, request: dict[str, Any], started: float) -> AsyncGenerator[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
@@ -108,9 +182,8 @@ class Replica:
                 self.metrics.engine_ended()
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
-        self.metrics.queued()
         thread = threading.Thread(target=produce, daemon=True)
-        started, first, finished = time.perf_counter(), True, False
+        first, finished = True, False
         thread.start()
         try:
             while (item := await queue.get()) is not _DONE:
@@ -201,6 +274,12 @@ async def _answer(replica: Replica, body: Any) -> Response[Any] | Stream:
         first = await anext(pieces)
     except ContextOverflow as exc:
         return _error(400, str(exc), "context_length_exceeded")
+    except Busy as exc:
+        # Not the engine's failure: the caller (the gateway) may try another replica or later.
+        log.info("refused 503: %s", exc)
+        body = {"error": {"message": str(exc), "type": "server_error", "code": "engine_busy"}}
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return Response(body, status_code=503, media_type=MediaType.JSON, headers=headers)
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         events = _sse(replica, first, pieces, head, include_usage=include_usage)
@@ -318,22 +397,40 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--tokens-per-s", type=float, default=0.0)
     parser.add_argument("--parent-pid", type=int, help="give up when this process is gone")
     parser.add_argument("--log-file", help="log here, rotated (else to standard error)")
+    # Unset: from the environment (MODELYARD_PROMPT_CACHE_MB, MODELYARD_REPLICA_QUEUE_*).
+    parser.add_argument("--prompt-cache-mb", type=int, help="RAM for recent prompts' KV state (llamacpp)")
+    parser.add_argument("--queue-depth", type=int, help="requests waiting behind the one served")
+    parser.add_argument("--queue-timeout-s", type=float, help="longest wait before a 503")
     return parser.parse_args()
 
 
-def _backend(args: argparse.Namespace) -> Backend:
+def _replica(args: argparse.Namespace) -> Replica:
+    """The backend the arguments name; llama.cpp behind a bounded queue, one request at a time."""
+    own = load_replica_settings()
     if args.backend == "llamacpp":
         from modelyard.adapters.engines.llamacpp_backend import LlamaCppBackend
 
-        return LlamaCppBackend(
-            model=args.model, path=args.path, context_window=args.context_window, threads=args.threads
+        cache_mb = own.prompt_cache_mb if args.prompt_cache_mb is None else args.prompt_cache_mb
+        backend = LlamaCppBackend(
+            model=args.model,
+            path=args.path,
+            context_window=args.context_window,
+            threads=args.threads,
+            prompt_cache_bytes=cache_mb << 20,
         )
-    return SimulatedBackend(
+        admission = Admission(
+            1,
+            own.queue_depth if args.queue_depth is None else args.queue_depth,
+            own.queue_timeout_s if args.queue_timeout_s is None else args.queue_timeout_s,
+        )
+        return Replica(backend, admission)
+    simulated = SimulatedBackend(
         model=args.model,
         ttft_ms=args.ttft_ms,
         tokens_per_s=args.tokens_per_s,
         context_window=args.context_window,
     )
+    return Replica(simulated)
 
 
 def main() -> None:
@@ -359,7 +456,7 @@ def main() -> None:
         )
         raise SystemExit(2)
     try:
-        app = build_app(Replica(_backend(args)), token)
+        app = build_app(_replica(args), token)
         # No access line per request here: the gateway logs each one. log_config=None keeps
         # uvicorn's own records in the process's format.
         uvicorn.run(

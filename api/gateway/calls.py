@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -141,7 +141,7 @@ class Gateway:
         await self._finish(call, answer.get("usage") or {})
         return {**answer, "model": body.get("model") or call.model}
 
-    async def stream(self, call: Call, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    async def stream(self, call: Call, body: dict[str, Any]) -> AsyncGenerator[bytes]:
         """An OpenAI chat completion as server-sent events, usage recorded at the end."""
         echoed = body.get("model") or call.model
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))

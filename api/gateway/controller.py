@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 from litestar import Controller, post
@@ -75,5 +76,19 @@ class GatewayController(Controller):
 async def _answer(gateway: Gateway, call: Call, request: ChatRequest) -> Any:
     """Forward what the client sent and the gateway accepted, whole or as a stream."""
     if request.streamed:
-        return Stream(gateway.stream(call, request.forwarded()), media_type="text/event-stream")
+        events = gateway.stream(call, request.forwarded())
+        # Awaited before the status line: a refusal before the first event (every replica
+        # busy, a bad request) is answered with its own status, not a broken 200 stream.
+        first = await anext(events)
+        return Stream(_chain(first, events), media_type="text/event-stream")
     return await gateway.complete(call, request.forwarded())
+
+
+async def _chain(first: bytes, rest: AsyncGenerator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        async for event in rest:
+            yield event
+    finally:
+        # A client gone mid-stream closes this; closing the rest closes the upstream call.
+        await rest.aclose()
