@@ -2,6 +2,7 @@
 replica's own HTTP endpoint, and the gateway in front of it.
 
     .venv/bin/python -u bench/llamacpp_bench.py [--rounds 5] [--tokens 64] [--reuse-rounds 1]
+        [--system-tokens 1000]
 
 Starts ``modelyard serve`` (the llama.cpp engine, ``smollm2-135m``), provisions one
 instance, and loads the same GGUF in this process with the backend's own arguments
@@ -130,19 +131,19 @@ class Http:
                 yield choices[0]["delta"].get("content") if choices else None
 
 
-def _system(name: str, count: Callable[[str], int]) -> str:
-    """A system prompt of about SYSTEM_TOKENS tokens that starts with ``name``."""
+def _system(name: str, count: Callable[[str], int], size: int) -> str:
+    """A system prompt of about ``size`` tokens that starts with ``name``."""
     text, n = f"You are {name}.", 1
-    while count(text) < SYSTEM_TOKENS:
+    while count(text) < size:
         text += " " + RULE.format(n=n)
         n += 1
     return text
 
 
-def _reuse(turn: Turn, count: Callable[[str], int]) -> tuple[float, float]:
+def _reuse(turn: Turn, count: Callable[[str], int], size: int) -> tuple[float, float]:
     """(first turn's TTFT, second turn's TTFT) of conversation A, with B's turn in between."""
-    a = [{"role": "system", "content": _system(f"assistant {uuid.uuid4().hex[:8]}", count)}]
-    b = [{"role": "system", "content": _system(f"helper {uuid.uuid4().hex[:8]}", count)}]
+    a = [{"role": "system", "content": _system(f"assistant {uuid.uuid4().hex[:8]}", count, size)}]
+    b = [{"role": "system", "content": _system(f"helper {uuid.uuid4().hex[:8]}", count, size)}]
     a.append({"role": "user", "content": "What is the capital of France?"})
     first = turn(a, 8)[0]
     b.append({"role": "user", "content": "Name a colour."})
@@ -191,6 +192,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--reuse-rounds", type=int, default=1, help="rounds of the prompt-reuse runs")
+    parser.add_argument(
+        "--system-tokens", type=int, default=SYSTEM_TOKENS, help="the reuse runs' system prompt"
+    )
     args = parser.parse_args()
     local = InProcess(gguf_paths("")[MODEL])
 
@@ -228,8 +232,8 @@ def main() -> None:
 
         reuse_rounds = args.reuse_rounds
         print(
-            f"\nsecond turn of a conversation ({SYSTEM_TOKENS}-token system prompt) after another's turn, "
-            f"median of {reuse_rounds}:"
+            f"\nsecond turn of a conversation ({args.system_tokens}-token system prompt) after another's "
+            f"turn, median of {reuse_rounds}:"
         )
         reuse: dict[str, list[tuple[float, float]]] = {
             name: [] for name in ["in-process, no cache", "in-process, RAM cache", *list(paths)[1:]]
@@ -238,9 +242,9 @@ def main() -> None:
             for name, pairs in reuse.items():
                 if name.startswith("in-process"):
                     local.cached(name.endswith("RAM cache"))
-                    pairs.append(_reuse(local.turn, count))
+                    pairs.append(_reuse(local.turn, count, args.system_tokens))
                 else:
-                    pairs.append(_reuse(paths[name], count))
+                    pairs.append(_reuse(paths[name], count, args.system_tokens))
         local.cached(False)
         for name, pairs in reuse.items():
             first, second = [p[0] for p in pairs], [p[1] for p in pairs]

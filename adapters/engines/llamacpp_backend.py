@@ -37,7 +37,9 @@ class LlamaCppBackend:
         prompt_cache_bytes: int = 0,
     ) -> None:
         from modelyard.adapters.engines.prompt_cache import CachingLlama, PromptCache
+        from modelyard.adapters.engines.template_once import compile_templates_once
 
+        compile_templates_once()
         self.model, self.context_window = model, context_window
         self._llm = CachingLlama(
             model_path=path,
