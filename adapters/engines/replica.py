@@ -159,19 +159,21 @@ class Replica:
             self.metrics.left(started=False, completed=False)
             raise
         self.metrics.admitted(waited)
-        try:
-            async for chunk in self._generated(request, started):
-                yield chunk
-        finally:
-            self.admission.leave(time.perf_counter() - started - waited)
+        # The next request is let in when the engine thread is done, not when the client is:
+        # a client gone mid-answer leaves the engine a token (or a prompt) to finish first.
+        async for chunk in self._generated(request, started, self.admission.leave):
+            yield chunk
 
-    async def _generated(self, request: dict[str, Any], started: float) -> AsyncGenerator[dict[str, Any]]:
+    async def _generated(
+        self, request: dict[str, Any], started: float, done: Callable[[float], None] | None = None
+    ) -> AsyncGenerator[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
 
         def produce() -> None:
             self.metrics.engine_began()
+            began = time.perf_counter()
             try:
                 for chunk in self.backend.generate(request, cancel):
                     self.metrics.engine_chunk()
@@ -180,6 +182,8 @@ class Replica:
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
                 self.metrics.engine_ended()
+                if done is not None:
+                    loop.call_soon_threadsafe(done, time.perf_counter() - began)
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
         thread = threading.Thread(target=produce, daemon=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from llama_cpp import llama_chat_format
 
-_Sandboxed: Any = llama_chat_format.ImmutableSandboxedEnvironment
+_Sandboxed: Any = llama_chat_format.ImmutableSandboxedEnvironment  # type: ignore[attr-defined]
 
 
 class _CompilingOnce(_Sandboxed):  # type: ignore[misc]
@@ -33,4 +33,4 @@ class _CompilingOnce(_Sandboxed):  # type: ignore[misc]
 
 def compile_templates_once() -> None:
     """Make llama-cpp-python's chat handlers reuse their compiled templates (idempotent)."""
-    llama_chat_format.ImmutableSandboxedEnvironment = _CompilingOnce
+    llama_chat_format.ImmutableSandboxedEnvironment = _CompilingOnce  # type: ignore[attr-defined]
