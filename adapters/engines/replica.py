@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
-import json
 import logging
 import math
 import os
@@ -323,7 +322,7 @@ async def _sse(
                     "logprobs": None,
                 }
                 out = head | {"choices": [choice]}
-            yield f"data: {json.dumps(out)}\n\n".encode()
+            yield b"data: " + msgspec.json.encode(out) + b"\n\n"
         yield b"data: [DONE]\n\n"
     finally:
         # A client gone mid-stream closes this generator; closing the engine's stops its thread.
