@@ -81,6 +81,31 @@ class LogSettings(EnvStruct, frozen=True, kw_only=True):
     ] = "INFO"
 
 
+class ReplicaSettings(EnvStruct, frozen=True, kw_only=True):
+    """How a CPU replica process (llama.cpp) reuses prompts and queues requests; read by the replica."""
+
+    prompt_cache_mb: Annotated[
+        int,
+        variable(
+            "MODELYARD_PROMPT_CACHE_MB",
+            "MiB a llama.cpp replica keeps recent prompts' KV state in, reused across conversations (0: off)",
+        ),
+    ] = 256
+    queue_depth: Annotated[
+        int,
+        variable(
+            "MODELYARD_REPLICA_QUEUE_DEPTH", "requests a replica holds waiting behind the one it serves"
+        ),
+    ] = 16
+    queue_timeout_s: Annotated[
+        float,
+        variable(
+            "MODELYARD_REPLICA_QUEUE_TIMEOUT_S",
+            "longest a request waits for a replica's engine before a 503 with Retry-After",
+        ),
+    ] = 60.0
+
+
 class Settings(EnvStruct, frozen=True, kw_only=True):
     """Everything a modelyard process needs to know about its surroundings."""
 
@@ -218,6 +243,7 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
         int, variable("MODELYARD_MAX_UPLOAD_BYTES", "largest GGUF model an upload (BYOM) may send, in bytes")
     ] = 32 << 30
     log: LogSettings = LogSettings()
+    replica: ReplicaSettings = ReplicaSettings()
 
     @property
     def sqlite_path(self) -> Path:
@@ -310,6 +336,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 def load_log_settings(env: Mapping[str, str] | None = None) -> LogSettings:
     """Only the logging settings, for processes that need nothing else (a replica, the CLI)."""
     return _convert(LogSettings, os.environ if env is None else env)
+
+
+def load_replica_settings(env: Mapping[str, str] | None = None) -> ReplicaSettings:
+    """Only a replica process's own settings."""
+    return _convert(ReplicaSettings, os.environ if env is None else env)
 
 
 def load_agent_settings(env: Mapping[str, str] | None = None) -> AgentSettings:

@@ -67,6 +67,8 @@ STATUS_OF: dict[str, int] = {
     # Not in either document: a request to a deployment scaled to zero was held for its cold
     # start as long as the server allows and it is not serving yet; retry after Retry-After.
     "INSTANCE_STARTING": 503,
+    # Not in either document: every replica's queue is full; Retry-After says when to come back.
+    "ENGINE_BUSY": 503,
 }
 # The codes Litestar's own HTTP errors get, by status; any other status is a 400 or a 500.
 _CODE_OF_HTTP: dict[int, str] = {
@@ -166,6 +168,12 @@ class EngineError(EdgeError):
     """The instance's engine failed on a request it accepted (its detail is logged, not shown)."""
 
     code = "ENGINE_ERROR"
+
+
+class EngineBusy(EdgeError):
+    """Every replica of the instance has a full queue (or kept the request waiting too long)."""
+
+    code = "ENGINE_BUSY"
 
 
 class ApiKeyRequired(EdgeError):

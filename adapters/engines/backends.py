@@ -106,6 +106,13 @@ def _forced_tool(request: dict[str, Any]) -> str | None:
     return str(tools[0]["function"]["name"])
 
 
-def usage(prompt: int, completion: int) -> dict[str, int]:
-    """An OpenAI ``usage`` object."""
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+def usage(prompt: int, completion: int, *, cached: int | None = None) -> dict[str, Any]:
+    """An OpenAI ``usage`` object; ``cached`` prompt tokens (reused, not evaluated) when the engine knows."""
+    out: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if cached is not None:
+        out["prompt_tokens_details"] = {"cached_tokens": cached}
+    return out

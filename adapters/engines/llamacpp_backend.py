@@ -43,11 +43,14 @@ class LlamaCppBackend:
         batch: int = 512,
         kv_cache: str = "",
         draft_tokens: int = 0,
+        prompt_cache_bytes: int = 0,
     ) -> None:
-        from llama_cpp import Llama
+        from modelyard.adapters.engines.prompt_cache import CachingLlama, PromptCache
+        from modelyard.adapters.engines.template_once import compile_templates_once
 
+        compile_templates_once()
         self.model, self.context_window = model, context_window
-        self._llm = Llama(
+        self._llm = CachingLlama(
             model_path=path,
             n_ctx=context_window,
             n_threads=threads,
@@ -56,6 +59,9 @@ class LlamaCppBackend:
             chat_format="chatml-function-calling",
             **_preset_options(kv_cache, draft_tokens),
         )
+        # Recent prompts' KV state, so a conversation's next turn evaluates only its new tokens
+        # even after other conversations spoke in between (0 bytes: only the last prompt's).
+        self._llm.prompt_cache = PromptCache(prompt_cache_bytes) if prompt_cache_bytes > 0 else None
         self._lock = threading.Lock()
 
     def count_tokens(self, request: dict[str, Any]) -> int:
@@ -93,7 +99,10 @@ class LlamaCppBackend:
                 if "context window" in str(exc):
                     raise _overflow(prompt_tokens, max_tokens, self.context_window) from exc
                 raise
-        yield {"usage": usage(counter.prompt_tokens or prompt_tokens, completion)}
+            # Prompt tokens the engine did not evaluate: the prefix its context held or restored.
+            evaluated = counter.prompt_tokens or prompt_tokens
+            cached = min(self._llm.reused, evaluated)
+        yield {"usage": usage(evaluated, completion, cached=cached)}
 
     def _pieces(
         self,

@@ -2,8 +2,9 @@
 
 Each replica has its own ``CollectorRegistry`` (so two replicas in one test process do not
 share counters) holding vLLM's series — requests running and waiting, prompt and generated
-tokens, the time-to-first-token histogram — and modelyard's own about cancellations and the
-engine's generation threads. ``parse_metrics`` (in ``base``) reads them back, and vLLM's.
+tokens, the time-to-first-token and queue-time histograms — and modelyard's own about
+cancellations, refusals of a full queue and the engine's generation threads.
+``parse_metrics`` (in ``base``) reads them back, and vLLM's.
 """
 
 from __future__ import annotations
@@ -60,6 +61,17 @@ class ReplicaMetrics:
             buckets=DECODE_BUCKETS,
             registry=self.registry,
         ).labels(model)
+        self._refused = counter(
+            "modelyard:requests_refused_busy",
+            "Requests answered 503: a full queue or too long a wait.",
+        ).labels(model)
+        self._queue_time = Histogram(
+            "vllm:request_queue_time_seconds",
+            "Time a request waited for the engine before it was admitted.",
+            labels,
+            buckets=BUCKETS,
+            registry=self.registry,
+        ).labels(model)
         self._ttft = Histogram(
             "vllm:time_to_first_token_seconds",
             "Time to first token.",
@@ -71,6 +83,15 @@ class ReplicaMetrics:
     def queued(self) -> None:
         """A request arrived and waits for its first token."""
         self._waiting.inc()
+
+    def admitted(self, waited_s: float) -> None:
+        """A waiting request got the engine after ``waited_s`` seconds in the queue."""
+        self._queue_time.observe(waited_s)
+
+    def refused(self) -> None:
+        """A waiting request was turned away (503): the queue was full or it waited too long."""
+        self._waiting.dec()
+        self._refused.inc()
 
     def started(self, ttft_s: float) -> None:
         """A waiting request produced its first token after ``ttft_s`` seconds."""

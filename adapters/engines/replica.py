@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
-import json
 import logging
+import math
 import os
 import threading
 import time
@@ -38,7 +38,7 @@ from modelyard.adapters.engines import lifeline
 from modelyard.adapters.engines.backends import Backend, ContextOverflow, Refused, SimulatedBackend
 from modelyard.adapters.engines.metrics import MEDIA_TYPE, ReplicaMetrics
 from modelyard.adapters.logs import LINE_FORMAT, configure_logging
-from modelyard.settings import load_log_settings
+from modelyard.settings import load_log_settings, load_replica_settings
 
 # Named, not __name__: run with -m this module is __main__.
 log = logging.getLogger("modelyard.adapters.engines.replica")
@@ -85,21 +85,96 @@ def _validate(body: Any) -> str | None:
     return None
 
 
-class Replica:
-    """The state of one replica process: its backend and its counters."""
+class Busy(Exception):
+    """The engine's queue is full, or a request waited for the engine past the bound."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Admission:
+    """Who gets the engine: ``slots`` requests at once, the next ``depth`` waiting in arrival
+    order for at most ``timeout_s`` each; beyond that, ``Busy`` (a 503 with Retry-After)."""
+
+    def __init__(self, slots: int, depth: int, timeout_s: float) -> None:
+        self.depth, self.timeout_s = depth, timeout_s
+        self._free = asyncio.Semaphore(slots)
+        self.waiting = 0
+        # Seconds one request holds the engine, smoothed: what Retry-After is estimated from.
+        self._held_s = 1.0
+
+    def retry_after_s(self) -> int:
+        """About when the queue ahead of a new request will have drained, in whole seconds."""
+        return max(1, min(60, math.ceil(self._held_s * (self.waiting + 1))))
+
+    async def enter(self) -> float:
+        """Wait for the engine; the seconds waited."""
+        if self._free.locked() and self.waiting >= self.depth:
+            raise Busy(f"The engine is busy: {self.waiting} requests already wait.", self.retry_after_s())
+        began = time.perf_counter()
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self._free.acquire()
+        except TimeoutError:
+            raise Busy(
+                f"The engine stayed busy for {self.timeout_s:g} s; retry later.", self.retry_after_s()
+            ) from None
+        finally:
+            self.waiting -= 1
+        return time.perf_counter() - began
+
+    def leave(self, held_s: float) -> None:
+        """The engine is free for the next request."""
+        self._held_s = 0.8 * self._held_s + 0.2 * held_s
+        self._free.release()
+
+
+class Replica:
+    """The state of one replica process: its backend, who may use it, and its counters.
+
+    With ``admission`` requests take the engine in turn (llama.cpp generates one at a
+    time); without, every request starts at once (the simulated engine).
+    """
+
+    def __init__(self, backend: Backend, admission: Admission | None = None) -> None:
         self.backend = backend
+        self.admission = admission
         self.metrics = ReplicaMetrics(model=backend.model)
 
     async def chunks(self, request: dict[str, Any]) -> AsyncGenerator[dict[str, Any]]:
-        """Generate in a worker thread; stop it if the consumer of this iterator goes away."""
+        """Generate in a worker thread once admitted; stop it if the consumer goes away."""
+        self.metrics.queued()
+        started = time.perf_counter()
+        if self.admission is None:
+            async for chunk in self._generated(request, started):
+                yield chunk
+            return
+        try:
+            waited = await self.admission.enter()
+        except Busy:
+            self.metrics.refused()
+            raise
+        except BaseException:
+            self.metrics.left(started=False, completed=False)
+            raise
+        self.metrics.admitted(waited)
+        # The next request is let in when the engine thread is done, not when the client is:
+        # a client gone mid-answer leaves the engine a token (or a prompt) to finish first.
+        async for chunk in self._generated(request, started, self.admission.leave):
+            yield chunk
+
+    async def _generated(
+        self, request: dict[str, Any], started: float, done: Callable[[float], None] | None = None
+    ) -> AsyncGenerator[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
 
         def produce() -> None:
             self.metrics.engine_began()
+            began = time.perf_counter()
             try:
                 for chunk in self.backend.generate(request, cancel):
                     self.metrics.engine_chunk()
@@ -108,11 +183,12 @@ class Replica:
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
                 self.metrics.engine_ended()
+                if done is not None:
+                    loop.call_soon_threadsafe(done, time.perf_counter() - began)
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
-        self.metrics.queued()
         thread = threading.Thread(target=produce, daemon=True)
-        started, first, finished = time.perf_counter(), True, False
+        first, finished = True, False
         first_at = started
         thread.start()
         try:
@@ -202,18 +278,31 @@ async def _answer(replica: Replica, body: Any) -> Response[Any] | Stream:
         "model": str(body.get("model") or replica.backend.model),
     }
     pieces = replica.chunks(body)
-    try:
-        # The first piece comes before the status line, so an engine's refusal is still a 400.
-        first = await anext(pieces)
-    except ContextOverflow as exc:
-        return _error(400, str(exc), "context_length_exceeded")
-    except Refused as exc:
-        return _error(400, str(exc))
+    first = await _first_piece(pieces)
+    if isinstance(first, Response):
+        return first
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         events = _sse(replica, first, pieces, head, include_usage=include_usage)
         return Stream(events, media_type="text/event-stream")
     return Response(await _whole(replica, first, pieces, head))
+
+
+async def _first_piece(pieces: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | Response[Any]:
+    """The first piece, or the refusal to answer with instead: it comes before the status line,
+    so an engine's refusal is still a 400, and a full queue a 503."""
+    try:
+        return await anext(pieces)
+    except ContextOverflow as exc:
+        return _error(400, str(exc), "context_length_exceeded")
+    except Refused as exc:
+        return _error(400, str(exc))
+    except Busy as exc:
+        # Not the engine's failure: the caller (the gateway) may try another replica or later.
+        log.info("refused 503: %s", exc)
+        body = {"error": {"message": str(exc), "type": "server_error", "code": "engine_busy"}}
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return Response(body, status_code=503, media_type=MediaType.JSON, headers=headers)
 
 
 async def _chain(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
@@ -248,7 +337,7 @@ async def _sse(
                     "logprobs": None,
                 }
                 out = head | {"choices": [choice]}
-            yield f"data: {json.dumps(out)}\n\n".encode()
+            yield b"data: " + msgspec.json.encode(out) + b"\n\n"
         yield b"data: [DONE]\n\n"
     finally:
         # A client gone mid-stream closes this generator; closing the engine's stops its thread.
@@ -329,14 +418,21 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--tokens-per-s", type=float, default=0.0)
     parser.add_argument("--parent-pid", type=int, help="give up when this process is gone")
     parser.add_argument("--log-file", help="log here, rotated (else to standard error)")
+    # Unset: from the environment (MODELYARD_PROMPT_CACHE_MB, MODELYARD_REPLICA_QUEUE_*).
+    parser.add_argument("--prompt-cache-mb", type=int, help="RAM for recent prompts' KV state (llamacpp)")
+    parser.add_argument("--queue-depth", type=int, help="requests waiting behind the one served")
+    parser.add_argument("--queue-timeout-s", type=float, help="longest wait before a 503")
     return parser.parse_args()
 
 
-def _backend(args: argparse.Namespace) -> Backend:
+def _replica(args: argparse.Namespace) -> Replica:
+    """The backend the arguments name; llama.cpp behind a bounded queue, one request at a time."""
+    own = load_replica_settings()
     if args.backend == "llamacpp":
         from modelyard.adapters.engines.llamacpp_backend import LlamaCppBackend
 
-        return LlamaCppBackend(
+        cache_mb = own.prompt_cache_mb if args.prompt_cache_mb is None else args.prompt_cache_mb
+        backend = LlamaCppBackend(
             model=args.model,
             path=args.path,
             context_window=args.context_window,
@@ -344,13 +440,21 @@ def _backend(args: argparse.Namespace) -> Backend:
             batch=args.batch,
             kv_cache=args.kv_cache,
             draft_tokens=args.draft_tokens,
+            prompt_cache_bytes=cache_mb << 20,
         )
-    return SimulatedBackend(
+        admission = Admission(
+            1,
+            own.queue_depth if args.queue_depth is None else args.queue_depth,
+            own.queue_timeout_s if args.queue_timeout_s is None else args.queue_timeout_s,
+        )
+        return Replica(backend, admission)
+    simulated = SimulatedBackend(
         model=args.model,
         ttft_ms=args.ttft_ms,
         tokens_per_s=args.tokens_per_s,
         context_window=args.context_window,
     )
+    return Replica(simulated)
 
 
 def main() -> None:
@@ -381,7 +485,7 @@ def main() -> None:
 
             app = build_media_app(media_backend(args.backend, args.model, args.path, args.threads), token)
         else:
-            app = build_app(Replica(_backend(args)), token)
+            app = build_app(_replica(args), token)
         # No access line per request here: the gateway logs each one. log_config=None keeps
         # uvicorn's own records in the process's format.
         uvicorn.run(

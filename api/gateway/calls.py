@@ -8,7 +8,6 @@ or a deployment goes to a thread, so the loop never waits on the database.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -238,13 +237,13 @@ class Gateway:
         async for line in _refused_first(self.forwarder.stream(call.deployment_id, upstream)):
             if not line.startswith(b"data: ") or line == b"data: [DONE]":
                 continue
-            chunk = json.loads(line[6:])
+            chunk = msgspec.json.decode(line[6:])
             if chunk.get("usage"):
                 usage = chunk["usage"]
                 if not wants_usage:
                     continue
             chunk["model"] = echoed
-            yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            yield b"data: " + msgspec.json.encode(chunk) + b"\n\n"
         yield b"data: [DONE]\n\n"
         await self._finish(call, usage, streamed=True)
 

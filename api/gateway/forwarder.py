@@ -9,7 +9,9 @@ Routing goes only to replicas the views hold as started, and each call carries t
 its replica was started with. A replica that does not answer (its process is gone) or
 refuses the token (the port now belongs to another process) is dropped from the cached
 list and the call goes to another replica of the deployment, if any; with none left the
-call is ``INSTANCE_NOT_RUNNING``. The token is never in a message or a log line.
+call is ``INSTANCE_NOT_RUNNING``. A replica whose queue is full (503) passes the call to
+another replica too; when every one is full the call is ``ENGINE_BUSY`` (503) with the
+shortest ``Retry-After`` they gave. The token is never in a message or a log line.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import msgspec
 
 from modelyard.adapters.placement.balancer import least_loaded
 from modelyard.adapters.views.db import ViewDatabase
+from modelyard.api.errors import EngineBusy
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.errors import InstanceNotRunning
 from modelyard.projections.deployments.queries import (
@@ -45,6 +48,8 @@ UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=600.0, connect=5.0)
 UPSTREAM_CONNECTIONS = 1024
 # What a replica of ours answers a call without its token: whoever holds that port is not it.
 NOT_THIS_REPLICA = (401, 403)
+# What a replica answers when its queue is full, with a Retry-After.
+BUSY = 503
 log = logging.getLogger(__name__)
 
 
@@ -171,8 +176,17 @@ class Forwarder:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """The response of the first live replica to take ``body``, counted in flight for the block."""
         tried: set[ReplicaRoute] = set()
+        busy: list[int] = []
         while True:
-            route = await self._pick(dep_id, tried)
+            try:
+                route = await self._pick(dep_id, tried)
+            except InstanceNotRunning:
+                if busy:
+                    raise EngineBusy(
+                        f"Every replica of {ids.instance_ref(dep_id)} is busy; retry after {min(busy)} s.",
+                        headers={"Retry-After": str(min(busy))},
+                    ) from None
+                raise
             url = route.base_url
             self._in_flight[url] = self._in_flight.get(url, 0) + 1
             try:
@@ -180,6 +194,11 @@ class Forwarder:
                 if response is None:
                     tried.add(route)
                     self._drop(dep_id, route)
+                    continue
+                if response.status == BUSY:
+                    busy.append(_retry_after(response.headers.get("Retry-After")))
+                    response.release()
+                    tried.add(route)
                     continue
                 try:
                     yield response
@@ -243,6 +262,14 @@ class Answer(msgspec.Struct, frozen=True, kw_only=True):
     body: bytes
     # Names in lower case.
     headers: dict[str, str]
+
+
+def _retry_after(value: str | None) -> int:
+    """A Retry-After in whole seconds (1 when absent or not a number of seconds)."""
+    try:
+        return max(1, int(value or 1))
+    except ValueError:
+        return 1
 
 
 def _json_text(value: Any) -> str:
