@@ -124,7 +124,9 @@ def test_bad_requests_get_their_codes_and_write_nothing(make_edge: EdgeFactory) 
         ),
         (post(BASE, json={**SPEC, "colour": "red"}, headers=edge.auth), 400, "INVALID_REQUEST"),
         (
-            post(BASE, json={**SPEC, "tier": "shared", "model_id": "gemma-2-27b-it"}, headers=edge.auth),
+            post(
+                BASE, json={**SPEC, "tier": "shared", "model_id": "llama-3.3-70b-instruct"}, headers=edge.auth
+            ),
             400,
             "INVALID_REQUEST",
         ),
