@@ -58,14 +58,15 @@ def _history(store: Store, accounts: int = 3) -> None:
         deployments.activate(OnDeployment(deployment_id=dep, at=T0 + timedelta(seconds=15)))
         deployments.request_scale(WithCapacity(deployment_id=dep, capacity=4, at=T0 + timedelta(seconds=70)))
         deployments.finish_scale(WithCapacity(deployment_id=dep, capacity=4, at=T0 + timedelta(seconds=95)))
-        deployments.request_teardown(OnDeployment(deployment_id=dep, at=T0 + timedelta(minutes=3, seconds=7)))
-        deployments.mark_destroyed(OnDeployment(deployment_id=dep, at=T0 + timedelta(minutes=3, seconds=9)))
-        for minute in range(4):
+        for minute in range(3):
             deployments.meter(
                 MeterMinute(
-                    deployment_id=dep, minute=T0 + timedelta(minutes=minute), at=T0 + timedelta(minutes=5)
+                    deployment_id=dep, minute=T0 + timedelta(minutes=minute), at=T0 + timedelta(minutes=3)
                 )
             )
+        # The teardown charges the last, partial minute itself (destroy settles at once).
+        deployments.request_teardown(OnDeployment(deployment_id=dep, at=T0 + timedelta(minutes=3, seconds=7)))
+        deployments.mark_destroyed(OnDeployment(deployment_id=dep, at=T0 + timedelta(minutes=3, seconds=9)))
 
 
 def _dump(views: ViewDatabase, projections: Sequence[Projection]) -> dict[str, list[tuple[Any, ...]]]:

@@ -32,6 +32,7 @@ from modelyard.domain.deployments.service import (
     RequestDeployment,
 )
 from modelyard.domain.services import Services
+from modelyard.domain.shared.errors import QuotaExceeded
 from modelyard.domain.shared.store import Store
 from modelyard.projections.balances.queries import export_rows
 from modelyard.projections.registry import all_projections
@@ -59,7 +60,10 @@ def _play(services: Services, ops: list[tuple[str, int, int]]) -> None:
             services.accounts.add_credits(AddCredits(account_id=account, amount=amount * 1000, at=now))
         elif name == "deploy":
             request = RequestDeployment(account_id=account, model="smollm2-135m", at=now)
-            dep = services.deployments.request(request).id
+            try:
+                dep = services.deployments.request(request).id
+            except QuotaExceeded:
+                continue  # the plan's deployments are all running: refused, nothing written
             services.deployments.start_replica(ReplicaCommand(deployment_id=dep, replica="r1", at=now))
             services.deployments.activate(OnDeployment(deployment_id=dep, at=now))
             deployments.append(dep)
