@@ -61,6 +61,11 @@ class Deployment(Aggregate, frozen=True, kw_only=True):
     breached: tuple[ev.SlaMetric, ...] = ()
     segments: tuple[Segment, ...] = ()
     last_metered: datetime | None = None
+    # Low balance (``domain/accounts/low_balance.py``): what the deployment allows, whether
+    # it is scaled to zero because the account ran low, and the preset to go back to.
+    on_low_balance: ev.OnLowBalance = ev.OnLowBalance.KEEP
+    held_for_balance: bool = False
+    preset_held_from: Preset | None = None
 
     @property
     def serving(self) -> int:
@@ -157,12 +162,22 @@ def _(event: ev.ScaledTo, deployment: Deployment | None) -> Deployment:
 
 @_mutate.register
 def _(event: ev.ScaledToZero, deployment: Deployment | None) -> Deployment:
-    return _step(deployment, event, replicas=())
+    return _step(deployment, event, replicas=(), held_for_balance=event.for_balance)
 
 
 @_mutate.register
 def _(event: ev.WakeRequested, deployment: Deployment | None) -> Deployment:
-    return _step(deployment, event)
+    return _step(deployment, event, held_for_balance=False)
+
+
+@_mutate.register
+def _(event: ev.LowBalanceAllowanceSet, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event, on_low_balance=event.on_low_balance)
+
+
+@_mutate.register
+def _(event: ev.PresetChanged, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event, preset=event.preset, preset_held_from=event.held_from)
 
 
 @_mutate.register
