@@ -39,6 +39,8 @@ from modelyard.api.gateway.controller import GatewayController
 from modelyard.api.health.controller import HealthController, WorkersHealth
 from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.controller import InstancesController
+from modelyard.api.low_balance.actions import LowBalance
+from modelyard.api.low_balance.controller import DeploymentLowBalanceController, LowBalancePolicyController
 from modelyard.api.mcp import build_mcp
 from modelyard.api.metrics import ApiMetrics, MetricsController, http_metrics
 from modelyard.api.ratelimit import RateLimitMiddleware
@@ -66,6 +68,8 @@ class Edge:
     # The Prometheus series of this process (``GET /metrics``); none: no such route.
     metrics: ApiMetrics | None = None
     routing: ChatRouter | None = None
+    # The low-balance policy and allowances; none: no such routes.
+    low_balance: LowBalance | None = None
 
 
 def _constant(value: object) -> Provide:
@@ -106,6 +110,7 @@ def create_app(edge: Edge) -> Litestar:
             FinanceController,
             InstanceWebhooksController,
             DeploymentWebhooksController,
+            *([LowBalancePolicyController, DeploymentLowBalanceController] if edge.low_balance else []),
         ],
         guards=[ManagementGuard(edge.key_cache)],
     )
@@ -136,6 +141,7 @@ def create_app(edge: Edge) -> Litestar:
             "api_metrics": _constant(edge.metrics),
             "routing": _constant(edge.routing),
             "webhooks": _constant(edge.webhooks),
+            "low_balance": _constant(edge.low_balance),
         },
         exception_handlers={Exception: handle_exception},
         middleware=[

@@ -6,6 +6,7 @@ from modelyard.projections.balances.projection import BalancesProjection
 from modelyard.projections.base import Projection
 from modelyard.projections.deployments.projection import DeploymentsProjection
 from modelyard.projections.keys.projection import KeysProjection
+from modelyard.projections.low_balance.projection import LowBalanceProjection
 from modelyard.projections.metrics.projection import MetricsProjection
 from modelyard.projections.webhooks.projection import WebhooksProjection
 
@@ -18,4 +19,5 @@ def all_projections() -> list[Projection]:
         KeysProjection(),
         MetricsProjection(),
         WebhooksProjection(),
+        LowBalanceProjection(),
     ]
