@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from modelyard.api.auth import Principal
-from modelyard.api.low_balance.schemas import AllowanceAnswer, AllowanceRequest, PolicyAnswer, PolicyRequest
+from modelyard.api.low_balance.schemas import (
+    AllowanceAnswer,
+    AllowanceRequest,
+    Policy,
+    PolicyAnswer,
+    PolicyRequest,
+)
 from modelyard.domain.accounts.low_balance import parse_threshold
 from modelyard.domain.deployments.aggregate import Deployment
 from modelyard.domain.deployments.lifecycle import status_v2
@@ -31,18 +37,20 @@ class LowBalance:
         account = ids.parse_id(principal.account_id, ids.ACCOUNT)
         found = self._service.policy_of(account)
         if found is None:
-            return PolicyAnswer(
+            policy = Policy(
                 account_id=principal.account_id,
                 notify_below=format_usd(self._default),
                 degrade_below=format_usd(0),
                 source="default",
             )
-        return PolicyAnswer(
-            account_id=principal.account_id,
-            notify_below=format_usd(found.notify_below),
-            degrade_below=format_usd(found.degrade_below),
-            source="account",
-        )
+        else:
+            policy = Policy(
+                account_id=principal.account_id,
+                notify_below=format_usd(found.notify_below),
+                degrade_below=format_usd(found.degrade_below),
+                source="account",
+            )
+        return PolicyAnswer(data=policy)
 
     def set_policy(self, principal: Principal, request: PolicyRequest) -> PolicyAnswer:
         """Replace the account's policy (both thresholds checked before anything is written)."""

@@ -17,13 +17,20 @@ class PolicyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     degrade_below: Any
 
 
-class PolicyAnswer(msgspec.Struct, frozen=True, kw_only=True):
+class Policy(msgspec.Struct, frozen=True, kw_only=True):
     """The policy in force; ``source`` is ``account`` once the owner set one, else ``default``."""
 
     account_id: str
     notify_below: str
     degrade_below: str
     source: str
+
+
+class PolicyAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """``{"success": true, "data": {policy…}}``, as the first dialect answers."""
+
+    success: bool = True
+    data: Policy
 
 
 class AllowanceRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
