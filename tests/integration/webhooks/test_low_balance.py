@@ -112,6 +112,17 @@ def _events(store: Store, dep: str) -> list[object]:
     return list(store.events.get(ids.parse_deployment_id(dep)))
 
 
+def _replaced(store: Store, dep: str, preset: str) -> bool:
+    """Whether, since the deployment last changed to ``preset``, a replica started and one
+    started before was stopped as replaced, with nothing lost otherwise."""
+    events = _events(store, dep)
+    changed = max(i for i, e in enumerate(events) if isinstance(e, ev.PresetChanged) and e.preset == preset)
+    after = events[changed + 1 :]
+    started = [e for e in after if isinstance(e, ev.ReplicaStarted)]
+    lost = [e for e in after if isinstance(e, ev.ReplicaLost)]
+    return bool(started) and [e.reason for e in lost] == [f"replaced: the preset is now {preset}"]
+
+
 def _of(receiver: Receiver, name: str, secrets: dict[str, str]) -> list[dict[str, Any]]:
     """The verified bodies of the deliveries of ``name`` (each checked with its subscription's secret)."""
     found = []
@@ -225,6 +236,9 @@ def test_notify_degrade_restore_then_stop_each_an_event_and_a_webhook(
         ),
         "the deployment shows the cost preset",
     )
+    # Its replica is replaced by one started under the cost preset; it serves throughout.
+    _until(lambda: _replaced(store, cheap, "cost"), "the replica replaced under the cost preset")
+    assert _status(yard, cheap) == "active"
     # A request does not wake a deployment scaled to zero for its balance.
     refused = yard.client.post(
         f"/api/v1/public/deployments/{sleeper}/chat/completions",
@@ -257,6 +271,7 @@ def test_notify_degrade_restore_then_stop_each_an_event_and_a_webhook(
         "the preset restored",
     )
     assert (back[1]["data"]["preset"], "restores_to" in back[1]["data"]) == ("balanced", False)
+    _until(lambda: _replaced(store, cheap, "balanced"), "the replica replaced under the balanced preset")
     wake = [e for e in _events(store, sleeper) if isinstance(e, ev.WakeRequested)]
     restore = [e for e in _events(store, cheap) if isinstance(e, ev.PresetChanged)]
     assert [w.reason for w in wake] == [woken[0]["data"]["reason"]]
