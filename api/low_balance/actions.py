@@ -82,6 +82,7 @@ class LowBalance:
             scaled_to_zero_for_balance=deployment.held_for_balance,
             preset=str(deployment.preset),
             preset_held_from=None if held is None else str(held),
+            reason=deployment.low_balance_reason,
             status=status_v2(deployment.state),
         )
 

@@ -49,4 +49,6 @@ class AllowanceAnswer(msgspec.Struct, frozen=True, kw_only=True):
     preset: str
     # The preset it goes back to once credit is added; None unless moved for low balance.
     preset_held_from: str | None
+    # Why the last low-balance step (or its undoing) was taken; None before any.
+    reason: str | None
     status: str

@@ -66,6 +66,8 @@ class Deployment(Aggregate, frozen=True, kw_only=True):
     on_low_balance: ev.OnLowBalance = ev.OnLowBalance.KEEP
     held_for_balance: bool = False
     preset_held_from: Preset | None = None
+    # Why the last low-balance step (or its undoing) was taken; None before any.
+    low_balance_reason: str | None = None
 
     @property
     def serving(self) -> int:
@@ -162,12 +164,14 @@ def _(event: ev.ScaledTo, deployment: Deployment | None) -> Deployment:
 
 @_mutate.register
 def _(event: ev.ScaledToZero, deployment: Deployment | None) -> Deployment:
-    return _step(deployment, event, replicas=(), held_for_balance=event.for_balance)
+    why = event.reason if event.for_balance else _last_reason(deployment)
+    return _step(deployment, event, replicas=(), held_for_balance=event.for_balance, low_balance_reason=why)
 
 
 @_mutate.register
 def _(event: ev.WakeRequested, deployment: Deployment | None) -> Deployment:
-    return _step(deployment, event, held_for_balance=False)
+    why = event.reason or _last_reason(deployment)
+    return _step(deployment, event, held_for_balance=False, low_balance_reason=why)
 
 
 @_mutate.register
@@ -177,7 +181,13 @@ def _(event: ev.LowBalanceAllowanceSet, deployment: Deployment | None) -> Deploy
 
 @_mutate.register
 def _(event: ev.PresetChanged, deployment: Deployment | None) -> Deployment:
-    return _step(deployment, event, preset=event.preset, preset_held_from=event.held_from)
+    return _step(
+        deployment,
+        event,
+        preset=event.preset,
+        preset_held_from=event.held_from,
+        low_balance_reason=event.reason,
+    )
 
 
 @_mutate.register
@@ -226,6 +236,10 @@ def _(event: ev.Destroyed, deployment: Deployment | None) -> Deployment:
 def _(event: ev.MinuteMetered, deployment: Deployment | None) -> Deployment:
     segments = () if deployment is None else _prune(deployment.segments, event.minute + MINUTE)
     return _step(deployment, event, last_metered=event.minute, segments=segments)
+
+
+def _last_reason(deployment: Deployment | None) -> str | None:
+    return None if deployment is None else deployment.low_balance_reason
 
 
 def _replicas(deployment: Deployment | None) -> tuple[str, ...]:

@@ -225,6 +225,9 @@ def test_notify_degrade_restore_then_stop_each_an_event_and_a_webhook(
     assert moved[0]["data"]["deployment_id"] == cheap
     assert (moved[0]["data"]["preset"], moved[0]["data"]["restores_to"]) == ("cost", "balanced")
     shown = yard.client.get(f"/api/v1/public/deployments/{cheap}/low-balance", headers=auth).json()
+    assert shown["reason"] == "low balance: 2.500000 USD is below degrade_below 3.000000 USD"
+    slept = yard.client.get(f"/api/v1/public/deployments/{sleeper}/low-balance", headers=auth).json()
+    assert (slept["scaled_to_zero_for_balance"], slept["reason"]) == (True, shown["reason"])
     assert (shown["preset"], shown["preset_held_from"], shown["on_low_balance"]) == (
         "cost",
         "balanced",
