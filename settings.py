@@ -235,6 +235,11 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
         str,
         variable("MODELYARD_WEBHOOK_CREDITS_LOW_USD", "balance below which account.credits_low is sent"),
     ] = "5.00"
+    balance_guard_interval_s: Annotated[
+        float,
+        msgspec.Meta(gt=0),
+        variable("MODELYARD_BALANCE_GUARD_INTERVAL_S", "how often low balances move deployments"),
+    ] = 5.0
     webhook_secret_overlap_s: Annotated[
         float,
         variable("MODELYARD_WEBHOOK_SECRET_OVERLAP_S", "how long a rotated webhook secret still signs"),

@@ -53,6 +53,8 @@ from modelyard.api.gateway.media_controller import MediaController, PublicMediaC
 from modelyard.api.health.controller import HealthController, WorkersHealth
 from modelyard.api.instances.actions import Instances
 from modelyard.api.instances.controller import InstancesController
+from modelyard.api.low_balance.actions import LowBalance
+from modelyard.api.low_balance.controller import DeploymentLowBalanceController, LowBalancePolicyController
 from modelyard.api.mcp import build_mcp
 from modelyard.api.metrics import ApiMetrics, MetricsController, http_metrics
 from modelyard.api.ratelimit import RateLimitMiddleware, count_unrouted
@@ -91,6 +93,9 @@ class Edge:
     # Keys, grants, organisations, the catalog by plan, credits (``api.access``).
     access: Access | None = None
     plan_limits: Mapping[Plan, Limits] = field(default_factory=lambda: dict(PLAN_LIMITS))
+
+    # The low-balance policy and allowances; none: no such routes.
+    low_balance: LowBalance | None = None
 
 
 class _App(Litestar):
@@ -160,6 +165,8 @@ def _routes(edge: Edge) -> list[Any]:
         InstancesController, DeploymentsController, InferenceMetricsController, FinanceController,
         InstanceWebhooksController, DeploymentWebhooksController, PublicMediaController, UploadsController,
     ]  # fmt: skip
+    if edge.low_balance is not None:
+        management += [LowBalancePolicyController, DeploymentLowBalanceController]
     if edge.routing is not None:
         management.append(ProvidersController)
     if edge.access is not None:
@@ -200,5 +207,6 @@ def _dependencies(edge: Edge) -> dict[str, Provide]:
         "media": _constant(edge.media),
         "uploads": _constant(edge.uploads),
         "access": _constant(edge.access),
+        "low_balance": _constant(edge.low_balance),
         "tokens": _constant(TokenLimits(edge.limiter, edge.plan_limits)),
     }

@@ -29,6 +29,7 @@ def _register_subcommands() -> None:
     from modelyard.cli.access import api_keys, models, orgs, permissions, usage_export
     from modelyard.cli.agent import chat, destroy, instances, provision, scale
     from modelyard.cli.deployments import deployments, metrics, scaling, sla
+    from modelyard.cli.low_balance import low_balance
     from modelyard.cli.operator import accounts, audit, credits, keys
     from modelyard.cli.processes import api, serve, worker
     from modelyard.cli.webhooks import webhooks
@@ -39,6 +40,7 @@ def _register_subcommands() -> None:
         main.add_command(command)
     for command in (deployments, scaling, sla, metrics):  # the second dialect's
         main.add_command(command)
+    main.add_command(low_balance)
 
 
 _register_subcommands()

@@ -53,6 +53,7 @@ from modelyard.api.gateway.media import Media
 from modelyard.api.gateway.usage import UsageWriter
 from modelyard.api.health.controller import WorkerHealth, WorkersHealth
 from modelyard.api.instances.actions import Instances
+from modelyard.api.low_balance.actions import LowBalance
 from modelyard.api.metrics import ApiMetrics
 from modelyard.api.routing.router import ChatRouter
 from modelyard.api.uploads.actions import Uploads
@@ -61,6 +62,7 @@ from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.models import Plan
 from modelyard.domain.catalog.plans import Limits, Quota, plan_limits, plan_quotas
 from modelyard.domain.deployments.autoscaling import Tuning
+from modelyard.domain.deployments.low_balance_service import LowBalanceService
 from modelyard.domain.services import Services
 from modelyard.domain.shared.errors import InvalidAmount
 from modelyard.domain.shared.money import parse_usd
@@ -68,6 +70,7 @@ from modelyard.domain.shared.store import Store
 from modelyard.projections.registry import all_projections
 from modelyard.settings import Settings, SettingsError, StoreKind
 from modelyard.workers.autoscaler import Autoscaler, AutoscalerWorker
+from modelyard.workers.balance_guard import BalanceGuard, BalanceGuardWorker
 from modelyard.workers.janitor import Janitor, JanitorWorker
 from modelyard.workers.loop import BackgroundLoop
 from modelyard.workers.meter import Meter, MeterWorker
@@ -79,7 +82,9 @@ from modelyard.workers.views import ViewsWorker
 from modelyard.workers.webhook_delivery import DeliveryEngine, Finished, parse_schedule
 from modelyard.workers.webhooks import Notices, StoredLogPosition, WebhookDispatcher
 
-WORKERS = ("relay", "views", "meter", "reconciler", "janitor", "autoscaler", "sla", "webhooks")
+WORKERS = (
+    "relay", "views", "meter", "reconciler", "janitor", "autoscaler", "sla", "webhooks", "balance_guard",
+)  # fmt: skip
 # How stale the workers' health on /health may be (see _health_of).
 HEALTH_TTL_S = 0.5
 # The Kafka consumer group every views worker of a cluster shares.
@@ -194,6 +199,9 @@ def build_workers(core: Core, names: Sequence[str]) -> list[BackgroundLoop]:
         built.append(AutoscalerWorker(autoscaler, settings.autoscale_interval_s))
     if "sla" in names:
         built.append(SlaWorker(SlaEvaluator(services.deployments, core.views), settings.sla_window_s))
+    if "balance_guard" in names:
+        guard = BalanceGuard(LowBalanceService(core.store, _quotas(settings)), core.views)
+        built.append(BalanceGuardWorker(guard, settings.balance_guard_interval_s))
     return built
 
 
@@ -290,6 +298,14 @@ def webhook_networks(settings: Settings) -> tuple[Network, ...]:
         return allowed_networks(settings.webhook_allowed_networks)
     except ValueError as exc:
         raise SettingsError(f"MODELYARD_WEBHOOK_ALLOWED_NETWORKS is not valid: {exc}") from None
+
+
+def _notify_default(settings: Settings) -> int:
+    """The operator's ``account.credits_low`` threshold (micro-dollars), for accounts without a policy."""
+    try:
+        return parse_usd(settings.webhook_credits_low_usd)
+    except InvalidAmount as exc:
+        raise SettingsError(f"MODELYARD_WEBHOOK_CREDITS_LOW_USD is not valid: {exc}") from None
 
 
 def webhook_dispatcher(core: Core) -> WebhookDispatcher:
@@ -396,6 +412,9 @@ def build_api(core: Core, workers: Sequence[BackgroundLoop] = ()) -> Litestar:
         uploads=Uploads(core.services, core.views, follower, settings.data_dir, settings.max_upload_bytes),
         access=Access(core.services, core.views, core.state, follower, _served_by(settings)),
         plan_limits=_plan_limits(settings),
+        low_balance=LowBalance(
+            core.services, LowBalanceService(core.store, _quotas(settings)), _notify_default(settings)
+        ),
     )
     return create_app(edge)
 

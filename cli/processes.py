@@ -85,7 +85,8 @@ def api(host: str | None, port: int | None) -> None:
 @click.command()
 @click.argument("names", nargs=-1, type=click.Choice([*WORKERS, "all"]))
 def worker(names: tuple[str, ...]) -> None:
-    """Run workers (relay, views, meter, reconciler, janitor, webhooks, or all) until interrupted."""
+    """Run workers (relay, views, meter, reconciler, janitor, autoscaler, sla, webhooks,
+    balance_guard, or all) until interrupted."""
     chosen = WORKERS if not names or "all" in names else names
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

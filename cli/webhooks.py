@@ -14,6 +14,7 @@ EVENTS = (
     "deployment.sla_breach",
     "deployment.recovered",
     "deployment.scaled",
+    "deployment.preset_changed",
     "account.credits_low",
     "account.credits_exhausted",
 )

@@ -8,6 +8,7 @@ from modelyard.projections.balances.projection import BalancesProjection
 from modelyard.projections.base import Projection
 from modelyard.projections.deployments.projection import DeploymentsProjection
 from modelyard.projections.keys.projection import KeysProjection
+from modelyard.projections.low_balance.projection import LowBalanceProjection
 from modelyard.projections.metrics.projection import MetricsProjection
 from modelyard.projections.uploads.projection import UploadsProjection
 from modelyard.projections.webhooks.projection import WebhooksProjection
@@ -24,4 +25,5 @@ def all_projections() -> list[Projection]:
         AudioProjection(),
         UploadsProjection(),
         AccessProjection(),
+        LowBalanceProjection(),
     ]

@@ -185,10 +185,42 @@ class Reconciler:
             )
         elif target.state in ("running", "degraded"):
             self._heal(target)
+            if target.state == "running":
+                self._represet(target)
         elif target.state == "teardown":
             for handle in self.replicas.pop(target.id, {}).values():
                 self._stop(target, handle)
             self._deployments.mark_destroyed(self._on(target))
+
+    def _represet(self, target: WorkItem) -> None:
+        """Replace, one at a time, the replicas started under another preset than the
+        deployment's now (``PresetChanged``): each new one serves before the old one stops,
+        so the deployment keeps serving and is billed for its capacity only."""
+        if target.tier == "shared":
+            return  # the pool replica is every tenant's
+        current = self.replicas.get(target.id, {})
+        spec = self._spec(target)
+        stale = [name for name, h in current.items() if h.spec is not None and h.spec.preset != spec.preset]
+        for old in stale:
+            name = f"{target.id.hex}-r{secrets.token_hex(4)}"
+            try:
+                handle = self._placement.start(spec, name)
+            except PlacementError as exc:
+                log.warning("cannot restart %s under preset %s: %s", target.id, spec.preset, exc)
+                return
+            current[name] = handle
+            self._deployments.start_replica(
+                ReplicaCommand(
+                    deployment_id=target.id,
+                    replica=name,
+                    base_url=handle.base_url,
+                    token=handle.token,
+                    at=self._clock(),
+                )
+            )
+            self._placement.stop(current.pop(old))
+            self._lose(target, old, f"replaced: the preset is now {spec.preset}")
+            self._placement.heartbeat()
 
     def _release_idle(self, target: WorkItem) -> None:
         """Stop the replicas a deployment had before it went to zero, if no pass stopped them
@@ -207,6 +239,7 @@ class Reconciler:
         return ReplicaSpec(
             model=spec.model,
             engine="simulated",
+            preset=spec.preset,
             context_window=spec.context_window,
             ttft_ms=self._settings.simulated_ttft_ms,
             tokens_per_s=self._settings.simulated_tokens_per_s,

@@ -33,6 +33,7 @@ from modelyard.adapters.state import webhooks as stored
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.adapters.views.tracking import tracked
 from modelyard.domain.accounts.aggregate import Account, CreditsCharged, CreditsExhausted, project_account
+from modelyard.domain.accounts.low_balance import notify_threshold
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.store import Store
 from modelyard.domain.webhooks.notices import Notice, credits_exhausted, credits_low, deployment_notice
@@ -169,7 +170,7 @@ class Notices:
                 event.originator_id,
                 balance_after=account.balance,
                 charged=event.amount,
-                threshold=self._threshold,
+                threshold=notify_threshold(account, self._threshold),
                 at=event.timestamp,
             )
         return [] if notice is None else self._owed(notice, subs, envelope)

@@ -89,6 +89,24 @@ class MemberRemoved(DomainEvent, frozen=True, kw_only=True):
     member_id: UUID
 
 
+class LowBalancePolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """When the account counts as running low (micro-dollars; 0 turns a threshold off).
+
+    At ``notify_below`` a charge sends ``account.credits_low``; below ``degrade_below`` the
+    deployments that allow it are moved to a cheaper preset or scaled to zero
+    (``domain/accounts/low_balance.py``), and moved back once the balance is above it again.
+    """
+
+    notify_below: int
+    degrade_below: int
+
+
+class LowBalancePolicySet(DomainEvent, frozen=True, kw_only=True):
+    """The account owner set (replaced) its low-balance policy."""
+
+    policy: LowBalancePolicy
+
+
 # What an organisation may let a member do (FEATURES C4); ``org:admin`` adds and removes
 # members (the account that creates an organisation holds all three).
 PERMISSIONS = ("deployment:invoke", "deployment:manage", "org:admin")
@@ -114,6 +132,8 @@ class Account(Aggregate, frozen=True, kw_only=True):
     members: dict[UUID, tuple[str, ...]] = {}
     # Live deployment id -> what it holds (see the module's reservation policy).
     reservations: dict[UUID, Reservation] = {}
+    # The owner's low-balance policy; None: the operator's default notice threshold only.
+    low_balance: LowBalancePolicy | None = None
 
     @property
     def reserved(self) -> int:
@@ -185,6 +205,11 @@ def _(event: MemberAdded, account: Account) -> Account:
 def _(event: MemberRemoved, account: Account) -> Account:
     members = {k: v for k, v in account.members.items() if k != event.member_id}
     return touched(account, event, members=members)
+
+
+@_mutate.register
+def _(event: LowBalancePolicySet, account: Account) -> Account:
+    return touched(account, event, low_balance=event.policy)
 
 
 project_account = projector(_mutate)

@@ -61,6 +61,13 @@ class Deployment(Aggregate, frozen=True, kw_only=True):
     breached: tuple[ev.SlaMetric, ...] = ()
     segments: tuple[Segment, ...] = ()
     last_metered: datetime | None = None
+    # Low balance (``domain/accounts/low_balance.py``): what the deployment allows, whether
+    # it is scaled to zero because the account ran low, and the preset to go back to.
+    on_low_balance: ev.OnLowBalance = ev.OnLowBalance.KEEP
+    held_for_balance: bool = False
+    preset_held_from: Preset | None = None
+    # Why the last low-balance step (or its undoing) was taken; None before any.
+    low_balance_reason: str | None = None
 
     @property
     def serving(self) -> int:
@@ -157,12 +164,30 @@ def _(event: ev.ScaledTo, deployment: Deployment | None) -> Deployment:
 
 @_mutate.register
 def _(event: ev.ScaledToZero, deployment: Deployment | None) -> Deployment:
-    return _step(deployment, event, replicas=())
+    why = event.reason if event.for_balance else _last_reason(deployment)
+    return _step(deployment, event, replicas=(), held_for_balance=event.for_balance, low_balance_reason=why)
 
 
 @_mutate.register
 def _(event: ev.WakeRequested, deployment: Deployment | None) -> Deployment:
-    return _step(deployment, event)
+    why = event.reason or _last_reason(deployment)
+    return _step(deployment, event, held_for_balance=False, low_balance_reason=why)
+
+
+@_mutate.register
+def _(event: ev.LowBalanceAllowanceSet, deployment: Deployment | None) -> Deployment:
+    return _step(deployment, event, on_low_balance=event.on_low_balance)
+
+
+@_mutate.register
+def _(event: ev.PresetChanged, deployment: Deployment | None) -> Deployment:
+    return _step(
+        deployment,
+        event,
+        preset=event.preset,
+        preset_held_from=event.held_from,
+        low_balance_reason=event.reason,
+    )
 
 
 @_mutate.register
@@ -211,6 +236,10 @@ def _(event: ev.Destroyed, deployment: Deployment | None) -> Deployment:
 def _(event: ev.MinuteMetered, deployment: Deployment | None) -> Deployment:
     segments = () if deployment is None else _prune(deployment.segments, event.minute + MINUTE)
     return _step(deployment, event, last_metered=event.minute, segments=segments)
+
+
+def _last_reason(deployment: Deployment | None) -> str | None:
+    return None if deployment is None else deployment.low_balance_reason
 
 
 def _replicas(deployment: Deployment | None) -> tuple[str, ...]:

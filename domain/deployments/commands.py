@@ -25,7 +25,7 @@ from modelyard.domain.deployments.aggregate import Deployment
 from modelyard.domain.deployments.lifecycle import state_after
 from modelyard.domain.deployments.policies import check_autoscaling, check_sla
 from modelyard.domain.shared import ids
-from modelyard.domain.shared.errors import InvalidRequest
+from modelyard.domain.shared.errors import InsufficientCredits, InvalidRequest
 from modelyard.domain.shared.events import DomainEvent
 from modelyard.domain.shared.time import require_utc
 
@@ -200,6 +200,11 @@ def scale_to_zero(deployment: Deployment, at: datetime, reason: str = "") -> ev.
 def wake(deployment: Deployment, at: datetime) -> ev.WakeRequested:
     """A request came for a deployment scaled to zero: cold-start it."""
     version = _guard(deployment, ev.WakeRequested)
+    if deployment.held_for_balance:
+        raise InsufficientCredits(
+            "This deployment was scaled to zero because its account's balance is low;"
+            " add credits and it wakes."
+        )
     return ev.WakeRequested(originator_id=deployment.id, originator_version=version, timestamp=at)
 
 

@@ -120,13 +120,51 @@ class ScaledTo(DomainEvent, frozen=True, kw_only=True):
 
 # ``omit_defaults``: one without a reason is stored as it was before the field existed.
 class ScaledToZero(DomainEvent, frozen=True, kw_only=True, omit_defaults=True):
-    """Idle: every replica was released and billing stopped (``reason`` says why; added later)."""
+    """Idle: every replica was released and billing stopped (``reason`` says why; added later).
+
+    ``for_balance``: the account ran low (``domain/accounts/low_balance.py``); a request does
+    not wake it, only credit does. Added later; older events decode with False.
+    """
+
+    reason: str = ""
+    for_balance: bool = False
+
+
+# ``omit_defaults``: a wake without a reason is stored as it was before the field existed.
+class WakeRequested(DomainEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """A request reached a deployment scaled to zero: it cold-starts (``waking``) at its capacity.
+
+    ``reason`` says why when it was not a request (credit added after a low balance).
+    """
 
     reason: str = ""
 
 
-class WakeRequested(DomainEvent, frozen=True, kw_only=True):
-    """A request reached a deployment scaled to zero: it cold-starts (``waking``) at its capacity."""
+class OnLowBalance(StrEnum):
+    """What a deployment allows when its account runs low (below ``degrade_below``)."""
+
+    KEEP = "keep"
+    SCALE_TO_ZERO = "scale_to_zero"
+    CHEAPER_PRESET = "cheaper_preset"
+
+
+class LowBalanceAllowanceSet(DomainEvent, frozen=True, kw_only=True):
+    """The owner chose what the deployment allows when its account runs low."""
+
+    on_low_balance: OnLowBalance
+
+
+# ``omit_defaults``: a change that restores has no ``held_from``.
+class PresetChanged(DomainEvent, frozen=True, kw_only=True, omit_defaults=True):
+    """The deployment now runs ``preset``, for ``reason``.
+
+    ``held_from`` is the preset it is to go back to: set when the change was made because
+    the account ran low, None when the change restores it.
+    """
+
+    preset: Preset
+    reason: str
+    held_from: Preset | None = None
 
 
 class DeploymentDegraded(DomainEvent, frozen=True, kw_only=True):

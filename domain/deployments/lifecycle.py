@@ -87,6 +87,8 @@ LIFECYCLE: dict[type[DomainEvent], Transition] = {
     ev.SlaTargetsSet: Transition("set SLA targets of", _CONFIGURABLE, None),
     ev.SlaBreached: Transition("record an SLA breach of", _LIVE, None),
     ev.SlaRecovered: Transition("record an SLA recovery of", _LIVE, None),
+    ev.LowBalanceAllowanceSet: Transition("set the low-balance allowance of", _CONFIGURABLE, None),
+    ev.PresetChanged: Transition("change the preset of", _CONFIGURABLE, None),
     ev.TeardownRequested: Transition("tear down", _NOT_ENDED, State.TEARDOWN),
     ev.Destroyed: Transition("destroy", frozenset({State.TEARDOWN}), State.DESTROYED),
 }

@@ -27,6 +27,7 @@ WEBHOOK_EVENTS = (
     "deployment.sla_breach",
     "deployment.recovered",
     "deployment.scaled",
+    "deployment.preset_changed",
     "account.credits_low",
     "account.credits_exhausted",
 )

@@ -6,8 +6,11 @@ deployment of the account. ``ordering_key`` is what deliveries are ordered by: t
 deployment for its events, the account for the account's.
 
 ``account.credits_low`` is raised by a charge that takes the balance from at least the
-threshold to below it (``credits_low``); ``account.credits_exhausted`` names the
-deployments the exhaustion stops (the caller knows which are live).
+threshold (the account's ``notify_below``, else the operator's) to below it (``credits_low``);
+the low-balance steps (``domain/accounts/low_balance.py``) raise ``deployment.scaled`` (to
+zero, and waking when credit came back) and ``deployment.preset_changed``, with their reason;
+``account.credits_exhausted`` names the deployments the exhaustion stops (the caller knows
+which are live).
 """
 
 from __future__ import annotations
@@ -70,8 +73,15 @@ def deployment_notice(event: object) -> Notice | None:
             name, extra = "deployment.recovered", {"cause": "sla", "metric": str(metric)}
         case ev.ScaledTo(capacity=capacity):
             name, extra = "deployment.scaled", {"replicas": capacity}
-        case ev.ScaledToZero():
+        case ev.ScaledToZero(reason=reason, for_balance=for_balance):
             name, extra = "deployment.scaled", {"replicas": 0, "scaled_to_zero": True}
+            extra |= {"reason": reason, "for_balance": True} if for_balance else {}
+        case ev.WakeRequested(reason=reason) if reason:
+            # Woken by credit after a low balance (a request's wake sends nothing).
+            name, extra = "deployment.scaled", {"waking": True, "reason": reason}
+        case ev.PresetChanged(preset=preset, reason=reason, held_from=held_from):
+            name, extra = "deployment.preset_changed", {"preset": str(preset), "reason": reason}
+            extra |= {"restores_to": str(held_from)} if held_from is not None else {}
         case _:
             return None
     assert isinstance(event, DomainEvent)

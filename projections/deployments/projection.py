@@ -115,6 +115,8 @@ def _columns(event: DomainEvent, replicas: int) -> dict[str, Any]:
             columns["autoscaling"] = _json.encode(policy).decode()
         case ev.SlaTargetsSet(targets=targets):
             columns["sla"] = _json.encode(targets).decode()
+        case ev.PresetChanged(preset=preset):
+            columns["preset"] = str(preset)
     if isinstance(event, ev.DeploymentRecovered):
         columns["failure_reason"] = None
     if isinstance(event, ev.ScaledToZero | ev.Destroyed | ev.ProvisioningFailed):

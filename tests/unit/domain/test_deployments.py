@@ -17,6 +17,7 @@ from modelyard.domain.catalog.models import Plan, Size
 from modelyard.domain.deployments import aggregate as agg
 from modelyard.domain.deployments import commands as cmd
 from modelyard.domain.deployments import events as ev
+from modelyard.domain.deployments import low_balance
 from modelyard.domain.deployments.lifecycle import (
     BILLABLE,
     LIFECYCLE,
@@ -52,6 +53,11 @@ COMMAND_OF: dict[type[DomainEvent], tuple[Command, dict[str, Any]]] = {
         {"metric": ev.SlaMetric.TTFT_MS, "value": 900.0, "target": 500.0},
     ),
     ev.SlaRecovered: (cmd.record_sla_recovery, {"metric": ev.SlaMetric.TTFT_MS}),
+    ev.LowBalanceAllowanceSet: (low_balance.set_allowance, {"allowance": ev.OnLowBalance.SCALE_TO_ZERO}),
+    ev.PresetChanged: (
+        low_balance.step_event,
+        {"move": low_balance.Move.CHEAPER_PRESET, "reason": "low balance"},
+    ),
 }
 # A path of legal events that reaches each state from provisioning.
 PATH_TO: dict[State, list[type[DomainEvent]]] = {

@@ -165,6 +165,19 @@ STORED: tuple[tuple[str, bytes], ...] = (
         "modelyard.domain.webhooks.aggregate:WebhookRemoved",
         b'{"originator_id":"4f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a14","originator_version":2,"timestamp":"2026-05-01T09:00:07.250000Z"}',
     ),
+    # The low-balance policy and what a deployment allows, as first stored.
+    (
+        "modelyard.domain.accounts.aggregate:LowBalancePolicySet",
+        b'{"originator_id":"0f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a10","originator_version":20,"timestamp":"2026-05-01T09:00:07.250000Z","policy":{"notify_below":3000000,"degrade_below":1000000}}',
+    ),
+    (
+        "modelyard.domain.deployments.events:LowBalanceAllowanceSet",
+        b'{"originator_id":"2f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a12","originator_version":40,"timestamp":"2026-05-01T09:00:07.250000Z","on_low_balance":"cheaper_preset"}',
+    ),
+    (
+        "modelyard.domain.deployments.events:PresetChanged",
+        b'{"originator_id":"2f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a12","originator_version":41,"timestamp":"2026-05-01T09:00:07.250000Z","preset":"cost","reason":"low-balance","held_from":"balanced"}',
+    ),
 )
 MAPPER = MsgspecMapper(transcoder=NullTranscoder())
 
