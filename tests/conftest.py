@@ -83,7 +83,7 @@ RAY_HEALTH_CHECKS = {
 @dataclass(frozen=True)
 class RayCluster:
     """A real two-node Ray cluster on this machine: the head stands for an h100 node in
-    nyc2, the worker for an a100 node in tor1 (custom resources, as real nodes advertise)."""
+    nyc2, the worker for an mi300x node in tor1 (custom resources, as real nodes advertise)."""
 
     head: LocalRay
     worker: LocalRay
@@ -108,7 +108,7 @@ def ray_cluster() -> Iterator[RayCluster]:
         resources={"gpu_type:h100": 1, "region:nyc2": 1},
         environment=RAY_HEALTH_CHECKS,
     )
-    worker = LocalRay(root / "worker", head=head.address, resources={"gpu_type:a100": 1, "region:tor1": 1})
+    worker = LocalRay(root / "worker", head=head.address, resources={"gpu_type:mi300x": 1, "region:tor1": 1})
     try:
         head.up()
         worker.up()
