@@ -84,7 +84,7 @@ def _quotas(settings: Settings) -> dict[Plan, Quota]:
         raise SettingsError(f"MODELYARD_QUOTAS={settings.quotas!r} is not valid: {exc}") from None
 
 
-def _host(settings: Settings) -> HostCapacity:
+def _host(settings: Settings) -> HostCapacity | Callable[[], HostCapacity]:
     # What placement can start here: deployments it could never serve are refused at once.
     if settings.placement == "ray":
         return _ray_host(settings)
@@ -101,16 +101,17 @@ def _host(settings: Settings) -> HostCapacity:
         ) from None
 
 
-def _ray_host(settings: Settings) -> HostCapacity:
+def _ray_host(settings: Settings) -> Callable[[], HostCapacity]:
     # Imported here: ray is an optional extra, needed only when replicas run on a Ray cluster.
-    from modelyard.adapters.placement.ray import ray_host_capacity
+    from modelyard.adapters.placement.ray import RayCapacity
 
+    # Read on each request (briefly cached): the cluster's nodes come and go, GPUs are taken.
+    capacity = RayCapacity(settings.ray_address, engine=settings.engine, gguf_models=settings.gguf_models)
     try:
-        return ray_host_capacity(
-            settings.ray_address, engine=settings.engine, gguf_models=settings.gguf_models
-        )
+        capacity()  # an unreachable cluster stops the start, with the reason
     except PlacementError as exc:
         raise SettingsError(f"MODELYARD_RAY_ADDRESS={settings.ray_address!r}: {exc}") from None
+    return capacity
 
 
 def _placement(settings: Settings) -> tuple[Placement, Callable[[], bool] | None]:

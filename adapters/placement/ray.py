@@ -50,7 +50,14 @@ from modelyard.adapters.views.db import private_dir
 from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.hardware import GPU_TYPES, REGIONS
 
-__all__ = ["RayPlacement", "ReplicaSupervisor", "cluster_capacity", "ray_host_capacity", "resources_for"]
+__all__ = [
+    "RayCapacity",
+    "RayPlacement",
+    "ReplicaSupervisor",
+    "cluster_capacity",
+    "ray_host_capacity",
+    "resources_for",
+]
 
 # The namespace every modelyard actor lives in (several products may share a cluster).
 NAMESPACE = "modelyard"
@@ -69,6 +76,9 @@ SCHEDULE_TIMEOUT_S = 180.0
 ALIVE_TIMEOUT_S = 10.0
 HEALTH_POLL_S = 0.1
 STOP_GRACE_S = 10.0
+# How stale the fit check's view of the cluster may be: a request is refused on what Ray
+# said this long ago at most (reading it costs a call to the cluster's GCS).
+CAPACITY_TTL_S = 2.0
 # The file whose modification time says when this placement last saw its replicas.
 HEARTBEAT = "placement.alive"
 
@@ -201,8 +211,9 @@ def cluster_capacity(address: str) -> ClusterView:
 
 
 def ray_host_capacity(address: str, *, engine: str, gguf_models: str) -> HostCapacity:
-    """The fit check's view of the cluster: the GPU types and regions its nodes advertise
-    (no region advertised: all of them), and the GGUF models its CPU replicas serve.
+    """The fit check's view of the cluster now: the GPU types and regions its live nodes
+    advertise (no region advertised: all of them), the types with a GPU free, and the GGUF
+    models its CPU replicas serve.
 
     A GPU type or region the catalog does not know is left out, with a warning.
     """
@@ -211,13 +222,35 @@ def ray_host_capacity(address: str, *, engine: str, gguf_models: str) -> HostCap
     regions = view.regions & set(REGIONS)
     for unknown in sorted((view.gpu_types - gpus) | (view.regions - regions)):
         log.warning("the Ray cluster advertises %r, which the catalog does not know; ignored", unknown)
+    # A vLLM replica takes one whole unit of its type: a type with less than one free is full.
+    free = frozenset(g for g in gpus if view.free.get(GPU_TYPE_PREFIX + g, 0.0) >= 1.0)
     return HostCapacity(
         simulated=engine == "simulated",
         cpu_models=frozenset(gguf_paths(gguf_models)),
         gpu_types=frozenset(gpus),
         regions=frozenset(regions) if view.regions else frozenset(REGIONS),
         typed_nodes=True,
+        free_gpu_types=free,
     )
+
+
+class RayCapacity:
+    """The cluster's capacity as the fit check reads it on each request, read from Ray at most
+    every ``ttl_s`` (nodes join and leave, GPUs are taken and freed)."""
+
+    def __init__(self, address: str, *, engine: str, gguf_models: str, ttl_s: float = CAPACITY_TTL_S) -> None:
+        self._address, self._engine, self._gguf_models = address, engine, gguf_models
+        self._ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._seen: tuple[float, HostCapacity] | None = None
+
+    def __call__(self) -> HostCapacity:
+        with self._lock:
+            now = time.monotonic()
+            if self._seen is None or now - self._seen[0] >= self._ttl_s:
+                read = ray_host_capacity(self._address, engine=self._engine, gguf_models=self._gguf_models)
+                self._seen = (now, read)
+            return self._seen[1]
 
 
 def _asked(options: dict[str, Any]) -> str:

@@ -29,6 +29,7 @@ class HostCapacity(msgspec.Struct, frozen=True, kw_only=True):
     cluster has (none on a CPU-only host). ``regions``: where it has capacity.
     ``typed_nodes``: the placement lands a replica only on a node of the named GPU type (a
     Ray cluster's custom resources), so even a simulated replica needs that type here.
+    ``free_gpu_types``: the GPU types with a GPU free right now (None: not known, all are).
     """
 
     simulated: bool = False
@@ -36,6 +37,7 @@ class HostCapacity(msgspec.Struct, frozen=True, kw_only=True):
     gpu_types: frozenset[str] = frozenset()
     regions: frozenset[str] = frozenset(REGIONS)
     typed_nodes: bool = False
+    free_gpu_types: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         unknown = (self.gpu_types - GPU_TYPES.keys()) | (self.regions - set(REGIONS))
@@ -71,6 +73,10 @@ def check_fit(
         cpu = f" Omit gpu_type to serve {model.id} on the CPU." if model.id in host.cpu_models else ""
         raise ProvisioningFailed(
             f"No {gpu_type} GPU on this cluster (it has: {_listed(host.gpu_types)}).{cpu}"
+        )
+    elif not host.simulated and host.free_gpu_types is not None and gpu_type not in host.free_gpu_types:
+        raise ProvisioningFailed(
+            f"Every {gpu_type} GPU on this cluster is in use; free now: {_listed(host.free_gpu_types)}."
         )
 
 

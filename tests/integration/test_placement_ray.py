@@ -22,6 +22,7 @@ from modelyard.domain.shared.errors import ProvisioningFailed
 ray = pytest.importorskip("ray")
 
 from modelyard.adapters.placement.ray import (  # noqa: E402 - only once ray is there
+    RayCapacity,
     RayPlacement,
     cluster_capacity,
     ray_host_capacity,
@@ -103,6 +104,36 @@ def test_the_fit_check_reads_the_clusters_nodes(ray_cluster: Any) -> None:
     missing = next(r for r in REGIONS if r not in {"nyc2", "tor1"})
     with pytest.raises(ProvisioningFailed, match=f"No capacity in region {missing}"):
         check_fit(model, host, gpu_type=None, region=missing, preset=Preset.BALANCED)
+
+
+@ray.remote(num_cpus=0)
+class Holder:
+    """Holds what it was scheduled with, as a vLLM replica holds its GPU."""
+
+    def ready(self) -> bool:
+        return True
+
+
+def test_the_fit_check_sees_a_gpu_type_taken_and_freed(ray_cluster: Any) -> None:
+    capacity = RayCapacity(ray_cluster.address, engine="auto", gguf_models="", ttl_s=0)
+    model = find_model("llama3.1-8b")
+    check_fit(model, capacity(), gpu_type="h100", region=None, preset=Preset.BALANCED)
+    holder = Holder.options(resources={"gpu_type:h100": 1}).remote()  # type: ignore[attr-defined]
+    try:
+        assert ray.get(holder.ready.remote(), timeout=120)
+        deadline = time.monotonic() + 30
+        while "h100" in (capacity().free_gpu_types or ()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with pytest.raises(
+            ProvisioningFailed, match="Every h100 GPU on this cluster is in use; free now: mi300x"
+        ):
+            check_fit(model, capacity(), gpu_type="h100", region=None, preset=Preset.BALANCED)
+    finally:
+        ray.kill(holder)
+    deadline = time.monotonic() + 30
+    while "h100" not in (capacity().free_gpu_types or ()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    check_fit(model, capacity(), gpu_type="h100", region=None, preset=Preset.BALANCED)
 
 
 def test_a_lost_node_is_detected_and_its_replicas_replaced_elsewhere(
