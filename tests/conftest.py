@@ -107,6 +107,7 @@ def ray_cluster() -> Iterator[RayCluster]:
         port=port,
         resources={"gpu_type:h100": 1, "region:nyc2": 1},
         environment=RAY_HEALTH_CHECKS,
+        temp_dir=root / "tmp",
     )
     worker = LocalRay(root / "worker", head=head.address, resources={"gpu_type:mi300x": 1, "region:tor1": 1})
     try:

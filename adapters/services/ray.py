@@ -37,7 +37,8 @@ class LocalRay:
     """One Ray node under ``root``: a head on ``port`` or, given ``head``, a worker joining it.
 
     ``resources`` are the custom resources it advertises; ``environment`` adds variables to
-    its processes (a head reads Ray's own settings from ``RAY_*`` ones).
+    its processes (a head reads Ray's own settings from ``RAY_*`` ones); ``num_cpus`` is what
+    it offers replicas.
     """
 
     root: Path
@@ -46,6 +47,9 @@ class LocalRay:
     num_cpus: int = 2
     resources: dict[str, float] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
+    # Where a head keeps its session (sockets, logs); None: Ray's own default. Kept short: a
+    # socket's path has a length limit.
+    temp_dir: Path | None = None
 
     @property
     def address(self) -> str:
@@ -69,12 +73,9 @@ class LocalRay:
         if self.head:
             command += [f"--address={self.head}"]
         else:
-            command += [
-                "--head",
-                f"--port={self.port}",
-                "--include-dashboard=false",
-                f"--temp-dir={self.root / 'tmp'}",
-            ]
+            command += ["--head", f"--port={self.port}", "--include-dashboard=false"]
+            if self.temp_dir is not None:
+                command += [f"--temp-dir={self.temp_dir}"]
         # A fresh log each start: readiness is read from it.
         with self._log.open("wb") as log:
             proc = subprocess.Popen(
