@@ -254,10 +254,7 @@ class RayCapacity:
 
 
 def _asked(options: dict[str, Any]) -> str:
-    asked = {"CPU": options["num_cpus"], "GPU": options["num_gpus"], **options["resources"]}
-    if "memory" in options:
-        asked["memory"] = options["memory"]
-    return ", ".join(f"{key}={value:g}" for key, value in asked.items() if value)
+    return ", ".join(f"{key}={value:g}" for key, value in _needs(options).items())
 
 
 class RayPlacement:
@@ -290,6 +287,13 @@ class RayPlacement:
             return self._hold(handle, None)
         connect(self._address)
         options = resources_for(spec)
+        if not _some_node_holds(options):
+            # No live node could ever hold it (its GPU type's node was lost, say): say so now
+            # rather than wait out the schedule timeout; the next attempt asks again.
+            raise PlacementError(
+                f"waiting for capacity: no live node of the Ray cluster has {_asked(options)} "
+                f"for replica {name}; its nodes have: {_live_nodes()}"
+            )
         token = secrets.token_urlsafe(32)
         actor_class = ray.remote(max_restarts=0, max_task_retries=0)(ReplicaSupervisor)
         actor: Any = actor_class.options(name=name, scheduling_strategy="SPREAD", **options).remote(
@@ -446,6 +450,36 @@ class RayPlacement:
             return datetime.fromtimestamp((self._state_dir / HEARTBEAT).stat().st_mtime, UTC)
         except FileNotFoundError:
             return None
+
+
+def _needs(options: dict[str, Any]) -> dict[str, float]:
+    needs = {"CPU": float(options["num_cpus"]), "GPU": float(options["num_gpus"]), **options["resources"]}
+    if "memory" in options:
+        needs["memory"] = float(options["memory"])
+    return {key: value for key, value in needs.items() if value}
+
+
+def _live() -> list[dict[str, float]]:
+    nodes = ray.nodes()  # type: ignore[no-untyped-call]
+    return [{k: float(v) for k, v in n.get("Resources", {}).items()} for n in nodes if n.get("Alive")]
+
+
+def _some_node_holds(options: dict[str, Any]) -> bool:
+    """Whether one live node has, in all, what the replica asks (free or not)."""
+    needs = _needs(options)
+    return any(all(node.get(key, 0.0) >= value for key, value in needs.items()) for node in _live())
+
+
+def _live_nodes() -> str:
+    shown = []
+    for node in _live():
+        mine = {
+            k: v
+            for k, v in node.items()
+            if k in ("CPU", "GPU") or k.startswith((GPU_TYPE_PREFIX, REGION_PREFIX))
+        }
+        shown.append("{" + ", ".join(f"{k}={v:g}" for k, v in sorted(mine.items())) + "}")
+    return " ".join(shown) or "none"
 
 
 def _asked_free(free: dict[str, float]) -> str:

@@ -25,6 +25,7 @@ from modelyard.adapters.placement.ray import (  # noqa: E402 - only once ray is 
     RayCapacity,
     RayPlacement,
     cluster_capacity,
+    connect,
     ray_host_capacity,
     resources_for,
 )
@@ -36,6 +37,7 @@ DETECT_S = 120.0
 
 @pytest.fixture
 def placement(ray_cluster: Any, tmp_path: Path) -> Iterator[RayPlacement]:
+    connect(ray_cluster.address)  # before any actor of a test's own: never a cluster of its own
     held = RayPlacement(ray_cluster.address, tmp_path, schedule_timeout_s=20)
     yield held
     held.stop_all()
@@ -55,6 +57,14 @@ def unique(prefix: str) -> str:
 
 def sim(**where: str) -> ReplicaSpec:
     return ReplicaSpec(model="sim", engine="simulated", **where)
+
+
+@ray.remote(num_cpus=0)
+class Holder:
+    """Holds what it was scheduled with, as a vLLM replica holds its GPU."""
+
+    def ready(self) -> bool:
+        return True
 
 
 def test_a_replica_lands_on_the_node_its_gpu_type_names(placement: RayPlacement) -> None:
@@ -83,11 +93,27 @@ def test_what_a_replica_asks_of_the_cluster() -> None:
     assert 0 < cpu["resources"]["gpu_type:mi300x"] < 0.01
 
 
-def test_a_replica_no_node_can_hold_says_it_waits_for_capacity(placement: RayPlacement) -> None:
-    with pytest.raises(PlacementError, match="waiting for capacity") as caught:
+def test_a_replica_no_live_node_could_hold_is_refused_at_once(placement: RayPlacement) -> None:
+    with pytest.raises(PlacementError, match="waiting for capacity: no live node") as caught:
         placement.start(sim(gpu_type="mi325x"), unique("gm"), deployment="d")
     assert "gpu_type:mi325x" in str(caught.value)
+    assert "gpu_type:h100" in str(caught.value)  # what the nodes have
     assert placement.replicas("d") == []
+
+
+def test_a_replica_with_no_room_now_waits_then_says_so(placement: RayPlacement) -> None:
+    # Every CPU of both nodes taken: the cluster could hold the replica, but not now.
+    holders = [Holder.options(num_cpus=2).remote() for _ in range(2)]  # type: ignore[attr-defined]
+    try:
+        ray.get([h.ready.remote() for h in holders], timeout=120)
+        with pytest.raises(PlacementError, match="waiting for capacity: no node of the Ray cluster had room"):
+            placement.start(sim(), unique("busy"), deployment="d")
+        assert placement.replicas("d") == []
+    finally:
+        for holder in holders:
+            ray.kill(holder)
+    # Once room is free again, the same start succeeds.
+    assert placement.alive(placement.start(sim(), unique("room"), deployment="d"))
 
 
 def test_the_fit_check_reads_the_clusters_nodes(ray_cluster: Any) -> None:
@@ -106,15 +132,8 @@ def test_the_fit_check_reads_the_clusters_nodes(ray_cluster: Any) -> None:
         check_fit(model, host, gpu_type=None, region=missing, preset=Preset.BALANCED)
 
 
-@ray.remote(num_cpus=0)
-class Holder:
-    """Holds what it was scheduled with, as a vLLM replica holds its GPU."""
-
-    def ready(self) -> bool:
-        return True
-
-
 def test_the_fit_check_sees_a_gpu_type_taken_and_freed(ray_cluster: Any) -> None:
+    connect(ray_cluster.address)
     capacity = RayCapacity(ray_cluster.address, engine="auto", gguf_models="", ttl_s=0)
     model = find_model("llama3.1-8b")
     check_fit(model, capacity(), gpu_type="h100", region=None, preset=Preset.BALANCED)
