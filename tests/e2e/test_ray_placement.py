@@ -2,7 +2,8 @@
 
 On the simulated engine: a deployment lands on the node its GPU type and region name, what
 the cluster's nodes do not have is refused at once, a killed replica actor is recorded lost,
-the deployment degraded, replaced and recovered, and a destroy removes its actors. On real
+the deployment degraded, replaced and recovered, and a destroy removes its actors; a lost
+worker node's replica is recorded lost and placed again on the head. On real
 llama.cpp (``smollm2-135m``): the five steps, provision, poll, chat, destroy, through a
 replica the Ray cluster placed.
 """
@@ -134,6 +135,43 @@ def test_placed_by_gpu_type_and_region_healed_and_destroyed(ray_simulated: Yard,
             time.sleep(0.3)
     with pytest.raises(ValueError, match="look up actor"):
         _actor(started[1].replica)
+
+
+def test_a_lost_node_degrades_and_its_replica_is_placed_on_the_other(
+    ray_simulated: Yard, ray_cluster: Any
+) -> None:
+    connect(ray_cluster.address)
+    url = ray_simulated.urls[0]
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {ray_simulated.key}"}, timeout=60
+    ) as client:
+        created = client.post(BASE, json={"name": "spread", "model_id": "smollm2-135m", "replicas": 2})
+        assert created.status_code == 201, created.text
+        dep_id = created.json()["id"]
+        poll_status(client, dep_id, "active", timeout=240)
+        started = [e for e in _events(ray_simulated, dep_id) if isinstance(e, ev.ReplicaStarted)]
+        on_worker = [e.replica for e in started if "gpu_type:mi300x" in _node_resources(_actor(e.replica))]
+        assert len(on_worker) == 1, "the two replicas were not spread over the two nodes"
+        try:
+            ray_cluster.worker.kill()
+            deadline = time.monotonic() + 240
+            while True:
+                history = _events(ray_simulated, dep_id)
+                kinds = [type(e) for e in history]
+                if ev.DeploymentRecovered in kinds or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            [lost] = [e for e in history if isinstance(e, ev.ReplicaLost)]
+            assert lost.replica == on_worker[0]
+            assert kinds.index(ev.DeploymentDegraded) > kinds.index(ev.ReplicaLost)
+            assert kinds.index(ev.DeploymentRecovered) > kinds.index(ev.DeploymentDegraded)
+            fresh = [e for e in history if isinstance(e, ev.ReplicaStarted)][-1]
+            assert fresh.replica not in {e.replica for e in started}
+            assert "gpu_type:h100" in _node_resources(_actor(fresh.replica))
+            assert poll_status(client, dep_id, "active")["ready_replicas"] == 2
+        finally:
+            ray_cluster.worker.up()
+        assert client.delete(f"{BASE}/{dep_id}").status_code == 200
 
 
 @pytest.mark.slow
