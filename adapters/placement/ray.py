@@ -315,9 +315,9 @@ class RayPlacement:
         handle = ReplicaHandle(
             name=name, base_url=url, pid=pid, deployment=deployment, spec=spec, token=token
         )
+        self._wait_healthy(handle, actor, engine.start_timeout_s)
         with self._lock:
             self._nodes[name] = node
-        self._wait_healthy(handle, actor, engine.start_timeout_s)
         return self._hold(handle, actor)
 
     def _hold(self, handle: ReplicaHandle, actor: Any) -> ReplicaHandle:
