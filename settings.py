@@ -165,6 +165,15 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
         str,
         variable("MODELYARD_REGIONS", "regions this cluster has capacity in, e.g. nyc2,tor1 (empty: all)"),
     ] = ""
+    placement: Annotated[
+        Literal["local", "ray"],
+        variable(
+            "MODELYARD_PLACEMENT", "where replicas run: local (processes on this host) or ray (a Ray cluster)"
+        ),
+    ] = "local"
+    ray_address: Annotated[
+        str, variable("MODELYARD_RAY_ADDRESS", "the Ray cluster's GCS address, host:port (placement ray)")
+    ] = ""
     simulated_ttft_ms: Annotated[
         float, variable("MODELYARD_SIMULATED_TTFT_MS", "the simulated engine's time to first token")
     ] = 0.0

@@ -32,6 +32,7 @@ from modelyard.adapters.engines.upstream import Upstream, UpstreamClient, operat
 from modelyard.adapters.eventlog.partitions import TopicPartitions
 from modelyard.adapters.eventlog.sources import EventSource, KafkaSource, NotificationLogSource
 from modelyard.adapters.eventstore.env import open_store
+from modelyard.adapters.placement.base import Placement
 from modelyard.adapters.placement.local import LocalPlacement
 from modelyard.adapters.ratelimit.limiter import InProcessRateLimiter, PostgresRateLimiter, RateLimiter
 from modelyard.adapters.state.db import open_state
@@ -113,8 +114,10 @@ def _quotas(settings: Settings) -> dict[Plan, Quota]:
         raise SettingsError(f"MODELYARD_QUOTAS={settings.quotas!r} is not valid: {exc}") from None
 
 
-def _host(settings: Settings) -> HostCapacity:
+def _host(settings: Settings) -> HostCapacity | Callable[[], HostCapacity]:
     # What placement can start here: deployments it could never serve are refused at once.
+    if settings.placement == "ray":
+        return _ray_host(settings)
     try:
         return host_capacity(
             engine=settings.engine,
@@ -126,6 +129,30 @@ def _host(settings: Settings) -> HostCapacity:
         raise SettingsError(
             f"MODELYARD_GPU_TYPES, MODELYARD_REGIONS or MODELYARD_GGUF_MODELS: {exc}"
         ) from None
+
+
+def _ray_host(settings: Settings) -> Callable[[], HostCapacity]:
+    # Imported here: ray is an optional extra, needed only when replicas run on a Ray cluster.
+    from modelyard.adapters.placement.ray import RayCapacity
+
+    # Read on each request (briefly cached): the cluster's nodes come and go, GPUs are taken.
+    capacity = RayCapacity(settings.ray_address, engine=settings.engine, gguf_models=settings.gguf_models)
+    try:
+        capacity()  # an unreachable cluster stops the start, with the reason
+    except PlacementError as exc:
+        raise SettingsError(f"MODELYARD_RAY_ADDRESS={settings.ray_address!r}: {exc}") from None
+    return capacity
+
+
+def _placement(settings: Settings) -> tuple[Placement, Callable[[], bool] | None]:
+    """Where replicas run (processes on this host, or actors on the Ray cluster), and whether
+    its nodes have GPUs for vLLM replicas (None: whether this host has one)."""
+    if settings.placement == "ray":
+        from modelyard.adapters.placement.ray import RayPlacement
+
+        cluster = RayPlacement(settings.ray_address, Path(settings.data_dir) / "replicas")
+        return cluster, cluster.has_gpus
+    return LocalPlacement(Path(settings.data_dir) / "replicas"), None
 
 
 @contextmanager
@@ -178,8 +205,8 @@ def build_workers(core: Core, names: Sequence[str]) -> list[BackgroundLoop]:
     # The reconciler before the meter: it records the losses of the replicas a previous
     # process left behind before any minute of theirs is metered (and stops after it).
     if "reconciler" in names:
-        placement = LocalPlacement(Path(settings.data_dir) / "replicas")
-        reconciler = Reconciler(settings, services.deployments, core.views, placement)
+        placement, gpus = _placement(settings)
+        reconciler = Reconciler(settings, services.deployments, core.views, placement, cluster_gpu=gpus)
         built.append(ReconcilerWorker(reconciler, placement, catch_up=lambda: catch_up(core)))
     if "meter" in names:
         built.append(MeterWorker(Meter(services.deployments, core.views)))

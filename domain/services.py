@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from modelyard.domain.accounts.service import AccountsService
@@ -30,7 +30,10 @@ class Services:
 
     @classmethod
     def over(
-        cls, store: Store, quotas: Mapping[Plan, Quota] = PLAN_QUOTAS, host: HostCapacity | None = None
+        cls,
+        store: Store,
+        quotas: Mapping[Plan, Quota] = PLAN_QUOTAS,
+        host: HostCapacity | Callable[[], HostCapacity] | None = None,
     ) -> Services:
         """Every service writing through ``store``; deployments are admitted within ``quotas``,
         and, given ``host``, only where the cluster can place them."""

@@ -7,8 +7,12 @@ fresh one; each test that needs Kafka gets topics of its own.
 
 from __future__ import annotations
 
+import shutil
+import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -16,6 +20,7 @@ import pytest
 
 from modelyard.adapters.services.kafka import LocalKafka
 from modelyard.adapters.services.postgres import LocalPostgres
+from modelyard.adapters.services.ray import LocalRay
 
 SERVICES = Path(__file__).resolve().parents[1] / ".services"
 
@@ -64,3 +69,56 @@ def kafka_bootstrap(local_kafka: LocalKafka) -> str:
 def topic_name() -> str:
     """A topic name no other test uses."""
     return f"test.{uuid.uuid4().hex[:12]}"
+
+
+# A lost node is declared dead after about five missed one-second health checks: fast enough
+# for a test, slow enough that a busy machine's pause is not taken for a loss.
+RAY_HEALTH_CHECKS = {
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "3000",
+    "RAY_health_check_failure_threshold": "5",
+}
+
+
+@dataclass(frozen=True)
+class RayCluster:
+    """A real two-node Ray cluster on this machine: the head stands for an h100 node in
+    nyc2, the worker for an mi300x node in tor1 (custom resources, as real nodes advertise)."""
+
+    head: LocalRay
+    worker: LocalRay
+
+    @property
+    def address(self) -> str:
+        return self.head.address
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """The Ray cluster for the ``ray`` placement's tests, up for the session, small (two CPUs
+    a node, a 100 MB object store, no dashboard), and ended with every process it started."""
+    # Short: Ray keeps its sockets under it, and a socket's path has a length limit.
+    root = Path(tempfile.mkdtemp(prefix="myray-"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    head = LocalRay(
+        root / "head",
+        port=port,
+        resources={"gpu_type:h100": 1, "region:nyc2": 1},
+        environment=RAY_HEALTH_CHECKS,
+        temp_dir=root / "tmp",
+    )
+    worker = LocalRay(root / "worker", head=head.address, resources={"gpu_type:mi300x": 1, "region:tor1": 1})
+    try:
+        head.up()
+        worker.up()
+        yield RayCluster(head=head, worker=worker)
+    finally:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        worker.down()
+        head.down()
+        shutil.rmtree(root, ignore_errors=True)

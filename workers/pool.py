@@ -15,7 +15,7 @@ from collections.abc import Callable
 from uuid import UUID
 
 from modelyard.adapters.engines.base import ReplicaHandle, ReplicaSpec
-from modelyard.adapters.placement.local import LocalPlacement
+from modelyard.adapters.placement.base import Placement
 
 # The placement group the pool replicas are filed under (not any one deployment's).
 POOL = "shared-pool"
@@ -24,7 +24,7 @@ POOL = "shared-pool"
 class SharedPool:
     """Pool replicas by model, and which deployments use each."""
 
-    def __init__(self, placement: LocalPlacement) -> None:
+    def __init__(self, placement: Placement) -> None:
         self._placement = placement
         self._handles: dict[str, ReplicaHandle] = {}
         self._users: dict[str, set[UUID]] = {}

@@ -25,8 +25,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
+import msgspec
+
 from modelyard.adapters.engines.models import PlacementError, ReplicaSpec, gguf_paths, replica_spec
-from modelyard.adapters.placement.local import LocalPlacement, ReplicaHandle
+from modelyard.adapters.placement.base import Placement, ReplicaHandle
 from modelyard.adapters.uploads.served import is_uploaded, uploaded_spec
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.domain.deployments.service import (
@@ -65,12 +67,17 @@ class Reconciler:
         settings: Settings,
         deployments: DeploymentsService,
         views: ViewDatabase,
-        placement: LocalPlacement,
+        placement: Placement,
         clock: Callable[[], datetime] = _utcnow,
+        *,
+        cluster_gpu: Callable[[], bool] | None = None,
     ) -> None:
         self._settings, self._deployments, self._views = settings, deployments, views
         self._placement = placement
         self._clock = clock
+        # Whether the placement's nodes have GPUs (a cluster's, asked when a spec is made);
+        # None: whether this host has one.
+        self._cluster_gpu = cluster_gpu
         self._gguf = gguf_paths(settings.gguf_models)
         self.replicas: dict[UUID, dict[str, ReplicaHandle]] = {}
         # The shared tier's replicas, one per model, each serving many deployments.
@@ -233,7 +240,14 @@ class Reconciler:
             # An account's own model is served for real whatever the engine setting.
             data_dir = self._settings.data_dir
             return uploaded_spec(self._views, data_dir, target.account_id, target.model, target.preset)
-        spec = replica_spec(target.model, engine=self._settings.engine, gguf=self._gguf, preset=target.preset)
+        spec = replica_spec(
+            target.model,
+            engine=self._settings.engine,
+            gguf=self._gguf,
+            preset=target.preset,
+            gpu=None if self._cluster_gpu is None else self._cluster_gpu(),
+        )
+        spec = msgspec.structs.replace(spec, gpu_type=target.gpu_type, region=target.region)
         if spec.engine != "simulated":
             return spec
         return ReplicaSpec(
@@ -243,6 +257,8 @@ class Reconciler:
             context_window=spec.context_window,
             ttft_ms=self._settings.simulated_ttft_ms,
             tokens_per_s=self._settings.simulated_tokens_per_s,
+            gpu_type=target.gpu_type,
+            region=target.region,
         )
 
     def _provision(self, target: WorkItem) -> None:
@@ -328,7 +344,7 @@ class ReconcilerWorker(BackgroundLoop):
     (and records the loss of) its replicas on the way out."""
 
     def __init__(
-        self, reconciler: Reconciler, placement: LocalPlacement, catch_up: Callable[[], None] | None = None
+        self, reconciler: Reconciler, placement: Placement, catch_up: Callable[[], None] | None = None
     ) -> None:
         self.reconciler, self.placement = reconciler, placement
         # Brings the views up to the store before recovery reads them: a replica recorded

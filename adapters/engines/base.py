@@ -44,6 +44,9 @@ class ReplicaSpec(msgspec.Struct, frozen=True, kw_only=True):
     draft_tokens: int = 0
     ttft_ms: float = 0.0
     tokens_per_s: float = 0.0
+    # The deployment's GPU type and region: a cluster placement (``ray``) places by them.
+    gpu_type: str | None = None
+    region: str | None = None
 
     def on_port(self, port: int) -> ReplicaSpec:
         """The same spec bound to ``port``."""

@@ -55,8 +55,13 @@ def has_gpu() -> bool:
     return shutil.which("nvidia-smi") is not None and os.path.exists("/dev/nvidiactl")
 
 
-def replica_spec(model_id: str, *, engine: str, gguf: dict[str, str], preset: str) -> ReplicaSpec:
-    """How this host serves ``model_id``; a model it cannot serve raises ``PlacementError``."""
+def replica_spec(
+    model_id: str, *, engine: str, gguf: dict[str, str], preset: str, gpu: bool | None = None
+) -> ReplicaSpec:
+    """How this host serves ``model_id``; a model it cannot serve raises ``PlacementError``.
+
+    ``gpu`` says whether the placement has GPUs (a cluster's nodes); None: whether this host has one.
+    """
     model = find_model(model_id)
     if model.kind is not Kind.CHAT:
         # The simulated engine only chats: these are served for real on every host.
@@ -71,7 +76,7 @@ def replica_spec(model_id: str, *, engine: str, gguf: dict[str, str], preset: st
             raise PlacementError(f"The GGUF file for {model.id} is missing on this host.")
         spec = ReplicaSpec(model=model.id, engine="llamacpp", path=path, preset=preset)
         return with_preset(spec, model.context_window)
-    if has_gpu():
+    if has_gpu() if gpu is None else gpu:
         return ReplicaSpec(model=model.id, engine="vllm", preset=preset, context_window=model.context_window)
     raise PlacementError(
         f"{model.id} needs a GPU (vLLM) and this cluster has none; CPU hosts serve GGUF models "

@@ -409,6 +409,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--model", required=True)
     parser.add_argument("--path", help="GGUF file (llamacpp), model folder (embedding, transcription)")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (a Ray node's own)")
     parser.add_argument("--context-window", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=512, help="prompt batch (llamacpp)")
@@ -489,7 +490,7 @@ def main() -> None:
         # No access line per request here: the gateway logs each one. log_config=None keeps
         # uvicorn's own records in the process's format.
         uvicorn.run(
-            app, host="127.0.0.1", port=args.port, log_level=level.lower(), log_config=None, access_log=False
+            app, host=args.host, port=args.port, log_level=level.lower(), log_config=None, access_log=False
         )
     except Exception:
         # Standard error goes to the log through a daemon thread that may not outlive this.

@@ -27,12 +27,17 @@ class HostCapacity(msgspec.Struct, frozen=True, kw_only=True):
     on any GPU type and region (control-plane and load tests). ``cpu_models``: the models a
     CPU replica serves (a GGUF is mapped for them). ``gpu_types``: the catalog GPU types the
     cluster has (none on a CPU-only host). ``regions``: where it has capacity.
+    ``typed_nodes``: the placement lands a replica only on a node of the named GPU type (a
+    Ray cluster's custom resources), so even a simulated replica needs that type here.
+    ``free_gpu_types``: the GPU types with a GPU free right now (None: not known, all are).
     """
 
     simulated: bool = False
     cpu_models: frozenset[str] = frozenset()
     gpu_types: frozenset[str] = frozenset()
     regions: frozenset[str] = frozenset(REGIONS)
+    typed_nodes: bool = False
+    free_gpu_types: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         unknown = (self.gpu_types - GPU_TYPES.keys()) | (self.regions - set(REGIONS))
@@ -60,7 +65,7 @@ def check_fit(
             raise ProvisioningFailed(
                 f"No capacity in region {region}: this cluster serves {_listed(host.regions)}."
             )
-    if host.simulated:
+    if host.simulated and not (host.typed_nodes and gpu_type is not None):
         return
     if gpu_type is None:
         _check_any_placement(model, host, preset)
@@ -68,6 +73,10 @@ def check_fit(
         cpu = f" Omit gpu_type to serve {model.id} on the CPU." if model.id in host.cpu_models else ""
         raise ProvisioningFailed(
             f"No {gpu_type} GPU on this cluster (it has: {_listed(host.gpu_types)}).{cpu}"
+        )
+    elif not host.simulated and host.free_gpu_types is not None and gpu_type not in host.free_gpu_types:
+        raise ProvisioningFailed(
+            f"Every {gpu_type} GPU on this cluster is in use; free now: {_listed(host.free_gpu_types)}."
         )
 
 

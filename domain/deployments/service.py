@@ -195,12 +195,19 @@ class DeploymentsService:
     """Load, command, save: every write to deployments goes through here."""
 
     def __init__(
-        self, store: Store, quotas: Mapping[Plan, Quota] = PLAN_QUOTAS, host: HostCapacity | None = None
+        self,
+        store: Store,
+        quotas: Mapping[Plan, Quota] = PLAN_QUOTAS,
+        host: HostCapacity | Callable[[], HostCapacity] | None = None,
     ) -> None:
         self._store = store
         self._quotas = quotas
-        # What the cluster can place; None admits any catalog model (fit is not checked).
+        # What the cluster can place (or how to read it now, for a cluster whose nodes come
+        # and go); None admits any catalog model (fit is not checked).
         self._host = host
+
+    def _host_now(self) -> HostCapacity | None:
+        return self._host() if callable(self._host) else self._host
 
     def _recorded(self, decide: Callable[[], Sequence[DomainEvent | None]]) -> tuple[int, list[DomainEvent]]:
         """Record what ``decide`` returns (Nones dropped); on a lost race, decide again.
@@ -249,7 +256,7 @@ class DeploymentsService:
             prefix=command.prefix,
             quotas=self._quotas,
             deployment_id=command.deployment_id,
-            host=self._host,
+            host=self._host_now(),
             uploaded=self._uploaded(command),
         )
 
@@ -288,7 +295,7 @@ class DeploymentsService:
             preset=command.preset,
             at=command.at,
             quotas=self._quotas,
-            host=self._host,
+            host=self._host_now(),
         )
 
     def provision(self, command: Provision) -> Provisioned:

@@ -62,6 +62,9 @@ class WorkItem(msgspec.Struct, frozen=True, kw_only=True):
     account_id: str
     # ``shared`` deployments join their model's pool replica instead of starting their own.
     tier: str = "dedicated"
+    # Where its replicas must run (a cluster placement places by them); None: anywhere.
+    gpu_type: str | None = None
+    region: str | None = None
 
 
 _DEPLOYMENT = (
@@ -162,8 +165,8 @@ def _marks(values: tuple[str, ...]) -> str:
 
 
 _NEEDING_WORK = (
-    "SELECT id, state, capacity, pending_capacity, model, preset, account_id, tier FROM deployments"  # noqa: S608 - placeholders only
-    f" WHERE state IN ({_marks(NEEDING_WORK)})"
+    "SELECT id, state, capacity, pending_capacity, model, preset, account_id, tier, gpu_type, region"  # noqa: S608 - placeholders only
+    f" FROM deployments WHERE state IN ({_marks(NEEDING_WORK)})"
 )
 _RECORDED = (
     "SELECT r.deployment_id, r.replica, r.started_at FROM replicas r"  # noqa: S608 - placeholders only
@@ -188,8 +191,10 @@ def deployments_needing_work(tx: Tx) -> list[WorkItem]:
             preset=str(preset),
             account_id=str(account),
             tier=str(tier),
+            gpu_type=None if gpu is None else str(gpu),
+            region=None if region is None else str(region),
         )
-        for dep, state, capacity, pending, model, preset, account, tier in tx.execute(
+        for dep, state, capacity, pending, model, preset, account, tier, gpu, region in tx.execute(
             _NEEDING_WORK, NEEDING_WORK
         )
     ]

@@ -127,3 +127,15 @@ def test_secrets_never_appear_in_a_repr_or_an_error() -> None:
 def test_a_value_outside_the_choices_is_refused(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=f"{name}='{value}' is not valid"):
         load_settings({name: value})
+
+
+def test_compose_places_replicas_on_its_ray_nodes() -> None:
+    compose = _compose()
+    services = compose["services"]
+    assert services["ray-head"]["command"][:3] == ["ray", "start", "--head"]
+    worker = services["ray-worker"]["command"]
+    assert "--address=ray-head:6379" in worker
+    assert any(arg.startswith("--resources=") and "gpu_type:" in arg for arg in worker)
+    for name in _modelyard_services(compose):
+        settings = load_settings({k: str(v) for k, v in services[name]["environment"].items()})
+        assert (settings.placement, settings.ray_address) == ("ray", "ray-head:6379")

@@ -109,3 +109,35 @@ def test_the_service_refuses_before_recording_anything(store: Store) -> None:
         services.deployments.get(chosen)
     ok = RequestDeployment(account_id=account, model="smollm2-135m", at=T0)
     assert services.deployments.get(services.deployments.request(ok).id).model == "smollm2-135m"
+
+
+def test_a_cluster_placing_by_gpu_type_refuses_a_missing_or_busy_type() -> None:
+    # A Ray cluster: its nodes advertise h100 and mi300x; every h100 is taken right now.
+    cluster = HostCapacity(
+        gpu_types=frozenset({"h100", "mi300x"}), typed_nodes=True, free_gpu_types=frozenset({"mi300x"})
+    )
+    _fit(cluster, "llama3.1-8b", gpu_type="mi300x")
+    with pytest.raises(
+        errors.ProvisioningFailed, match="Every h100 GPU on this cluster is in use; free now: mi300x"
+    ):
+        _fit(cluster, "llama3.1-8b", gpu_type="h100")
+    # Simulated replicas take no GPU, but still land only on a node of the named type.
+    simulated = HostCapacity(simulated=True, gpu_types=frozenset({"h100"}), typed_nodes=True)
+    _fit(simulated, "smollm2-135m", gpu_type="h100")
+    _fit(simulated, "smollm2-135m")
+    with pytest.raises(errors.ProvisioningFailed, match="No mi300x GPU on this cluster"):
+        _fit(simulated, "smollm2-135m", gpu_type="mi300x")
+    # Without typed nodes the simulated engine serves any type (control-plane tests).
+    _fit(HostCapacity(simulated=True), "smollm2-135m", gpu_type="mi300x")
+
+
+def test_the_service_reads_a_live_capacity_on_each_request(store: Store) -> None:
+    seen = [ONE_H100]
+    services = Services.over(store, host=lambda: seen[0])
+    account = services.accounts.open_account(OpenAccount(name="a", plan="free", at=T0)).id
+    services.accounts.add_credits(AddCredits(account_id=account, amount=5_000_000, at=T0))
+    on_h100 = RequestDeployment(account_id=account, model="llama3.1-8b", gpu_type="h100", at=T0)
+    services.deployments.request(on_h100)
+    seen[0] = CPU_ONLY  # the GPU node left the cluster
+    with pytest.raises(errors.ProvisioningFailed, match="No h100 GPU on this cluster"):
+        services.deployments.request(on_h100)
