@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromQuery, JSONBody, Parameter, SkipValidation
+from litestar.params import FromQuery, JSONBody, QueryParameter, SkipValidation
 
 from modelyard.adapters.ledger.export import ExportFormat
 from modelyard.api.auth import Principal
@@ -29,7 +29,7 @@ class FinanceController(Controller):
         self,
         finance: NamedDependency[SkipValidation[Finance]],
         request: Request[Principal, Any, Any],
-        fmt: Annotated[ExportFormat, Parameter(query="format")] = ExportFormat.JSONL,
+        fmt: Annotated[ExportFormat, QueryParameter(name="format")] = ExportFormat.JSONL,
     ) -> Response[str]:
         """The account's ledger, each line chained to the one before and to its events.
 
