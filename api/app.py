@@ -196,7 +196,9 @@ def _dependencies(edge: Edge) -> dict[str, Provide]:
     """What handlers declare by name, each one object built by the composition root."""
     return {
         "instances": _constant(edge.instances),
-        "deployments": _constant(edge.deployments),
+        # Not "deployments": Litestar takes a body field's decoding error for a broken dependency
+        # (a 500) when the field is named like one, and a key's body lists ``deployments``.
+        "fleet": _constant(edge.deployments),
         "observability": _constant(edge.observability),
         "gateway": _constant(edge.gateway),
         "finance": _constant(edge.finance),

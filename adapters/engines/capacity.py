@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import msgspec
 
-from modelyard.adapters.engines.models import PlacementError, gguf_paths, has_gpu, replica_spec
+from modelyard.adapters.engines.models import (
+    PlacementError,
+    cpu_media_models,
+    gguf_paths,
+    has_gpu,
+    replica_spec,
+)
 from modelyard.adapters.engines.presets import arguments_in_force
 from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.hardware import REGIONS
@@ -38,7 +44,7 @@ def host_capacity(*, engine: str, gguf_models: str, gpu_types: str, regions: str
     try:
         return HostCapacity(
             simulated=engine == "simulated",
-            cpu_models=frozenset(gguf_paths(gguf_models)),
+            cpu_models=frozenset(gguf_paths(gguf_models)) | cpu_media_models(),
             gpu_types=gpus,
             regions=served,
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from modelyard.adapters.engines.base import PlacementError, ReplicaSpec
 from modelyard.adapters.engines.presets import with_preset
-from modelyard.domain.catalog.models import Kind, find_model
+from modelyard.domain.catalog.models import CATALOG, Kind, find_model
 
 __all__ = ["SMOLLM2_FILE", "PlacementError", "ReplicaSpec", "gguf_paths", "has_gpu", "replica_spec"]
 
@@ -32,6 +32,13 @@ def media_folder(model_id: str) -> str | None:
         return None
     path = Path(spec.origin).parent / folder
     return str(path) if path.is_dir() else None
+
+
+def cpu_media_models() -> frozenset[str]:
+    """The models that are not chat this host serves on its CPU: those whose package is
+    installed, and speech (espeak-ng needs no model files)."""
+    speech = {m.id for m in CATALOG if m.kind is Kind.SPEECH}
+    return frozenset({m for m in CPU_MEDIA if media_folder(m) is not None} | speech)
 
 
 def gguf_paths(mapping: str) -> dict[str, str]:

@@ -91,7 +91,7 @@ class DeploymentChatController(Controller):
         self,
         *,
         gateway: NamedDependency[SkipValidation[Gateway]],
-        deployments: NamedDependency[SkipValidation[Deployments]],
+        fleet: NamedDependency[SkipValidation[Deployments]],
         tokens: NamedDependency[SkipValidation[TokenLimits]],
         deployment_id: FromPath[str],
         body: RawBody,
@@ -101,5 +101,5 @@ class DeploymentChatController(Controller):
 
         Authorize with the deployment's inference key or a management key of its account.
         """
-        call = await open_call(gateway, deployments, authorization, deployment_id)
+        call = await open_call(gateway, fleet, authorization, deployment_id)
         return await answer(gateway, call, openai_body(body), tokens)

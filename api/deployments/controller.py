@@ -51,7 +51,7 @@ class DeploymentsController(Controller):
     )
     def create(
         self,
-        deployments: Uses,
+        fleet: Uses,
         request: Caller,
         data: JSONBody[CreateDeployment],
         idempotency_key: IdempotencyKey = None,
@@ -61,12 +61,12 @@ class DeploymentsController(Controller):
         A model this cluster cannot place is refused now (502 PROVISIONING_FAILED, nothing
         recorded). Retry with the same ``Idempotency-Key``: the first answer comes back.
         """
-        return idempotency.response(deployments.create(request.user, data, idempotency_key))
+        return idempotency.response(fleet.create(request.user, data, idempotency_key))
 
     @get("/", operation_id="listDeployments", sync_to_thread=True, responses=COMMON_OPENAI_ERRORS)
-    def list_deployments(self, deployments: Uses, request: Caller) -> DeploymentList:
+    def list_deployments(self, fleet: Uses, request: Caller) -> DeploymentList:
         """Every deployment of the account, oldest first (ended ones as ``inactive``)."""
-        return deployments.list(request.user)
+        return fleet.list(request.user)
 
     @get(
         "/{deployment_id:str}",
@@ -74,9 +74,9 @@ class DeploymentsController(Controller):
         sync_to_thread=True,
         responses=COMMON_OPENAI_ERRORS,
     )
-    def get_deployment(self, deployments: Uses, request: Caller, deployment_id: FromPath[str]) -> Deployment:
+    def get_deployment(self, fleet: Uses, request: Caller, deployment_id: FromPath[str]) -> Deployment:
         """One deployment: its status, hardware, preset and engine arguments, scaling and SLA."""
-        return deployments.show(request.user, deployment_id)
+        return fleet.show(request.user, deployment_id)
 
     @delete(
         "/{deployment_id:str}",
@@ -87,13 +87,13 @@ class DeploymentsController(Controller):
     )
     def delete_deployment(
         self,
-        deployments: Uses,
+        fleet: Uses,
         request: Caller,
         deployment_id: FromPath[str],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[Deployment]:
         """Tear down: billing stops now and is settled at once; the balance read next is final."""
-        return idempotency.response(deployments.delete(request.user, deployment_id, idempotency_key))
+        return idempotency.response(fleet.delete(request.user, deployment_id, idempotency_key))
 
     @get(
         "/{deployment_id:str}/scaling",
@@ -101,9 +101,9 @@ class DeploymentsController(Controller):
         sync_to_thread=True,
         responses=COMMON_OPENAI_ERRORS,
     )
-    def get_scaling(self, deployments: Uses, request: Caller, deployment_id: FromPath[str]) -> ScalingAnswer:
+    def get_scaling(self, fleet: Uses, request: Caller, deployment_id: FromPath[str]) -> ScalingAnswer:
         """The autoscaling policy and the replicas now."""
-        return deployments.scaling(request.user, deployment_id)
+        return fleet.scaling(request.user, deployment_id)
 
     @patch(
         "/{deployment_id:str}/scaling",
@@ -112,25 +112,25 @@ class DeploymentsController(Controller):
         responses=COMMON_OPENAI_ERRORS,
     )
     def set_scaling(
-        self, deployments: Uses, request: Caller, deployment_id: FromPath[str], data: JSONBody[ScalingPatch]
+        self, fleet: Uses, request: Caller, deployment_id: FromPath[str], data: JSONBody[ScalingPatch]
     ) -> ScalingAnswer:
         """Set ``min_replicas``, ``max_replicas``, ``scale_to_zero``, ``idle_timeout_seconds``
         (fields left out keep their values); the autoscaler acts within them."""
-        return deployments.set_scaling(request.user, deployment_id, data)
+        return fleet.set_scaling(request.user, deployment_id, data)
 
     @get(
         "/{deployment_id:str}/sla", operation_id="getSla", sync_to_thread=True, responses=COMMON_OPENAI_ERRORS
     )
-    def get_sla(self, deployments: Uses, request: Caller, deployment_id: FromPath[str]) -> SlaAnswer:
+    def get_sla(self, fleet: Uses, request: Caller, deployment_id: FromPath[str]) -> SlaAnswer:
         """The SLA targets and the breach history."""
-        return deployments.sla(request.user, deployment_id)
+        return fleet.sla(request.user, deployment_id)
 
     @patch(
         "/{deployment_id:str}/sla", operation_id="setSla", sync_to_thread=True, responses=COMMON_OPENAI_ERRORS
     )
     def set_sla(
-        self, deployments: Uses, request: Caller, deployment_id: FromPath[str], data: JSONBody[SlaPatch]
+        self, fleet: Uses, request: Caller, deployment_id: FromPath[str], data: JSONBody[SlaPatch]
     ) -> SlaAnswer:
         """Set ``ttft_target_ms``, ``throughput_target_tps``, ``concurrency_limit`` (null: none;
         fields left out keep their values)."""
-        return deployments.set_sla(request.user, deployment_id, data)
+        return fleet.set_sla(request.user, deployment_id, data)

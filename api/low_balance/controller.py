@@ -10,7 +10,7 @@ from litestar.params import FromPath, JSONBody, SkipValidation
 
 from modelyard.api.auth import Principal
 from modelyard.api.bodies import bounded_body
-from modelyard.api.errors import COMMON_ERRORS, COMMON_OPENAI_ERRORS
+from modelyard.api.errors import COMMON_ERRORS, COMMON_OPENAI_ERRORS, OPENAI_ERRORS
 from modelyard.api.low_balance.actions import LowBalance
 from modelyard.api.low_balance.schemas import AllowanceAnswer, AllowanceRequest, PolicyAnswer, PolicyRequest
 
@@ -55,6 +55,8 @@ class DeploymentLowBalanceController(Controller):
     path = "/api/v1/public/deployments"
     tags = ["deployments"]
     before_request = staticmethod(bounded_body)
+    # The second dialect's routes answer errors in OpenAI's shape, as their responses say.
+    opt = OPENAI_ERRORS
 
     @get(
         "/{deployment_id:str}/low-balance",

@@ -60,7 +60,9 @@ def test_serve_answers_its_health_route(served: str) -> None:
     assert response.json()["status"] == "ok"
     # The embedded default runs every worker but the relay (there is no Kafka to relay to).
     workers = {w["name"]: w for w in response.json()["workers"]}
-    assert set(workers) == {"views", "meter", "reconciler", "janitor"}
+    assert set(workers) == {
+        "views", "meter", "reconciler", "janitor", "autoscaler", "sla", "webhooks", "balance_guard",
+    }  # fmt: skip
     assert all(w["healthy"] and w["consecutive_failures"] == 0 for w in workers.values())
 
 
