@@ -23,19 +23,19 @@ from modelyard.adapters.views.follow import POLL_S, SETTLE_TIMEOUT_S, ViewsFollo
 from modelyard.api import idempotency
 from modelyard.api.auth import Principal
 from modelyard.api.deployments import presenters, schemas
+from modelyard.api.provisioning import provision_claimed
 from modelyard.domain.billing.pricing import check_capacity
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.service import (
     OnDeployment,
-    Provision,
+    Provisioned,
     RequestDeployment,
     SetAutoscaling,
     SetSla,
 )
-from modelyard.domain.keys.aggregate import display_of, hash_secret
 from modelyard.domain.services import Services
 from modelyard.domain.shared import ids
-from modelyard.domain.shared.errors import ConcurrencyConflict, InstanceNotFound
+from modelyard.domain.shared.errors import InstanceNotFound
 from modelyard.projections.deployments.public import (
     PublicDeployment,
     deployment_of_account,
@@ -201,20 +201,11 @@ class Deployments:
             deployment_id=claim,
             at=_now(),
         )
-        provision = Provision(
-            deployment=command, key_hash=hash_secret(secret), key_display=display_of(secret)
+        done = provision_claimed(
+            self._services, self._state, command, secret, lambda: self._made_before(principal, claim)
         )
-        try:
-            done = self._services.deployments.provision(provision)
-        except ConcurrencyConflict:
-            made = self._made_before(principal, claim)
-            if made is None:
-                raise
-            return made
-        except BaseException:
-            with self._state.transaction() as tx:
-                secrets.forget(tx, claim)
-            raise
+        if not isinstance(done, Provisioned):
+            return done
         return self._settled(principal, done.id, done.position)
 
     def delete(self, principal: Principal, deployment_id: str, key: str | None) -> idempotency.Outcome:

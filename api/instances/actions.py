@@ -40,14 +40,14 @@ from modelyard.api.instances.schemas import (
     UsageData,
     UsageRow,
 )
+from modelyard.api.provisioning import provision_claimed
 from modelyard.api.uploads.actions import byom_upload
 from modelyard.domain.billing.pricing import check_capacity
 from modelyard.domain.catalog.models import CATALOG
-from modelyard.domain.deployments.service import OnDeployment, Provision, RequestDeployment, WithCapacity
-from modelyard.domain.keys.aggregate import display_of, hash_secret
+from modelyard.domain.deployments.service import OnDeployment, Provisioned, RequestDeployment, WithCapacity
 from modelyard.domain.services import Services
 from modelyard.domain.shared import ids
-from modelyard.domain.shared.errors import ConcurrencyConflict, InstanceNotFound
+from modelyard.domain.shared.errors import InstanceNotFound
 from modelyard.domain.shared.money import format_usd
 from modelyard.projections.balances.queries import Balance, balance_of, charges_by_deployment
 from modelyard.projections.deployments.queries import (
@@ -237,20 +237,11 @@ class Instances:
             upload_id=byom_upload(self._views, principal.account_id, request.model),
             at=_now(),
         )
-        digest, display = hash_secret(secret), display_of(secret)
-        provision = Provision(deployment=command, key_hash=digest, key_display=display)
-        try:
-            done = self._services.deployments.provision(provision)
-        except ConcurrencyConflict:
-            # Another attempt under this claim recorded it first: answer with that one.
-            made = self._made_before(principal, claim)
-            if made is None:
-                raise
-            return made
-        except BaseException:
-            with self._state.transaction() as tx:
-                secrets.forget(tx, claim)
-            raise
+        done = provision_claimed(
+            self._services, self._state, command, secret, lambda: self._made_before(principal, claim)
+        )
+        if not isinstance(done, Provisioned):
+            return done
         return self._settled(principal, done.id, done.position)
 
     def destroy(self, principal: Principal, instance_id: str, key: str | None) -> idempotency.Outcome:
