@@ -1,9 +1,11 @@
 """Scale-to-zero through ``modelyard serve``: idle replicas are released, billing stops, and the
 next request cold-starts the deployment and is held until it gets its answer.
 
-Run on the simulated engine and on real llama.cpp (``smollm2-135m``). The autoscaling policy
-is set through the deployments service over the server's own event store (the management
-route for it is another change's); the server's autoscaler polls every half second.
+Run on the simulated engine and on real llama.cpp (``smollm2-135m``): the deployment is
+created through the second dialect and its autoscaling policy set with ``PATCH
+…/scaling``; the test reads the server's own event store to see each step. The server's
+autoscaler polls every half second. At the end, reconciliation finds the ledger's charges
+equal to the replica-seconds served.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from modelyard.adapters.eventstore.env import store_env
 from modelyard.domain.deployments import events as ev
 from modelyard.domain.deployments.aggregate import Deployment, project_deployment
 from modelyard.domain.deployments.metering import due_minutes, meter_minute
-from modelyard.domain.deployments.service import DeploymentsService, SetAutoscaling
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.events import DomainEvent
 from modelyard.domain.shared.store import Store
@@ -33,9 +34,9 @@ from .conftest import Yard, free_port
 from .test_five_steps import poll_until
 
 pytestmark = [pytest.mark.e2e]
-IDLE = ev.Autoscaling(min_replicas=1, max_replicas=1, scale_to_zero=True, idle_timeout_seconds=2)
+IDLE = {"min_replicas": 1, "max_replicas": 1, "scale_to_zero": True, "idle_timeout_seconds": 2}
 # Set once it sleeps, so that it does not go back to sleep while the test looks at it awake.
-PATIENT = ev.Autoscaling(min_replicas=1, max_replicas=1, scale_to_zero=True, idle_timeout_seconds=600)
+PATIENT = {**IDLE, "idle_timeout_seconds": 600}
 
 
 def _serve(tmp_path: Path, engine: str, hold_s: str) -> Iterator[Yard]:
@@ -79,21 +80,24 @@ class Events:
         assert found is not None
         return found
 
-    def set_policy(self, instance_id: str, policy: ev.Autoscaling) -> None:
-        DeploymentsService(self.store).set_autoscaling(
-            SetAutoscaling(
-                deployment_id=ids.parse_deployment_id(instance_id), policy=policy, at=datetime.now(UTC)
-            )
-        )
-
     def close(self) -> None:
         self.store.close()
 
 
 def _running(yard: Yard, client: httpx.Client) -> dict[str, Any]:
-    created = client.post("/v1/provision", json={"model": "smollm2-135m", "capacity": 1})
+    """A deployment created through the second dialect, as the first shows it once running
+    (both read the same deployment; that view carries the key until its first use)."""
+    body = {"name": "sleepy", "model_id": "smollm2-135m", "replicas": 1}
+    created = client.post("/api/v1/public/deployments", json=body)
     assert created.status_code == 201, created.text
-    return poll_until(client, created.json()["data"]["instance"]["id"], "running")
+    assert created.json()["id"].startswith("dep_")
+    return poll_until(client, created.json()["id"], "running")
+
+
+def _set_policy(client: httpx.Client, deployment_id: str, policy: dict[str, Any]) -> None:
+    """The autoscaling policy, through the second dialect's route."""
+    answer = client.patch(f"/api/v1/public/deployments/{deployment_id}/scaling", json=policy)
+    assert answer.status_code == 200, answer.text
 
 
 def _billed_after(deployment: Deployment, since: datetime) -> list[datetime]:
@@ -119,7 +123,7 @@ def test_idle_goes_to_zero_billing_stops_and_a_request_cold_starts_it(served: Ya
         )
         assert first.choices[0].message.content
 
-        events.set_policy(instance_id, IDLE)
+        _set_policy(client, instance_id, IDLE)
         asleep = poll_until(client, instance_id, "scaled_to_zero", timeout=60)
         assert asleep["capacity"] == 1
         history = events.of(instance_id)
@@ -133,7 +137,7 @@ def test_idle_goes_to_zero_billing_stops_and_a_request_cold_starts_it(served: Ya
         time.sleep(2)
         assert _billed_after(events.deployment(instance_id), zero.timestamp + timedelta(minutes=1)) == []
         assert len(events.of(instance_id)) == len(history)  # idle: no event while it sleeps
-        events.set_policy(instance_id, PATIENT)
+        _set_policy(client, instance_id, PATIENT)
         history = events.of(instance_id)
 
         # The next request wakes it and is held until a replica answers it.
@@ -158,7 +162,15 @@ def test_idle_goes_to_zero_billing_stops_and_a_request_cold_starts_it(served: Ya
         activated = next(e for e in after if isinstance(e, ev.DeploymentActivated))
         assert awake.segments
         assert awake.segments[-1].start >= activated.timestamp.replace(microsecond=0)
-        client.delete(f"/v1/instances/{instance_id}")
+        deleted = client.delete(f"/api/v1/public/deployments/{instance_id}")
+        assert deleted.status_code == 200, deleted.text
+        # The ledger's charges match the replica-seconds its replica events say it served.
+        # (Through the minute just settled by the delete: the period ends after it.)
+        until = (datetime.now(UTC) + timedelta(minutes=2)).isoformat()
+        reconciled = client.get("/v1/reconciliation", params={"until": until}).json()["data"]
+        (row,) = [r for r in reconciled["deployments"] if r["deployment_id"].endswith(instance_id[5:])]
+        assert row["minutes_billed"] > 0, row
+        assert not row["flagged"], row
     events.close()
 
 
@@ -170,9 +182,9 @@ def test_a_request_held_past_the_bound_is_told_to_retry_and_the_wake_stands(impa
     ) as client:
         running = _running(impatient, client)
         instance_id, key = running["id"], running["api_key"]
-        events.set_policy(instance_id, IDLE)
+        _set_policy(client, instance_id, IDLE)
         poll_until(client, instance_id, "scaled_to_zero", timeout=60)
-        events.set_policy(instance_id, PATIENT)
+        _set_policy(client, instance_id, PATIENT)
         chat = {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}
         inference = {"Authorization": f"Bearer {key}"}
         refused = httpx.post(f"{url}/v1/{instance_id}/v1/chat/completions", json=chat, headers=inference)
