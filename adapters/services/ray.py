@@ -11,6 +11,7 @@ loopback, even on one machine: that is the address replicas are reached at.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -28,6 +29,8 @@ DEFAULT_PORT = 56379
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
 # How long ``down`` lets a node's processes go on SIGTERM before they are killed.
 STOP_GRACE_S = 15.0
+# Between tries of a node that ``ray start`` refused (the head still holding its old self).
+RESTART_PAUSE_S = 5.0
 # What ``ray start`` prints once the node runs.
 STARTED = "Ray runtime started"
 
@@ -61,9 +64,36 @@ class LocalRay:
         return {"MODELYARD_PLACEMENT": "ray", "MODELYARD_RAY_ADDRESS": self.address}
 
     def up(self, timeout: float = 180.0) -> None:
-        """Start the node (unless it runs) and wait until the cluster counts it."""
+        """Start the node (unless it runs) and wait until the cluster counts it.
+
+        A node started again right after it was lost can be refused while the head still
+        holds the old one (``ray start`` exits): it is tried again, a few seconds apart.
+        """
         if read_pid(self._pid_file) is not None and self.is_ready():
             return
+        deadline = time.monotonic() + timeout
+        while True:
+            proc = self._start()
+            wait_until(
+                functools.partial(self._ready_or_exited, proc),
+                timeout=max(1.0, deadline - time.monotonic()),
+                what="Ray node",
+            )
+            if proc.poll() is None:
+                break
+            if time.monotonic() + RESTART_PAUSE_S > deadline:
+                raise ServiceError(f"the Ray node exited ({proc.returncode}); see {self._log}")
+            time.sleep(RESTART_PAUSE_S)
+        # The node's own "started" comes before the cluster counts it (and its resources):
+        # a node restarted after a loss is placed on only once ``ray status`` lists them.
+        wait_until(
+            self._counted, timeout=max(1.0, deadline - time.monotonic()), what="the Ray node's resources"
+        )
+
+    def _ready_or_exited(self, proc: subprocess.Popen[bytes]) -> bool:
+        return self.is_ready() or proc.poll() is not None
+
+    def _start(self) -> subprocess.Popen[bytes]:
         self.root.mkdir(parents=True, exist_ok=True)
         command = [
             sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--disable-usage-stats",
@@ -87,9 +117,17 @@ class LocalRay:
                 start_new_session=True,
             )
         self._pid_file.write_text(str(proc.pid))
-        wait_until(lambda: self.is_ready() or proc.poll() is not None, timeout=timeout, what="Ray node")
-        if proc.poll() is not None:
-            raise ServiceError(f"the Ray node exited ({proc.returncode}); see {self._log}")
+        return proc
+
+    def _counted(self) -> bool:
+        """Whether the cluster's status lists every custom resource this node advertises."""
+        if not self.resources:
+            return True
+        status = subprocess.run(
+            [sys.executable, "-m", "ray.scripts.scripts", "status", f"--address={self.address}"],
+            capture_output=True, text=True, timeout=60, check=False, env=os.environ | self.environment,
+        )  # fmt: skip
+        return status.returncode == 0 and all(f" {name}" in status.stdout for name in self.resources)
 
     def is_ready(self) -> bool:
         """Whether the node runs and has said so, and the head's GCS answers."""
