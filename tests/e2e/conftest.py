@@ -70,7 +70,7 @@ class Yard:
         lines = dict(line.split(": ", 1) for line in out.splitlines())
         self.account, self.key, self.key_id = lines["account_id"], lines["api_key"], lines["key_id"]
 
-    def await_key(self, timeout: float = 60) -> int:
+    def await_key(self, timeout: float = 150) -> int:
         """Wait until the API knows the key (views follow the store, through Kafka in cluster
         mode); returns how many requests the key's rate limit counted: the one that got
         through (those refused with 401 count against the client's address, not the key)."""
