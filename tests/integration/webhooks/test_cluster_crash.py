@@ -233,7 +233,8 @@ def _until_in_flight(pid: int, receiver: Receiver) -> None:
 def _settle(
     core: Core, secrets: dict[str, str], bootstrap: str, group: str, procs: list[subprocess.Popen[bytes]]
 ) -> None:
-    deadline = time.monotonic() + 60
+    # Two processes joining a Kafka group and catching up their views: a minute or two on 2 cores.
+    deadline = time.monotonic() + 150
     while True:
         with core.views.read() as tx:
             seen = all(subscription_by_id(tx, UUID(hex=w)) is not None for w in secrets)
