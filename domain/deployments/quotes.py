@@ -70,7 +70,7 @@ def quote_deployment(
     host: HostCapacity | None = None,
 ) -> Quote:
     """Price ``model`` as a provision would; catalog errors raise as the provision's do."""
-    refusal = None
+    refusal, minute = None, None
     try:
         admitted = request_deployment(
             account, model=model, capacity=capacity, tier=tier, gpu_type=gpu_type, region=region,
@@ -80,11 +80,10 @@ def quote_deployment(
     except (PlanUpgradeRequired, ProvisioningFailed, InsufficientCredits, QuotaExceeded) as exc:
         # Refused for the plan's, the cluster's or the account's sake: still priced.
         refusal = f"{exc.code}: {exc.message}"
-        spec = deployable_model(model)
-        checked = check_capacity(capacity)
-        minute = minute_price(tier=check_tier(tier, spec.size, checked), size=spec.size, capacity=checked)
     spec = deployable_model(model)
-    parsed_tier = check_tier(tier, spec.size, capacity)
+    parsed_tier = check_tier(tier, spec.size, check_capacity(capacity))
+    if minute is None:
+        minute = minute_price(tier=parsed_tier, size=spec.size, capacity=capacity)
     parsed_preset = parse_preset(preset)
     placement = None
     if host is not None:
