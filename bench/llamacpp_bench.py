@@ -16,7 +16,9 @@ rounds taken in turn so that the machine's noise falls on every path alike:
 - throughput (tokens/s over all answers) of 4 concurrent clients on the one replica,
   against one client sending the same requests one after another.
 
-Asserts nothing. Client, gateway and replica share this machine's cores.
+Every time to first token runs from the call, the in-process one's included: its chat
+template and tokenization happen before llama-cpp-python returns the stream, as they do
+inside the replica. Asserts nothing. Client, gateway and replica share this machine's cores.
 """
 
 from __future__ import annotations
@@ -88,13 +90,19 @@ class InProcess:
         )
 
     def turn(self, messages: list[dict[str, str]], max_tokens: int) -> Timing:
+        return _timed(self._pieces(messages, max_tokens))
+
+    def _pieces(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str | None]:
+        # A generator, so the clock starts before the call: the handler renders the chat
+        # template and tokenizes the prompt before it returns its stream.
         stream = self.llm.create_chat_completion(
             messages=messages,  # type: ignore[arg-type]
             max_tokens=max_tokens,
             temperature=0,
             stream=True,
         )
-        return _timed(c["choices"][0]["delta"].get("content") for c in stream)  # type: ignore[index,union-attr]
+        for chunk in stream:
+            yield chunk["choices"][0]["delta"].get("content")  # type: ignore[index,union-attr]
 
     def cached(self, on: bool) -> None:
         from llama_cpp import LlamaRAMCache

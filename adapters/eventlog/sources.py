@@ -19,11 +19,14 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from modelyard.adapters.eventlog.envelope import EventEnvelope
+from modelyard.adapters.eventstore.recorder import SignallingSQLiteRecorder, appended
 
 log = logging.getLogger(__name__)
 # An idle source naps this long between polls of the store: short enough that a command's
 # effect reaches the views in tens of milliseconds, long enough to cost nothing when idle.
 LOG_POLL_INTERVAL_S = 0.02
+# A source whose recorder signals this process's appends polls for others' this often.
+SIGNALLED_POLL_INTERVAL_S = 0.2
 
 
 class EventSource(Protocol):
@@ -48,6 +51,13 @@ class NotificationLogSource:
     def __init__(self, recorder: ApplicationRecorder, *, start_after: int = 0) -> None:
         self._recorder = recorder
         self._after = start_after
+        # The embedded default's recorder says when this process appends: wait for that, and
+        # look for other processes' appends every ``SIGNALLED_POLL_INTERVAL_S``.
+        self._appended = (
+            appended(recorder.datastore.pool.db_name)
+            if isinstance(recorder, SignallingSQLiteRecorder)
+            else None
+        )
 
     def seek(self, after: int) -> None:
         """Continue after notification ``after``."""
@@ -57,13 +67,19 @@ class NotificationLogSource:
         """See :class:`EventSource`."""
         deadline = time.monotonic() + timeout_s
         while True:
+            # Read before the select: an append committed after it is then never missed.
+            seen = self._appended.count if self._appended is not None else 0
             rows = self._recorder.select_notifications(start=self._after + 1, limit=max_records)
             if rows:
                 self._after = rows[-1].id
                 return [EventEnvelope.of(row) for row in rows]
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return []
-            time.sleep(LOG_POLL_INTERVAL_S)
+            if self._appended is None:
+                time.sleep(LOG_POLL_INTERVAL_S)
+            else:
+                self._appended.wait(seen, min(left, SIGNALLED_POLL_INTERVAL_S))
 
     def commit(self, envelopes: Sequence[EventEnvelope]) -> None:
         """Nothing to do: the consumer's tracking rows are its position in the log."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from eventsourcing.utils import get_topic
 
-from modelyard.adapters.eventstore.recorder import OrderedPostgresRecorder
+from modelyard.adapters.eventstore.recorder import OrderedPostgresRecorder, SignallingSQLiteRecorder
 from modelyard.domain.shared.store import Store
 from modelyard.settings import Settings, StoreKind
 
@@ -24,6 +24,8 @@ def store_env(settings: Settings) -> dict[str, str]:
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(settings.sqlite_path),
             "CREATE_TABLE": "y",
+            # Wakes this process's log readers when it appends (see ``recorder``).
+            "APPLICATION_RECORDER_TOPIC": get_topic(SignallingSQLiteRecorder),
         }
     pg = settings.postgres
     return {

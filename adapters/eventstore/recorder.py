@@ -1,4 +1,5 @@
-"""The PostgreSQL recorder: one round trip per append, notification ids in commit order.
+"""The recorders: PostgreSQL's in one round trip per append with notification ids in commit
+order, and SQLite's that wakes this process's log readers when it appends.
 
 eventsourcing's recorder appends in a pipelined transaction (BEGIN, lock, NOTIFY,
 INSERT, then COMMIT): two or three waits on the server per command. Its database-function
@@ -9,12 +10,63 @@ This recorder's function takes the same ``EXCLUSIVE`` table lock eventsourcing's
 path takes, so each append gets its ids and commits before the next one gets any: the
 log is read in commit order, one round trip per append. Enabled by ``store_env`` with
 ``POSTGRES_ENABLE_DB_FUNCTIONS``.
+
+SQLite cannot push, so the embedded default's log readers (the views, the webhook
+dispatcher) polled it every 20 ms: a few per cent of a core, idle or not, on the same
+cores as a CPU replica. ``SignallingSQLiteRecorder`` tells ``appended(db)`` after each
+commit, so a reader in this process wakes at once for this process's appends and polls
+slowly otherwise (for other processes' appends: the CLI, a second server).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
+
+
+class Appended:
+    """A count of appends to one database from this process, and a wait for the next one."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.count = 0
+
+    def notify(self) -> None:
+        """An append committed: wake every waiter."""
+        with self._changed:
+            self.count += 1
+            self._changed.notify_all()
+
+    def wait(self, seen: int, timeout_s: float) -> None:
+        """Return once the count is past ``seen`` (at once if it already is), or after ``timeout_s``."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.count != seen, timeout_s)
+
+
+_appended: dict[str, Appended] = {}
+_appended_lock = threading.Lock()
+
+
+def appended(db_name: str) -> Appended:
+    """The signal of appends to the SQLite database ``db_name`` in this process."""
+    with _appended_lock:
+        return _appended.setdefault(db_name, Appended())
+
+
+class SignallingSQLiteRecorder(SQLiteApplicationRecorder):
+    """eventsourcing's SQLite application recorder, telling ``appended`` after each commit."""
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """Insert and commit, then wake this process's readers of the log."""
+        ids = super().insert_events(stored_events, **kwargs)
+        appended(self.datastore.pool.db_name).notify()
+        return ids
 
 
 class OrderedPostgresRecorder(PostgresApplicationRecorder):

@@ -234,8 +234,14 @@ class Gateway:
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         upstream = {**body, "model": call.model, "stream_options": {"include_usage": True}}
         usage: dict[str, Any] = {}
+        # The replica echoes the model it was sent: a chunk that names the one the client sent
+        # and carries no usage goes on as it came, not decoded and encoded again per token.
+        as_sent = echoed == call.model
         async for line in _refused_first(self.forwarder.stream(call.deployment_id, upstream)):
             if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                continue
+            if as_sent and b'"usage"' not in line:
+                yield line + b"\n\n"
                 continue
             chunk = msgspec.json.decode(line[6:])
             if chunk.get("usage"):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
+from modelyard.adapters.engines.backends import SimulatedBackend
 from modelyard.adapters.engines.prompt_cache import PromptCache, SavedState, common_prefix
-from modelyard.adapters.engines.replica import Admission, Busy
+from modelyard.adapters.engines.replica import Admission, Busy, Replica
 
 
 def _state(tokens: list[int], size: int) -> SavedState:
@@ -76,3 +80,37 @@ def test_a_waiter_gets_the_engine_when_it_is_left() -> None:
         assert 0.05 < await waiter < 1
 
     asyncio.run(run())
+
+
+class _Threads(SimulatedBackend):
+    """The simulated engine, noting the thread each generation ran on; the second fails."""
+
+    def __init__(self) -> None:
+        super().__init__(model="m")
+        self.threads: list[threading.Thread] = []
+
+    def generate(self, request: dict[str, Any], cancel: threading.Event) -> Iterator[dict[str, Any]]:
+        self.threads.append(threading.current_thread())  # kept: idents are reused
+        if len(self.threads) == 2:
+            raise RuntimeError("the engine failed")
+        yield from super().generate(request, cancel)
+
+
+def test_an_admitted_replica_generates_on_one_engine_thread_that_outlives_a_failure() -> None:
+    backend = _Threads()
+    replica = Replica(backend, Admission(1, depth=4, timeout_s=5))
+    request = {"messages": [{"role": "user", "content": "one two three"}], "max_tokens": 3}
+
+    async def answer() -> list[dict[str, Any]]:
+        return [chunk async for chunk in replica.chunks(request)]
+
+    async def run() -> None:
+        assert await answer()
+        with pytest.raises(RuntimeError, match="the engine failed"):
+            await answer()
+        assert await answer()
+
+    asyncio.run(run())
+    # One long-lived thread (llama.cpp's OpenMP team stays with it), not this one nor one per request.
+    assert len(set(backend.threads)) == 1
+    assert threading.current_thread() not in backend.threads
