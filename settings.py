@@ -174,6 +174,14 @@ class Settings(EnvStruct, frozen=True, kw_only=True):
     ray_address: Annotated[
         str, variable("MODELYARD_RAY_ADDRESS", "the Ray cluster's GCS address, host:port (placement ray)")
     ] = ""
+    capacity_wait_s: Annotated[
+        float,
+        msgspec.Meta(gt=0),
+        variable(
+            "MODELYARD_CAPACITY_WAIT_S",
+            "how long a deployment no node has room for waits (status says so) before it fails",
+        ),
+    ] = 600.0
     simulated_ttft_ms: Annotated[
         float, variable("MODELYARD_SIMULATED_TTFT_MS", "the simulated engine's time to first token")
     ] = 0.0

@@ -28,7 +28,7 @@ from uuid import UUID
 import msgspec
 
 from modelyard.adapters.engines.models import PlacementError, ReplicaSpec, gguf_paths, replica_spec
-from modelyard.adapters.placement.base import Placement, ReplicaHandle
+from modelyard.adapters.placement.base import CapacityUnavailable, Placement, ReplicaHandle
 from modelyard.adapters.uploads.served import is_uploaded, uploaded_spec
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.domain.deployments.service import (
@@ -264,12 +264,25 @@ class Reconciler:
     def _provision(self, target: WorkItem) -> None:
         try:
             self._resize(target, int(target.capacity))
+        except CapacityUnavailable as exc:
+            # The replicas started so far keep running (unbilled while it provisions); the next
+            # pass asks for the rest, until the wait limit.
+            since = self._deployments.get(target.id).awaiting_capacity_since
+            waited = 0.0 if since is None else (self._clock() - since).total_seconds()
+            if waited < self._settings.capacity_wait_s:
+                self._deployments.await_capacity(self._because(target, str(exc)))
+                return
+            self._fail(target, f"{exc} (waited {waited:.0f} s for capacity)")
+            return
         except PlacementError as exc:
-            for handle in self.replicas.pop(target.id, {}).values():
-                self._stop(target, handle)
-            self._deployments.fail_provisioning(self._because(target, str(exc)))
+            self._fail(target, str(exc))
             return
         self._deployments.activate(self._on(target))
+
+    def _fail(self, target: WorkItem, reason: str) -> None:
+        for handle in self.replicas.pop(target.id, {}).values():
+            self._stop(target, handle)
+        self._deployments.fail_provisioning(self._because(target, reason))
 
     def _stop(self, target: WorkItem, handle: ReplicaHandle) -> None:
         """Stop a replica of ``target``; a shared one only leaves its pool replica."""

@@ -21,6 +21,10 @@ class PlacementError(RuntimeError):
     """This host cannot serve the model (no GPU for a GPU model, no file for a GGUF one)."""
 
 
+class CapacityUnavailable(PlacementError):
+    """No node has room for the replica now; asking again later may place it."""
+
+
 class ReplicaSpec(msgspec.Struct, frozen=True, kw_only=True):
     """What one replica serves and how; the same spec starts every replica of a deployment.
 

@@ -2,7 +2,9 @@
 
 ``local`` (processes on this host) is the embedded default; a distributed implementation
 meets the same contract when users outgrow one machine. A model no implementation can
-place on this cluster raises ``PlacementError`` with the reason the API reports.
+place on this cluster raises ``PlacementError`` with the reason the API reports; one with
+no room for the replica now, but maybe later, raises its ``CapacityUnavailable`` at once
+(the reconciler records the wait, and asks again on its next pass).
 
 Each replica is started with a token it checks on every call (``ReplicaHandle.token``) and
 gives up when the process that placed it is gone; ``heartbeat`` lets the next process date
@@ -14,9 +16,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from modelyard.adapters.engines.base import PlacementError, ReplicaHandle, ReplicaSpec
+from modelyard.adapters.engines.base import CapacityUnavailable, PlacementError, ReplicaHandle, ReplicaSpec
 
-__all__ = ["Placement", "PlacementError", "ReplicaHandle", "ReplicaSpec"]
+__all__ = ["CapacityUnavailable", "Placement", "PlacementError", "ReplicaHandle", "ReplicaSpec"]
 
 
 class Placement(Protocol):

@@ -43,7 +43,13 @@ import msgspec
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
-from modelyard.adapters.engines.base import Launch, PlacementError, ReplicaHandle, ReplicaSpec
+from modelyard.adapters.engines.base import (
+    CapacityUnavailable,
+    Launch,
+    PlacementError,
+    ReplicaHandle,
+    ReplicaSpec,
+)
 from modelyard.adapters.engines.models import gguf_paths
 from modelyard.adapters.engines.registry import engine_for
 from modelyard.adapters.views.db import private_dir
@@ -290,9 +296,17 @@ class RayPlacement:
         if not _some_node_holds(options):
             # No live node could ever hold it (its GPU type's node was lost, say): say so now
             # rather than wait out the schedule timeout; the next attempt asks again.
-            raise PlacementError(
+            raise CapacityUnavailable(
                 f"waiting for capacity: no live node of the Ray cluster has {_asked(options)} "
                 f"for replica {name}; its nodes have: {_live_nodes()}"
+            )
+        free = cluster_capacity(self._address).free
+        if not _fits(_needs(options), free):
+            # Taken by other replicas: an actor would only queue, holding the caller. The
+            # reconciler asks again on its next pass, and the deployment says it waits.
+            raise CapacityUnavailable(
+                f"waiting for capacity: the Ray cluster has no room for replica {name} "
+                f"({_asked(options)}) now; free: {_asked_free(free)}"
             )
         token = secrets.token_urlsafe(32)
         actor_class = ray.remote(max_restarts=0, max_task_retries=0)(ReplicaSupervisor)
@@ -304,7 +318,7 @@ class RayPlacement:
         except GetTimeoutError:
             _kill(actor)
             free = cluster_capacity(self._address).free
-            raise PlacementError(
+            raise CapacityUnavailable(
                 f"waiting for capacity: no node of the Ray cluster had room for replica {name} "
                 f"({_asked(options)}) within {self._schedule_timeout_s:.0f} s; free now: "
                 f"{_asked_free(free)}"
@@ -464,10 +478,14 @@ def _live() -> list[dict[str, float]]:
     return [{k: float(v) for k, v in n.get("Resources", {}).items()} for n in nodes if n.get("Alive")]
 
 
+def _fits(needs: dict[str, float], resources: dict[str, float]) -> bool:
+    return all(resources.get(key, 0.0) >= value for key, value in needs.items())
+
+
 def _some_node_holds(options: dict[str, Any]) -> bool:
     """Whether one live node has, in all, what the replica asks (free or not)."""
     needs = _needs(options)
-    return any(all(node.get(key, 0.0) >= value for key, value in needs.items()) for node in _live())
+    return any(_fits(needs, node) for node in _live())
 
 
 def _live_nodes() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from modelyard.api.deployments import schemas
-from modelyard.api.instances.presenters import price_per_hour
+from modelyard.api.instances.presenters import price_per_hour, waiting
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.money import format_usd
 from modelyard.projections.deployments.public import PublicDeployment, SlaEvent
@@ -62,6 +62,7 @@ def deployment(
         api_key=secret if serving else None,
         api_key_hint=hint,
         failure_reason=row.failure_reason,
+        waiting_for_capacity=waiting(row.waiting_for_capacity),
         scaling=scaling(row),
         sla=sla(row),
         price_per_hour_usd=format_usd(price_per_hour(row.tier, row.size, row.capacity)),

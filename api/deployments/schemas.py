@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from modelyard.api.instances.schemas import InstanceName, ModelId
+from modelyard.api.instances.schemas import InstanceName, ModelId, WaitingForCapacity
 
 Short = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
@@ -98,6 +98,8 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     api_key: str | None
     api_key_hint: str | None
     failure_reason: str | None
+    # Null unless the status is provisioning (or waking) because no node has room yet.
+    waiting_for_capacity: WaitingForCapacity | None
     scaling: Scaling
     sla: SlaTargets
     price_per_hour_usd: str

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from modelyard.api.instances.schemas import CatalogModel, Instance, ModelPrices
+from modelyard.api.instances.schemas import CatalogModel, Instance, ModelPrices, WaitingForCapacity
 from modelyard.domain.billing.pricing import CAPACITY_TENTHS, Tier, hourly_micros
 from modelyard.domain.catalog.models import ModelSpec, Size
 from modelyard.domain.shared import ids
 from modelyard.domain.shared.money import format_usd
-from modelyard.projections.deployments.queries import SERVING, Deployment
+from modelyard.projections.deployments.queries import SERVING, CapacityWait, Deployment
 
 
 def price_per_hour(tier: str, size: str, capacity: int) -> int:
@@ -32,11 +32,17 @@ def instance(row: Deployment, base_url: str, secret: str | None, hint: str | Non
         api_key=secret if serving else None,
         api_key_hint=hint,
         failure_reason=row.failure_reason,
+        waiting_for_capacity=waiting(row.waiting_for_capacity),
         price_per_hour_usd=format_usd(price_per_hour(row.tier, row.size, row.capacity)),
         charged_usd=format_usd(row.charged),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def waiting(wait: CapacityWait | None) -> WaitingForCapacity | None:
+    """A deployment's wait for capacity as both dialects show it."""
+    return None if wait is None else WaitingForCapacity(since=wait.since, reason=wait.reason)
 
 
 def model(spec: ModelSpec) -> CatalogModel:

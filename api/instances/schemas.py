@@ -40,6 +40,15 @@ class ScaleRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     capacity: Any
 
 
+class WaitingForCapacity(msgspec.Struct, frozen=True, kw_only=True):
+    """Why, and since when, a provisioning (or waking) deployment waits: no node of the
+    cluster has room for its replicas now. It is placed once room frees, or fails after
+    ``MODELYARD_CAPACITY_WAIT_S``."""
+
+    since: str
+    reason: str
+
+
 class Instance(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     """An instance as ``GET /v1/instances/{id}`` shows it."""
 
@@ -54,6 +63,8 @@ class Instance(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     api_key: str | None
     api_key_hint: str | None
     failure_reason: str | None
+    # Null unless the status is provisioning (or waking) because no node has room yet.
+    waiting_for_capacity: WaitingForCapacity | None
     price_per_hour_usd: str
     charged_usd: str
     created_at: str

@@ -56,6 +56,10 @@ class Deployment(Aggregate, frozen=True, kw_only=True):
     replicas: tuple[str, ...] = ()
     pending_capacity: int | None = None
     failure_reason: str | None = None
+    # Since when, and why, no node has had room for its replicas (``CapacityAwaited``);
+    # None while it is not waiting. Cleared once it runs, fails or is torn down.
+    awaiting_capacity_since: datetime | None = None
+    awaiting_capacity_reason: str | None = None
     autoscaling: ev.Autoscaling = ev.Autoscaling()
     sla: ev.SlaTargets = ev.SlaTargets()
     breached: tuple[ev.SlaMetric, ...] = ()
@@ -144,12 +148,27 @@ def _(event: ev.ReplicaLost, deployment: Deployment | None) -> Deployment:
 
 @_mutate.register
 def _(event: ev.DeploymentActivated, deployment: Deployment | None) -> Deployment:
-    return _step(deployment, event)
+    return _step(deployment, event, awaiting_capacity_since=None, awaiting_capacity_reason=None)
 
 
 @_mutate.register
 def _(event: ev.ProvisioningFailed, deployment: Deployment | None) -> Deployment:
-    return _step(deployment, event, failure_reason=event.reason, replicas=())
+    # A wait for capacity ends when it runs, fails or is torn down.
+    return _step(
+        deployment,
+        event,
+        failure_reason=event.reason,
+        replicas=(),
+        awaiting_capacity_since=None,
+        awaiting_capacity_reason=None,
+    )
+
+
+@_mutate.register
+def _(event: ev.CapacityAwaited, deployment: Deployment | None) -> Deployment:
+    return _step(
+        deployment, event, awaiting_capacity_since=event.timestamp, awaiting_capacity_reason=event.reason
+    )
 
 
 @_mutate.register
@@ -224,7 +243,7 @@ def _(event: ev.SlaRecovered, deployment: Deployment | None) -> Deployment:
 
 @_mutate.register
 def _(event: ev.TeardownRequested, deployment: Deployment | None) -> Deployment:
-    return _step(deployment, event)
+    return _step(deployment, event, awaiting_capacity_since=None, awaiting_capacity_reason=None)
 
 
 @_mutate.register

@@ -169,6 +169,16 @@ def fail_provisioning(deployment: Deployment, reason: str, at: datetime) -> ev.P
     )
 
 
+def await_capacity(deployment: Deployment, reason: str, at: datetime) -> ev.CapacityAwaited | None:
+    """No node has room for its replicas now; None when it already waits (one event a wait)."""
+    version = _guard(deployment, ev.CapacityAwaited)
+    if deployment.awaiting_capacity_since is not None:
+        return None
+    return ev.CapacityAwaited(
+        originator_id=deployment.id, originator_version=version, timestamp=at, reason=reason
+    )
+
+
 def request_scale(deployment: Deployment, capacity: int, at: datetime, reason: str = "") -> ev.ScaleRequested:
     """Ask for another capacity (1, 2, 4 or 8), saying why if the autoscaler asks; the shared
     tier does not scale."""

@@ -100,6 +100,14 @@ class ProvisioningFailed(DomainEvent, frozen=True, kw_only=True):
     reason: str
 
 
+class CapacityAwaited(DomainEvent, frozen=True, kw_only=True):
+    """No node has room for the deployment's replicas now (a placement on a cluster): it
+    stays provisioning (or waking) and is placed once room frees, or fails after the wait
+    limit. Recorded once a wait; ``reason`` is the placement's own words."""
+
+    reason: str
+
+
 # ``omit_defaults``: a request without a reason is stored as it was before the field existed.
 class ScaleRequested(DomainEvent, frozen=True, kw_only=True, omit_defaults=True):
     """Another capacity was asked for; billing keeps the old rate until ``ScaledTo``.

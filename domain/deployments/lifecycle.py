@@ -72,6 +72,9 @@ LIFECYCLE: dict[type[DomainEvent], Transition] = {
     ev.DeploymentActivated: Transition(
         "activate", frozenset({State.PROVISIONING, State.SCALED_TO_ZERO, State.WAKING}), State.RUNNING
     ),
+    ev.CapacityAwaited: Transition(
+        "wait for capacity for", frozenset({State.PROVISIONING, State.WAKING}), None
+    ),
     ev.ProvisioningFailed: Transition(
         "fail", frozenset({State.PROVISIONING, State.SCALED_TO_ZERO, State.WAKING, *_LIVE}), State.FAILED
     ),

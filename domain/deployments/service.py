@@ -352,6 +352,14 @@ class DeploymentsService:
 
         return self._decided(decide)
 
+    def await_capacity(self, command: WithReason) -> int:
+        """No node has room for its replicas now: say so, once a wait (0 when it already waits)."""
+
+        def decide() -> list[DomainEvent | None]:
+            return [commands.await_capacity(self.get(command.deployment_id), command.reason, command.at)]
+
+        return self._decided(decide)
+
     def request_scale(self, command: WithCapacity) -> int:
         """Ask for another capacity, holding the larger price; shared deployments cannot scale."""
 

@@ -74,6 +74,14 @@ SCHEMA = (
         policy TEXT NOT NULL
     )
     """,
+    # Deployments no node has room for now (``CapacityAwaited``), until they run, fail or go.
+    """
+    CREATE TABLE IF NOT EXISTS capacity_waits (
+        deployment_id TEXT PRIMARY KEY,
+        wait_reason TEXT NOT NULL,
+        wait_since TEXT NOT NULL
+    )
+    """,
     """
     CREATE TABLE IF NOT EXISTS sla_breaches (
         deployment_id TEXT NOT NULL,
@@ -135,6 +143,7 @@ class DeploymentsProjection(OneByOne):
         "replica_tokens",
         "sla_breaches",
         "autoscaling_policies",
+        "capacity_waits",
     )
 
     def apply(self, tx: Tx, event: object, position: int) -> None:
@@ -152,6 +161,7 @@ class DeploymentsProjection(OneByOne):
         if isinstance(event, ev.SlaBreached | ev.SlaRecovered):
             self._breach(tx, dep_id, event, position)
         self._track_replicas(tx, dep_id, event)
+        self._track_wait(tx, dep_id, event)
         if isinstance(event, ev.AutoscalingSet):
             tx.execute(
                 "INSERT INTO autoscaling_policies (deployment_id, policy) VALUES (%s, %s)"
@@ -221,6 +231,17 @@ class DeploymentsProjection(OneByOne):
         elif isinstance(event, ev.ScaledToZero | ev.Destroyed | ev.ProvisioningFailed | ev.TeardownRequested):
             tx.execute("DELETE FROM replicas WHERE deployment_id = %s", [dep_id])
             tx.execute("DELETE FROM replica_tokens WHERE deployment_id = %s", [dep_id])
+
+    def _track_wait(self, tx: Tx, dep_id: str, event: DomainEvent) -> None:
+        if isinstance(event, ev.CapacityAwaited):
+            tx.execute(
+                "INSERT INTO capacity_waits (deployment_id, wait_reason, wait_since) VALUES (%s, %s, %s)"
+                " ON CONFLICT (deployment_id) DO UPDATE SET wait_reason = EXCLUDED.wait_reason,"
+                " wait_since = EXCLUDED.wait_since",
+                [dep_id, event.reason, iso(event.timestamp)],
+            )
+        elif isinstance(event, ev.DeploymentActivated | ev.ProvisioningFailed | ev.TeardownRequested):
+            tx.execute("DELETE FROM capacity_waits WHERE deployment_id = %s", [dep_id])
 
     def _breach(self, tx: Tx, dep_id: str, event: ev.SlaBreached | ev.SlaRecovered, position: int) -> None:
         value = event.value if isinstance(event, ev.SlaBreached) else None

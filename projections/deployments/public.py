@@ -13,6 +13,7 @@ import msgspec
 
 from modelyard.domain.deployments import events as ev
 from modelyard.projections.base import Tx
+from modelyard.projections.deployments.queries import WITH_WAIT, CapacityWait, capacity_wait
 
 
 class PublicDeployment(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,6 +34,7 @@ class PublicDeployment(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     replicas: int
     failure_reason: str | None
+    waiting_for_capacity: CapacityWait | None
     autoscaling: ev.Autoscaling
     sla: ev.SlaTargets
     charged: int
@@ -52,14 +54,15 @@ class SlaEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 _COLUMNS = (
     "SELECT id, account_id, name, model, size, tier, capacity, pending_capacity, gpu_type, region,"
-    " preset, state, status_v2, replicas, failure_reason, autoscaling, sla, charged, created_at,"
-    " updated_at FROM deployments"
+    " preset, state, status_v2, replicas, failure_reason, wait_reason, wait_since, autoscaling, sla,"
+    " charged, created_at, updated_at" + WITH_WAIT
 )
 
 
 def _row(row: tuple[Any, ...]) -> PublicDeployment:
     (dep, account, name, model, size, tier, capacity, pending, gpu, region, preset, state, status,
-     replicas, reason, autoscaling, sla, charged, created, updated) = row  # fmt: skip
+     replicas, reason, wait_reason, wait_since, autoscaling, sla, charged, created,
+     updated) = row  # fmt: skip
     return PublicDeployment(
         id=UUID(hex=str(dep)),
         account_id=str(account),
@@ -76,6 +79,7 @@ def _row(row: tuple[Any, ...]) -> PublicDeployment:
         status=str(status),
         replicas=int(replicas),
         failure_reason=None if reason is None else str(reason),
+        waiting_for_capacity=capacity_wait(wait_reason, wait_since),
         autoscaling=msgspec.json.decode(str(autoscaling), type=ev.Autoscaling),
         sla=msgspec.json.decode(str(sla), type=ev.SlaTargets),
         charged=int(charged),

@@ -22,6 +22,18 @@ NEEDING_WORK = ("provisioning", "waking", "scaling", "running", "degraded", "sca
 ENDED = ("scaled_to_zero", "teardown", "destroyed", "failed")
 
 
+class CapacityWait(msgspec.Struct, frozen=True, kw_only=True):
+    """Since when, and why, no node has had room for a deployment's replicas."""
+
+    since: str
+    reason: str
+
+
+def capacity_wait(reason: Any, since: Any) -> CapacityWait | None:
+    """The wait a row's joined ``capacity_waits`` columns describe, or None."""
+    return None if reason is None else CapacityWait(since=str(since), reason=str(reason))
+
+
 class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     """One deployments row, as the management routes show it."""
 
@@ -36,6 +48,7 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     status_v1: str
     status_v2: str
     failure_reason: str | None
+    waiting_for_capacity: CapacityWait | None
     charged: int
     created_at: str
     updated_at: str
@@ -67,14 +80,18 @@ class WorkItem(msgspec.Struct, frozen=True, kw_only=True):
     region: str | None = None
 
 
+# A deployment waiting for capacity has a ``capacity_waits`` row (its columns are named
+# unlike any of ``deployments``, so the WHERE clauses after this need no table names).
+WITH_WAIT = " FROM deployments LEFT JOIN capacity_waits ON capacity_waits.deployment_id = deployments.id"
 _DEPLOYMENT = (
     "SELECT id, prefix, name, model, size, tier, capacity, state, status_v1, status_v2, failure_reason,"
-    " charged, created_at, updated_at FROM deployments"
+    " wait_reason, wait_since, charged, created_at, updated_at" + WITH_WAIT
 )
 
 
 def _deployment(row: tuple[Any, ...]) -> Deployment:
-    dep, prefix, name, model, size, tier, capacity, state, v1, v2, reason, charged, created, updated = row
+    (dep, prefix, name, model, size, tier, capacity, state, v1, v2, reason, wait_reason, wait_since,
+     charged, created, updated) = row  # fmt: skip
     return Deployment(
         id=UUID(hex=str(dep)),
         prefix=str(prefix),
@@ -87,6 +104,7 @@ def _deployment(row: tuple[Any, ...]) -> Deployment:
         status_v1=str(v1),
         status_v2=str(v2),
         failure_reason=None if reason is None else str(reason),
+        waiting_for_capacity=capacity_wait(wait_reason, wait_since),
         charged=int(charged),
         created_at=str(created),
         updated_at=str(updated),

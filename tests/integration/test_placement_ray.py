@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelyard.adapters.engines.base import PlacementError, ReplicaHandle, ReplicaSpec
+from modelyard.adapters.engines.base import CapacityUnavailable, ReplicaHandle, ReplicaSpec
 from modelyard.domain.catalog.fit import check_fit
 from modelyard.domain.catalog.hardware import REGIONS, Preset
 from modelyard.domain.catalog.models import find_model
@@ -94,26 +94,36 @@ def test_what_a_replica_asks_of_the_cluster() -> None:
 
 
 def test_a_replica_no_live_node_could_hold_is_refused_at_once(placement: RayPlacement) -> None:
-    with pytest.raises(PlacementError, match="waiting for capacity: no live node") as caught:
+    with pytest.raises(CapacityUnavailable, match="waiting for capacity: no live node") as caught:
         placement.start(sim(gpu_type="mi325x"), unique("gm"), deployment="d")
     assert "gpu_type:mi325x" in str(caught.value)
     assert "gpu_type:h100" in str(caught.value)  # what the nodes have
     assert placement.replicas("d") == []
 
 
-def test_a_replica_with_no_room_now_waits_then_says_so(placement: RayPlacement) -> None:
-    # Every CPU of both nodes taken: the cluster could hold the replica, but not now.
+def test_a_replica_with_no_room_now_is_refused_at_once_as_waiting(placement: RayPlacement) -> None:
+    # Every CPU of both nodes taken: the cluster could hold the replica, but not now. No actor
+    # is left queued behind the caller: the reconciler asks again on its next pass.
     holders = [Holder.options(num_cpus=2).remote() for _ in range(2)]  # type: ignore[attr-defined]
     try:
         ray.get([h.ready.remote() for h in holders], timeout=120)
-        with pytest.raises(PlacementError, match="waiting for capacity: no node of the Ray cluster had room"):
+        with pytest.raises(CapacityUnavailable, match="waiting for capacity: the Ray cluster has no room"):
             placement.start(sim(), unique("busy"), deployment="d")
         assert placement.replicas("d") == []
     finally:
         for holder in holders:
             ray.kill(holder)
-    # Once room is free again, the same start succeeds.
-    assert placement.alive(placement.start(sim(), unique("room"), deployment="d"))
+    # Once room is free again (Ray frees a killed actor's resources soon after), a start
+    # succeeds, as the reconciler's next pass would.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            handle = placement.start(sim(), unique("room"), deployment="d")
+            break
+        except CapacityUnavailable:
+            assert time.monotonic() < deadline, "the holders' CPUs were never free again"
+            time.sleep(0.5)
+    assert placement.alive(handle)
 
 
 def test_the_fit_check_reads_the_clusters_nodes(ray_cluster: Any) -> None:

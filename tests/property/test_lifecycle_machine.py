@@ -38,6 +38,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 COMMANDS: dict[str, tuple[Callable[..., ev.DomainEvent], type[ev.DomainEvent], dict[str, object]]] = {
     "activate": (cmd.activate, ev.DeploymentActivated, {}),
     "fail_provisioning": (cmd.fail_provisioning, ev.ProvisioningFailed, {"reason": "x"}),
+    "await_capacity": (cmd.await_capacity, ev.CapacityAwaited, {"reason": "no room"}),
     "request_scale": (cmd.request_scale, ev.ScaleRequested, {"capacity": 4}),
     "finish_scale": (cmd.finish_scale, ev.ScaledTo, {"capacity": 4}),
     "scale_to_zero": (cmd.scale_to_zero, ev.ScaledToZero, {}),
@@ -122,6 +123,9 @@ class Lifecycle(RuleBasedStateMachine):
             assert not legal, f"{name} refused from {self.deployment.state}"
             return
         assert legal, f"{name} accepted from {self.deployment.state}"
+        if event is None:  # a wait for capacity already recorded: nothing new
+            assert self.deployment.awaiting_capacity_since is not None
+            return
         self._apply(event)
 
     @rule()

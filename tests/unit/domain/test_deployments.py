@@ -36,6 +36,7 @@ Command = Callable[..., DomainEvent]
 COMMAND_OF: dict[type[DomainEvent], tuple[Command, dict[str, Any]]] = {
     ev.DeploymentActivated: (cmd.activate, {}),
     ev.ProvisioningFailed: (cmd.fail_provisioning, {"reason": "no host"}),
+    ev.CapacityAwaited: (cmd.await_capacity, {"reason": "waiting for capacity: no node has room"}),
     ev.ScaleRequested: (cmd.request_scale, {"capacity": 2}),
     ev.ScaledTo: (cmd.finish_scale, {"capacity": 2}),
     ev.ScaledToZero: (cmd.scale_to_zero, {}),
@@ -324,3 +325,19 @@ def test_scaling_checks_capacity_and_tier_before_the_machine() -> None:
         cmd.request_scale(_in(State.PROVISIONING), 3, T0)
     with pytest.raises(InvalidCapacity):
         cmd.finish_scale(_in(State.SCALING), 5, T0)
+
+
+def test_a_wait_for_capacity_is_recorded_once_and_ends_when_it_runs_fails_or_goes() -> None:
+    waiting = _do(_new(), ev.CapacityAwaited, T0 + timedelta(seconds=5), reason="no room")
+    assert waiting.state is State.PROVISIONING  # the status stays the dialects' own
+    assert (waiting.awaiting_capacity_since, waiting.awaiting_capacity_reason) == (
+        T0 + timedelta(seconds=5),
+        "no room",
+    )
+    # Another pass that finds no room records nothing: the wait began once.
+    assert cmd.await_capacity(waiting, "still no room", T0 + timedelta(seconds=9)) is None
+    for ends in (ev.DeploymentActivated, ev.ProvisioningFailed, ev.TeardownRequested):
+        after = _do(waiting, ends, T0 + timedelta(seconds=20))
+        assert (after.awaiting_capacity_since, after.awaiting_capacity_reason) == (None, None)
+    with pytest.raises(IllegalTransition):
+        cmd.await_capacity(_in(State.RUNNING), "no room", T0)

@@ -129,6 +129,10 @@ STORED: tuple[tuple[str, bytes], ...] = (
         b'{"originator_id":"2f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a12","originator_version":15,"timestamp":"2026-05-01T09:00:07.250000Z","reason":"no host fits"}',  # noqa: E501
     ),
     (
+        "modelyard.domain.deployments.events:CapacityAwaited",
+        b'{"originator_id":"2f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a12","originator_version":15,"timestamp":"2026-05-01T09:00:07.250000Z","reason":"waiting for capacity: no room"}',  # noqa: E501
+    ),
+    (
         "modelyard.domain.deployments.events:TeardownRequested",
         b'{"originator_id":"2f8e3c1a-9b2d-4e5f-8a7b-6c5d4e3f2a12","originator_version":16,"timestamp":"2026-05-01T09:00:07.250000Z"}',
     ),
