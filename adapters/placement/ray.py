@@ -4,7 +4,8 @@ The actor (``ReplicaSupervisor``) starts the same replica process ``local`` star
 replica server, or ``vllm serve`` behind the lifeline) on a free port of its node, bound to
 the address the node reports, with the token drawn here; the gateway reaches the replica at
 ``http://NODE_IP:PORT``. The replica is told the actor's pid and gives up when it is gone,
-so a killed actor or a lost node takes its replica with it.
+so a killed actor or a lost node takes its replica with it. The actor's worker, and so the
+replica, runs at its node's priority, not at the lower one Ray gives its workers.
 
 What a replica asks of the cluster (``resources_for``) decides where it lands: CPUs and
 memory for its engine, ``num_gpus`` for a GPU engine, and the custom resources
@@ -87,6 +88,11 @@ STOP_GRACE_S = 10.0
 CAPACITY_TTL_S = 2.0
 # The file whose modification time says when this placement last saw its replicas.
 HEARTBEAT = "placement.alive"
+# Ray raises every worker's niceness by ``worker_niceness`` (15), and a replica would inherit
+# it: on a busy node llama.cpp's threads, which wait for one another at every step, then give
+# way to whatever else the node runs (twice as slow at a load of 8 on 2 cores). The
+# supervisor's worker keeps its node's priority instead, as Ray's own job supervisor does.
+SUPERVISOR_RUNTIME_ENV = {"env_vars": {"RAY_worker_niceness": "0"}}
 
 log = logging.getLogger(__name__)
 
@@ -310,9 +316,9 @@ class RayPlacement:
             )
         token = secrets.token_urlsafe(32)
         actor_class = ray.remote(max_restarts=0, max_task_retries=0)(ReplicaSupervisor)
-        actor: Any = actor_class.options(name=name, scheduling_strategy="SPREAD", **options).remote(
-            msgspec.msgpack.encode(spec), token, name
-        )
+        actor: Any = actor_class.options(
+            name=name, scheduling_strategy="SPREAD", runtime_env=SUPERVISOR_RUNTIME_ENV, **options
+        ).remote(msgspec.msgpack.encode(spec), token, name)
         try:
             url, pid, node = ray.get(actor.where.remote(), timeout=self._schedule_timeout_s)
         except GetTimeoutError:

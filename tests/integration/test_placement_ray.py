@@ -1,9 +1,11 @@
 """The ``ray`` placement on a real two-node Ray cluster: a replica lands on the node its GPU
-type and region name, the fit check reads the cluster's nodes, a replica no node has room
-for says it waits for capacity, and a lost node's replicas are detected and re-placed."""
+type and region name and runs at that node's priority, the fit check reads the cluster's
+nodes, a replica no node has room for says it waits for capacity, and a lost node's
+replicas are detected and re-placed."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -80,6 +82,16 @@ def test_a_replica_lands_on_the_node_its_gpu_type_names(placement: RayPlacement)
 def test_a_replica_lands_in_the_region_it_names(placement: RayPlacement) -> None:
     handle = placement.start(sim(region="tor1"), unique("rt"), deployment="d")
     assert "region:tor1" in node_resources(placement, handle)
+
+
+def test_a_replica_runs_at_its_nodes_priority_not_a_ray_workers(placement: RayPlacement) -> None:
+    # Ray lowers its workers' priority (niceness +15): a replica that inherited it starved on a
+    # busy node. These nodes were started by this process, so at this process's priority.
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    for gpu_type in ("h100", "mi300x"):
+        handle = placement.start(sim(gpu_type=gpu_type), unique("nice"), deployment="d")
+        assert handle.pid is not None
+        assert os.getpriority(os.PRIO_PROCESS, handle.pid) == ours, gpu_type
 
 
 def test_what_a_replica_asks_of_the_cluster() -> None:
