@@ -133,6 +133,12 @@ class Notices:
     def __init__(self, store: Store, views: ViewDatabase, credits_low_micros: int) -> None:
         self._store, self._views, self._threshold = store, views, credits_low_micros
 
+    @staticmethod
+    def raises(envelope: EventEnvelope) -> bool:
+        """Whether the event raises any webhook event at all (most, a chat's usage, do not)."""
+        event = envelope.decode()
+        return deployment_notice(event) is not None or isinstance(event, CreditsCharged | CreditsExhausted)
+
     def of(self, envelope: EventEnvelope) -> list[tuple[Notice, list[Subscription]]]:
         """Each notice of the event with the subscriptions it is owed to (made before it)."""
         event = envelope.decode()
@@ -262,9 +268,13 @@ class WebhookDispatcher(BackgroundLoop):
 
     def _dispatch(self, envelope: EventEnvelope) -> None:
         assert self._engine is not None
-        if self._log_position is not None:
-            self._await_views(envelope.notification_id)
-        owed = self._notices.of(envelope)
+        if not self._notices.raises(envelope):
+            owed: list[tuple[Notice, list[Subscription]]] = []
+        else:
+            if self._log_position is not None:
+                # Subscriptions are read from the view: only once it has seen this event.
+                self._await_views(envelope.notification_id)
+            owed = self._notices.of(envelope)
         count = sum(len(subs) for _, subs in owed)
         entry = self._positions.add(envelope, count)
         self._engine.submit([_job(notice, sub, envelope, entry) for notice, subs in owed for sub in subs])
