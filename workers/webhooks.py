@@ -134,14 +134,13 @@ class Notices:
         self._store, self._views, self._threshold = store, views, credits_low_micros
 
     @staticmethod
-    def raises(envelope: EventEnvelope) -> bool:
+    def raises(event: object) -> bool:
         """Whether the event raises any webhook event at all (most, a chat's usage, do not)."""
-        event = envelope.decode()
         return deployment_notice(event) is not None or isinstance(event, CreditsCharged | CreditsExhausted)
 
-    def of(self, envelope: EventEnvelope) -> list[tuple[Notice, list[Subscription]]]:
-        """Each notice of the event with the subscriptions it is owed to (made before it)."""
-        event = envelope.decode()
+    def of(self, envelope: EventEnvelope, event: object) -> list[tuple[Notice, list[Subscription]]]:
+        """Each notice of ``event`` (``envelope`` decoded) with the subscriptions it is owed to
+        (made before it)."""
         notice = deployment_notice(event)
         if notice is not None:
             assert notice.deployment_id is not None
@@ -268,13 +267,13 @@ class WebhookDispatcher(BackgroundLoop):
 
     def _dispatch(self, envelope: EventEnvelope) -> None:
         assert self._engine is not None
-        if not self._notices.raises(envelope):
-            owed: list[tuple[Notice, list[Subscription]]] = []
-        else:
+        event = envelope.decode()
+        owed: list[tuple[Notice, list[Subscription]]] = []
+        if self._notices.raises(event):
             if self._log_position is not None:
                 # Subscriptions are read from the view: only once it has seen this event.
                 self._await_views(envelope.notification_id)
-            owed = self._notices.of(envelope)
+            owed = self._notices.of(envelope, event)
         count = sum(len(subs) for _, subs in owed)
         entry = self._positions.add(envelope, count)
         self._engine.submit([_job(notice, sub, envelope, entry) for notice, subs in owed for sub in subs])

@@ -22,12 +22,12 @@ import hmac
 import logging
 import math
 import os
-import queue
 import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from logging.handlers import RotatingFileHandler
+from queue import SimpleQueue
 from typing import Any
 
 import msgspec
@@ -141,7 +141,7 @@ class EngineThreads:
     """
 
     def __init__(self, count: int) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._jobs: SimpleQueue[Callable[[], None]] = SimpleQueue()
         for n in range(count):
             threading.Thread(target=self._work, name=f"engine-{n}", daemon=True).start()
 

@@ -13,6 +13,7 @@ the loss of replicas that went with a previous one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol
 
@@ -71,3 +72,18 @@ class Placement(Protocol):
     def last_heartbeat(self) -> datetime | None:
         """When a placement over the same place last saw its replicas (None if never)."""
         ...
+
+
+def start_all(
+    placement: Placement, spec: ReplicaSpec, names: Iterable[str], deployment: str
+) -> list[ReplicaHandle]:
+    """A replica of ``spec`` under each of ``names`` for ``deployment``; all start or none stays."""
+    started: list[ReplicaHandle] = []
+    try:
+        for name in names:
+            started.append(placement.start(spec, name, deployment=deployment))
+    except PlacementError:
+        for handle in started:
+            placement.stop(handle)
+        raise
+    return started

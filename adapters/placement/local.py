@@ -30,6 +30,7 @@ import httpx
 from modelyard.adapters.engines.base import Launch, PlacementError, ReplicaHandle, ReplicaSpec
 from modelyard.adapters.engines.models import has_gpu
 from modelyard.adapters.engines.registry import engine_for
+from modelyard.adapters.placement.base import start_all
 from modelyard.adapters.views.db import private_dir
 
 __all__ = ["LocalPlacement", "PlacementError", "ReplicaHandle"]
@@ -152,15 +153,7 @@ class LocalPlacement:
 
     def start_many(self, deployment: str, spec: ReplicaSpec, count: int) -> list[ReplicaHandle]:
         """Start ``count`` replicas of ``spec`` for ``deployment``; all start or none stays."""
-        started: list[ReplicaHandle] = []
-        try:
-            for _ in range(count):
-                started.append(self.start(spec, self._next_name(deployment), deployment=deployment))
-        except PlacementError:
-            for handle in started:
-                self.stop(handle)
-            raise
-        return started
+        return start_all(self, spec, (self._next_name(deployment) for _ in range(count)), deployment)
 
     def _next_name(self, deployment: str) -> str:
         with self._lock:

@@ -53,6 +53,7 @@ from modelyard.adapters.engines.base import (
 )
 from modelyard.adapters.engines.models import gguf_paths
 from modelyard.adapters.engines.registry import engine_for
+from modelyard.adapters.placement.base import start_all
 from modelyard.adapters.views.db import private_dir
 from modelyard.domain.catalog.fit import HostCapacity
 from modelyard.domain.catalog.hardware import GPU_TYPES, REGIONS
@@ -218,8 +219,13 @@ def cluster_capacity(address: str) -> ClusterView:
         gpu_types=frozenset(gpus),
         regions=frozenset(regions),
         total={k: float(v) for k, v in ray.cluster_resources().items()},  # type: ignore[no-untyped-call]
-        free={k: float(v) for k, v in ray.available_resources().items()},  # type: ignore[no-untyped-call]
+        free=_free(),
     )
+
+
+def _free() -> dict[str, float]:
+    """What the cluster's live nodes have free now, summed over them."""
+    return {k: float(v) for k, v in ray.available_resources().items()}  # type: ignore[no-untyped-call]
 
 
 def ray_host_capacity(address: str, *, engine: str, gguf_models: str) -> HostCapacity:
@@ -306,7 +312,7 @@ class RayPlacement:
                 f"waiting for capacity: no live node of the Ray cluster has {_asked(options)} "
                 f"for replica {name}; its nodes have: {_live_nodes()}"
             )
-        free = cluster_capacity(self._address).free
+        free = _free()
         if not _fits(_needs(options), free):
             # Taken by other replicas: an actor would only queue, holding the caller. The
             # reconciler asks again on its next pass, and the deployment says it waits.
@@ -323,7 +329,7 @@ class RayPlacement:
             url, pid, node = ray.get(actor.where.remote(), timeout=self._schedule_timeout_s)
         except GetTimeoutError:
             _kill(actor)
-            free = cluster_capacity(self._address).free
+            free = _free()
             raise CapacityUnavailable(
                 f"waiting for capacity: no node of the Ray cluster had room for replica {name} "
                 f"({_asked(options)}) within {self._schedule_timeout_s:.0f} s; free now: "
@@ -371,15 +377,7 @@ class RayPlacement:
 
     def start_many(self, deployment: str, spec: ReplicaSpec, count: int) -> list[ReplicaHandle]:
         """Start ``count`` replicas of ``spec`` for ``deployment``; all start or none stays."""
-        started: list[ReplicaHandle] = []
-        try:
-            for _ in range(count):
-                started.append(self.start(spec, self._next_name(deployment), deployment=deployment))
-        except PlacementError:
-            for handle in started:
-                self.stop(handle)
-            raise
-        return started
+        return start_all(self, spec, (self._next_name(deployment) for _ in range(count)), deployment)
 
     def _next_name(self, deployment: str) -> str:
         with self._lock:

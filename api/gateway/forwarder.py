@@ -211,30 +211,27 @@ class Forwarder:
     async def complete(self, dep_id: UUID, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """One whole chat completion: (status, JSON body) as the replica answered."""
         async with self._answering(dep_id, body) as response:
-            try:
-                status, raw = response.status, await response.read()
-            except aiohttp.ClientConnectionError as exc:
-                self._cache.pop(dep_id, None)
-                # The connection error is ours to read, not the client's.
-                log.warning("a replica of %s stopped answering mid-reply: %r", ids.instance_ref(dep_id), exc)
-                raise InstanceNotRunning(
-                    f"The replica of {ids.instance_ref(dep_id)} stopped answering mid-reply; retry."
-                ) from exc
+            status, raw = response.status, await self._whole(dep_id, response)
         return status, _json_object(raw)
 
     async def relay(self, dep_id: UUID, body: Relayed) -> Answer:
         """One call to another route of a replica (embeddings, audio), answered whole."""
         async with self._answering(dep_id, body) as response:
-            try:
-                raw = await response.read()
-            except aiohttp.ClientConnectionError as exc:
-                self._cache.pop(dep_id, None)
-                log.warning("a replica of %s stopped answering mid-reply: %r", ids.instance_ref(dep_id), exc)
-                raise InstanceNotRunning(
-                    f"The replica of {ids.instance_ref(dep_id)} stopped answering mid-reply; retry."
-                ) from exc
+            raw = await self._whole(dep_id, response)
             headers = {name.lower(): value for name, value in response.headers.items()}
             return Answer(status=response.status, body=raw, headers=headers)
+
+    async def _whole(self, dep_id: UUID, response: aiohttp.ClientResponse) -> bytes:
+        """The replica's whole body; a replica gone mid-reply is INSTANCE_NOT_RUNNING."""
+        try:
+            return await response.read()
+        except aiohttp.ClientConnectionError as exc:
+            self._cache.pop(dep_id, None)
+            # The connection error is ours to read, not the client's.
+            log.warning("a replica of %s stopped answering mid-reply: %r", ids.instance_ref(dep_id), exc)
+            raise InstanceNotRunning(
+                f"The replica of {ids.instance_ref(dep_id)} stopped answering mid-reply; retry."
+            ) from exc
 
     async def stream(self, dep_id: UUID, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """The replica's server-sent events, line by line; closing this closes the upstream.
