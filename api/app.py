@@ -116,7 +116,8 @@ def _constant(value: object) -> Provide:
 
 
 def create_app(edge: Edge) -> Litestar:
-    """The API over ``edge``; serving it starts the usage writer and the MCP sessions."""
+    """The API over ``edge``; serving it starts the usage writer, the routes kept warm and the MCP
+    sessions."""
     mcp_server, mcp_app = build_mcp(edge.instances, edge.key_cache)
 
     # The MCP endpoint takes the management guard as the REST routes do: no session, and no
@@ -130,8 +131,10 @@ def create_app(edge: Edge) -> Litestar:
         try:
             async with mcp_server.session_manager.run(), anyio.create_task_group() as tasks:
                 tasks.start_soon(edge.gateway.usage.run)
+                tasks.start_soon(edge.gateway.forwarder.keep_warm)
                 yield
                 edge.gateway.usage.stop()
+                edge.gateway.forwarder.stop()
         finally:
             await edge.gateway.forwarder.close()
             if edge.routing is not None:

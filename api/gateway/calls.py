@@ -120,7 +120,13 @@ class Gateway:
         """``_open`` on the event loop when its lookups are cached, in a thread when not."""
         started = time.perf_counter()
         if self.forwarder.cached(deployment) and self.keys.cached(bearer_secret(authorization)):
-            call = self._open(authorization, deployment, shown, started)
+            try:
+                call = self._open(authorization, deployment, shown, started)
+            except (InstanceNotFound, InstanceNotRunning):
+                # A refusal goes by what the views hold now, not by a state cached a moment ago
+                # (a deployment destroyed since then is not found, not "not running").
+                self.forwarder.forget(deployment)
+                call = await anyio.to_thread.run_sync(self._open, authorization, deployment, shown, started)
         else:
             call = await anyio.to_thread.run_sync(self._open, authorization, deployment, shown, started)
         return await self.woken(call, shown)
@@ -142,7 +148,7 @@ class Gateway:
         return await self._opened(authorization, deployment, ids.instance_ref(deployment))
 
     def _record(self, call: Call, usage: dict[str, Any], status: int, *, streamed: bool) -> None:
-        """Queue the usage record; on an instance key's first use, retire its one-time showing."""
+        """Queue the usage record (no I/O: the writer saves it in its next batch)."""
         record = RecordUsage(
             record_id=uuid.uuid4(),
             at=datetime.now(UTC),
@@ -160,17 +166,18 @@ class Gateway:
         self.usage.submit(record)
         if self._metrics is not None:
             self._metrics.observe(record)
-        if self.forwarder.first_use(call.deployment_id):
-            with self._state.transaction() as tx:
-                secrets.forget(tx, call.deployment_id)
+
+    def _forget_secret(self, deployment_id: uuid.UUID) -> None:
+        with self._state.transaction() as tx:
+            secrets.forget(tx, deployment_id)
 
     async def _finish(self, call: Call, usage: dict[str, Any], *, streamed: bool = False) -> None:
         if call.on_usage is not None:
             await call.on_usage(usage)
-        if self.forwarder.used(call.deployment_id):
-            self._record(call, usage, 200, streamed=streamed)  # no I/O: only queues the record
-        else:
-            await anyio.to_thread.run_sync(lambda: self._record(call, usage, 200, streamed=streamed))
+        self._record(call, usage, 200, streamed=streamed)
+        if self.forwarder.first_use(call.deployment_id):
+            # An instance key's first use retires its one-time showing.
+            await anyio.to_thread.run_sync(self._forget_secret, call.deployment_id)
 
     async def finish(self, call: Call, usage: dict[str, Any]) -> None:
         """Record a call's usage (``prompt_tokens``, ``completion_tokens``, ``audio_ms``)."""

@@ -5,13 +5,19 @@ on each request (checking each socket for expiry), which under a few dozen concu
 requests cost two thirds of the gateway's CPU; aiohttp's connector hands out an idle
 connection without the scan.
 
+A deployment's state and replica routes are cached for ``REPLICAS_TTL_S``; while it is
+called (within ``KEEP_WARM_S``), ``keep_warm`` re-reads them in the background before they
+expire, so a call finds them cached instead of reading the views on its way to the first
+token. Nothing is served from a cache older than ``REPLICAS_TTL_S``.
+
 Routing goes only to replicas the views hold as started, and each call carries the token
 its replica was started with. A replica that does not answer (its process is gone) or
 refuses the token (the port now belongs to another process) is dropped from the cached
 list and the call goes to another replica of the deployment, if any; with none left the
-call is ``INSTANCE_NOT_RUNNING``. A replica whose queue is full (503) passes the call to
-another replica too; when every one is full the call is ``ENGINE_BUSY`` (503) with the
-shortest ``Retry-After`` they gave. The token is never in a message or a log line.
+call is ``INSTANCE_NOT_RUNNING``, or ``INSTANCE_NOT_FOUND`` if the views, read then, hold
+the deployment destroyed. A replica whose queue is full (503) passes the call to another
+replica too; when every one is full the call is ``ENGINE_BUSY`` (503) with the shortest
+``Retry-After`` they gave. The token is never in a message or a log line.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 import aiohttp
@@ -31,7 +37,7 @@ from modelyard.adapters.placement.balancer import least_loaded
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.api.errors import EngineBusy
 from modelyard.domain.shared import ids
-from modelyard.domain.shared.errors import InstanceNotRunning
+from modelyard.domain.shared.errors import InstanceNotFound, InstanceNotRunning
 from modelyard.projections.deployments.queries import (
     DeploymentState,
     ReplicaRoute,
@@ -41,6 +47,8 @@ from modelyard.projections.deployments.queries import (
 
 # Replica addresses change only on start, loss and scale: re-reading them each second is plenty.
 REPLICAS_TTL_S = 1.0
+# A deployment called within this long is kept cached: re-read every half TTL, off the calls.
+KEEP_WARM_S = 60.0
 # Generation on a CPU replica can take minutes for long answers.
 UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=600.0, connect=5.0)
 # Upstream connections open at once, over every replica: far above what replicas admit,
@@ -72,6 +80,10 @@ class Forwarder:
         self._turn = 0
         self._deployments: dict[UUID, tuple[float, DeploymentState | None]] = {}
         self._used: set[UUID] = set()
+        # Deployment -> when it was last called (monotonic): what ``keep_warm`` re-reads.
+        self._called: dict[UUID, float] = {}
+        self._wake: anyio.Event | None = None
+        self._stopping = False
 
     def deployment(self, dep_id: UUID) -> DeploymentState | None:
         """State and model of a deployment, re-read at most every ``REPLICAS_TTL_S``."""
@@ -92,10 +104,6 @@ class Forwarder:
         """Drop what is cached of a deployment: it just started serving (a cold start)."""
         self._cache.pop(dep_id, None)
         self._deployments.pop(dep_id, None)
-
-    def used(self, dep_id: UUID) -> bool:
-        """Whether this process already served a request of the deployment."""
-        return dep_id in self._used
 
     def first_use(self, dep_id: UUID) -> bool:
         """Mark the deployment used; True the first time in this process."""
@@ -122,13 +130,69 @@ class Forwarder:
         with self._views.read() as tx:
             return serving_replicas(tx, dep_id)
 
+    async def keep_warm(self) -> None:
+        """Until ``stop``: every half ``REPLICAS_TTL_S``, re-read the state and routes of the
+        deployments called in the last ``KEEP_WARM_S``; with none, sleep until one is."""
+        while not self._stopping:
+            self._wake = wake = anyio.Event()
+            if not self._recent():
+                await wake.wait()  # a first call, or stop
+                continue
+            with anyio.move_on_after(REPLICAS_TTL_S / 2):
+                await wake.wait()  # only stop sets it now
+            if self._stopping:
+                return
+            try:
+                await self._refresh(self._recent())
+            except Exception:  # the next call reads what it needs itself; try again next time
+                log.exception("re-reading the routes of called deployments failed")
+
+    def stop(self) -> None:
+        """Make ``keep_warm`` return."""
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+
+    def _recent(self) -> list[UUID]:
+        """The deployments called within ``KEEP_WARM_S``; the others are forgotten."""
+        since = time.monotonic() - KEEP_WARM_S
+        for dep_id in [d for d, at in self._called.items() if at < since]:
+            del self._called[dep_id]
+        return list(self._called)
+
+    async def _refresh(self, dep_ids: list[UUID]) -> None:
+        # Stamped with when the read began: nothing is taken as fresher than it is.
+        began = time.monotonic()
+        read = await anyio.to_thread.run_sync(self._read_all, dep_ids)
+        for dep_id, (state, routes) in read.items():
+            self._deployments[dep_id] = (began, state)
+            self._cache[dep_id] = (began, routes)
+
+    def _read_all(self, dep_ids: list[UUID]) -> dict[UUID, tuple[DeploymentState | None, list[ReplicaRoute]]]:
+        with self._views.read() as tx:
+            return {d: (deployment_state(tx, d), serving_replicas(tx, d)) for d in dep_ids}
+
     async def _replicas(self, dep_id: UUID) -> list[ReplicaRoute]:
+        if not self._called and self._wake is not None:
+            self._wake.set()  # the first deployment called since ``keep_warm`` went idle
+        self._called[dep_id] = time.monotonic()
         cached = self._cache.get(dep_id)
         if cached and time.monotonic() - cached[0] < REPLICAS_TTL_S:
             return cached[1]
         routes = await anyio.to_thread.run_sync(self._read, dep_id)
         self._cache[dep_id] = (time.monotonic(), routes)
         return routes
+
+    async def _gone(self, dep_id: UUID) -> NoReturn:
+        """No replica left to try: INSTANCE_NOT_FOUND if the views, read now, hold the
+        deployment destroyed (its routes were cached before), else INSTANCE_NOT_RUNNING."""
+        self._deployments.pop(dep_id, None)
+        found = await anyio.to_thread.run_sync(self.deployment, dep_id)
+        if found is None or found.state == "destroyed":
+            raise InstanceNotFound(f"No instance {ids.instance_ref(dep_id)} (or it was destroyed).")
+        raise InstanceNotRunning(
+            f"{ids.instance_ref(dep_id)} has no replica serving right now; poll its status and retry."
+        )
 
     def _drop(self, dep_id: UUID, route: ReplicaRoute) -> None:
         """Stop routing to ``route`` until the views are read again (by then its loss is
@@ -137,13 +201,11 @@ class Forwarder:
         if cached:
             self._cache[dep_id] = (cached[0], [r for r in cached[1] if r != route])
 
-    async def _pick(self, dep_id: UUID, tried: set[ReplicaRoute]) -> ReplicaRoute:
-        """The least-loaded replica not tried yet (ties go round-robin)."""
+    async def _pick(self, dep_id: UUID, tried: set[ReplicaRoute]) -> ReplicaRoute | None:
+        """The least-loaded replica not tried yet (ties go round-robin); None when none is left."""
         routes = [r for r in await self._replicas(dep_id) if r not in tried]
         if not routes:
-            raise InstanceNotRunning(
-                f"{ids.instance_ref(dep_id)} has no replica serving right now; poll its status and retry."
-            )
+            return None
         self._turn += 1
         return least_loaded(routes, self._turn, lambda r: self._in_flight.get(r.base_url, 0))
 
@@ -178,15 +240,14 @@ class Forwarder:
         tried: set[ReplicaRoute] = set()
         busy: list[int] = []
         while True:
-            try:
-                route = await self._pick(dep_id, tried)
-            except InstanceNotRunning:
+            route = await self._pick(dep_id, tried)
+            if route is None:
                 if busy:
                     raise EngineBusy(
                         f"Every replica of {ids.instance_ref(dep_id)} is busy; retry after {min(busy)} s.",
                         headers={"Retry-After": str(min(busy))},
-                    ) from None
-                raise
+                    )
+                await self._gone(dep_id)
             url = route.base_url
             self._in_flight[url] = self._in_flight.get(url, 0) + 1
             try:

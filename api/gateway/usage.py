@@ -1,8 +1,9 @@
 """Usage records off the request path: batched into one store transaction every few ms.
 
 A request's record is queued when it finishes and saved with the others of its batch in
-one transaction ``FLUSH_S`` later (and at shutdown), so the store sees one write per batch
-instead of one per request. What a crash of this API process can lose is the last
+one transaction ``FLUSH_S`` after the batch's first (and at shutdown), so the store sees one
+write per batch instead of one per request. With nothing queued the writer sleeps until a
+record comes: an idle server does not wake for it. What a crash of this API process can lose is the last
 ``FLUSH_S`` of records; nothing is ever counted twice (each record's id is unique).
 """
 
@@ -22,25 +23,32 @@ class UsageWriter:
     def __init__(self, usage: UsageService) -> None:
         self._usage = usage
         self._pending: list[RecordUsage] = []
-        self._stopped: anyio.Event | None = None
+        self._wake: anyio.Event | None = None
+        self._stopping = False
 
     def submit(self, record: RecordUsage) -> None:
-        """Queue one record (never blocks the request)."""
+        """Queue one record, from the event loop (never blocks the request)."""
         self._pending.append(record)
+        if self._wake is not None:
+            self._wake.set()
 
     async def run(self) -> None:
-        """Flush every ``FLUSH_S`` until stopped, then once more."""
-        # Made here, inside the serving loop, as anyio wants its events made.
-        stopped = self._stopped = anyio.Event()
-        while not stopped.is_set():
-            with anyio.move_on_after(FLUSH_S):
-                await stopped.wait()
+        """Flush ``FLUSH_S`` after each batch's first record until stopped, then once more."""
+        while not self._stopping:
+            # Made here, inside the serving loop, as anyio wants its events made.
+            self._wake = wake = anyio.Event()
+            if not self._pending:
+                await wake.wait()  # a record, or stop
+            if not self._stopping:
+                await anyio.sleep(FLUSH_S)
             await self.flush()
+        await self.flush()
 
     def stop(self) -> None:
         """Make ``run`` flush a last time and return."""
-        if self._stopped is not None:
-            self._stopped.set()
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
 
     async def flush(self) -> None:
         """Save what is queued in one transaction."""

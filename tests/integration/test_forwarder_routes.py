@@ -4,13 +4,19 @@ A deployment's view holds three replicas: one whose process is gone (nothing lis
 its port), one whose port is held by another replica (which refuses the token), and one
 genuine. Every call reaches the genuine one; with it gone too, the call is
 ``INSTANCE_NOT_RUNNING``, never a relayed refusal or a crash.
+
+A deployment called recently stays cached, re-read in the background as the views change;
+one not called for ``KEEP_WARM_S`` is left to expire. A call that finds no replica left
+asks the views again before it answers: a deployment destroyed since it was cached is
+``INSTANCE_NOT_FOUND``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
@@ -21,11 +27,12 @@ from modelyard.adapters.engines.base import ReplicaHandle, ReplicaSpec
 from modelyard.adapters.eventlog.sources import NotificationLogSource
 from modelyard.adapters.placement.local import LocalPlacement
 from modelyard.adapters.views.db import SqliteViews
-from modelyard.api.gateway.forwarder import Forwarder
+from modelyard.api.gateway import forwarder as forwarding
+from modelyard.api.gateway.forwarder import REPLICAS_TTL_S, Forwarder
 from modelyard.domain.accounts.service import AddCredits, OpenAccount
 from modelyard.domain.deployments.service import OnDeployment, Provision, ReplicaCommand, RequestDeployment
 from modelyard.domain.services import Services
-from modelyard.domain.shared.errors import InstanceNotRunning
+from modelyard.domain.shared.errors import InstanceNotFound, InstanceNotRunning
 from modelyard.domain.shared.store import Store
 from modelyard.projections.registry import all_projections
 from modelyard.workers.projection_runner import ProjectionRunner
@@ -79,8 +86,12 @@ def _deployment(store: Store, routes: list[tuple[str, str]]) -> UUID:
 def _views(store: Store, tmp_path: Path) -> SqliteViews:
     views = SqliteViews(tmp_path / "views.sqlite3")
     views.ensure([statement for p in all_projections() for statement in p.schema])
-    ProjectionRunner(views, NotificationLogSource(store.recorder), all_projections()).run_until_idle()
+    _project(store, views)
     return views
+
+
+def _project(store: Store, views: SqliteViews) -> None:
+    ProjectionRunner(views, NotificationLogSource(store.recorder), all_projections()).run_until_idle()
 
 
 async def _calls(forwarder: Forwarder, dep: UUID, n: int) -> list[tuple[int, str]]:
@@ -125,3 +136,89 @@ def test_with_no_live_replica_left_the_call_is_instance_not_running(
         asyncio.run(_calls(Forwarder(views), dep, 1))
     assert "127.0.0.1" not in refused.value.message
     assert "t-dead" not in refused.value.message
+
+
+async def _warm_then_torn_down(store: Store, views: SqliteViews, dep: UUID) -> tuple[bool, str, str]:
+    """(cached after two TTLs without a call, state seen before, state seen after the teardown)."""
+    forwarder = Forwarder(views)
+    warming = asyncio.create_task(forwarder.keep_warm())
+    try:
+        await forwarder.complete(dep, BODY)
+        await asyncio.sleep(2 * REPLICAS_TTL_S)
+        warm = forwarder.cached(dep)
+        before = forwarder.deployment(dep)
+        Services.over(store).deployments.request_teardown(OnDeployment(deployment_id=dep, at=T0))
+        _project(store, views)
+        deadline = time.monotonic() + 3 * REPLICAS_TTL_S
+        after = before
+        while time.monotonic() < deadline and after == before:
+            await asyncio.sleep(0.05)
+            # Only what the background re-read left: a stale entry would be read here instead.
+            assert forwarder.cached(dep)
+            after = forwarder.deployment(dep)
+    finally:
+        forwarder.stop()
+        await asyncio.wait_for(warming, timeout=5)
+        await forwarder.close()
+    assert before is not None
+    assert after is not None
+    return warm, before.state, after.state
+
+
+def test_a_called_deployment_stays_cached_and_follows_the_views(
+    store: Store, placement: LocalPlacement, tmp_path: Path
+) -> None:
+    _, genuine = _start_two(placement)
+    dep = _deployment(store, [(genuine.base_url, genuine.token)])
+    views = _views(store, tmp_path)
+    warm, before, after = asyncio.run(_warm_then_torn_down(store, views, dep))
+    assert warm
+    assert (before, after) == ("running", "teardown")
+
+
+async def _left_to_expire(views: SqliteViews, dep: UUID) -> bool:
+    forwarder = Forwarder(views)
+    warming = asyncio.create_task(forwarder.keep_warm())
+    try:
+        await forwarder.complete(dep, BODY)
+        await asyncio.sleep(forwarding.KEEP_WARM_S + 2 * REPLICAS_TTL_S)
+        return forwarder.cached(dep)
+    finally:
+        forwarder.stop()
+        await asyncio.wait_for(warming, timeout=5)
+        await forwarder.close()
+
+
+def test_a_deployment_not_called_for_a_while_is_left_to_expire(
+    store: Store, placement: LocalPlacement, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(forwarding, "KEEP_WARM_S", 0.2)
+    _, genuine = _start_two(placement)
+    dep = _deployment(store, [(genuine.base_url, genuine.token)])
+    assert not asyncio.run(_left_to_expire(_views(store, tmp_path), dep))
+
+
+async def _call_after_destroyed(
+    store: Store, views: SqliteViews, dep: UUID, stop_replica: Callable[[], None]
+) -> None:
+    forwarder = Forwarder(views)
+    try:
+        await forwarder.complete(dep, BODY)  # its state and routes are cached now
+        deployments = Services.over(store).deployments
+        deployments.request_teardown(OnDeployment(deployment_id=dep, at=T0))
+        stop_replica()
+        deployments.mark_destroyed(OnDeployment(deployment_id=dep, at=T0))
+        _project(store, views)
+        await forwarder.complete(dep, BODY)
+    finally:
+        await forwarder.close()
+
+
+def test_a_call_on_a_deployment_destroyed_since_it_was_cached_is_not_found(
+    store: Store, placement: LocalPlacement, tmp_path: Path
+) -> None:
+    _, genuine = _start_two(placement)
+    dep = _deployment(store, [(genuine.base_url, genuine.token)])
+    views = _views(store, tmp_path)
+    with pytest.raises(InstanceNotFound):
+        asyncio.run(_call_after_destroyed(store, views, dep, lambda: placement.stop(genuine)))
