@@ -21,8 +21,23 @@ import pytest
 from modelyard.adapters.services.kafka import LocalKafka
 from modelyard.adapters.services.postgres import LocalPostgres
 from modelyard.adapters.services.ray import LocalRay
+from modelyard.domain.shared.store import Store
 
 SERVICES = Path(__file__).resolve().parents[1] / ".services"
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    """An event store of its own in a SQLite file under the test's folder."""
+    store = Store(
+        env={
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(tmp_path / "events.sqlite3"),
+            "CREATE_TABLE": "y",
+        }
+    )
+    yield store
+    store.close()
 
 
 @pytest.fixture(scope="session")

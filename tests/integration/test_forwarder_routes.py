@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
@@ -43,16 +44,8 @@ BODY = {"model": "sim", "messages": [{"role": "user", "content": "reached"}]}
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(
-        env={
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-            "SQLITE_DBNAME": str(tmp_path / "events.sqlite3"),
-            "CREATE_TABLE": "y",
-        }
-    )
-    yield store
-    store.close()
+def store(sqlite_store: Store) -> Store:
+    return sqlite_store
 
 
 @pytest.fixture
@@ -138,11 +131,22 @@ def test_with_no_live_replica_left_the_call_is_instance_not_running(
     assert "t-dead" not in refused.value.message
 
 
-async def _warm_then_torn_down(store: Store, views: SqliteViews, dep: UUID) -> tuple[bool, str, str]:
-    """(cached after two TTLs without a call, state seen before, state seen after the teardown)."""
+@asynccontextmanager
+async def _warming(views: SqliteViews) -> AsyncIterator[Forwarder]:
+    """A forwarder whose ``keep_warm`` runs for the block."""
     forwarder = Forwarder(views)
     warming = asyncio.create_task(forwarder.keep_warm())
     try:
+        yield forwarder
+    finally:
+        forwarder.stop()
+        await asyncio.wait_for(warming, timeout=5)
+        await forwarder.close()
+
+
+async def _warm_then_torn_down(store: Store, views: SqliteViews, dep: UUID) -> tuple[bool, str, str]:
+    """(cached after two TTLs without a call, state seen before, state seen after the teardown)."""
+    async with _warming(views) as forwarder:
         await forwarder.complete(dep, BODY)
         await asyncio.sleep(2 * REPLICAS_TTL_S)
         warm = forwarder.cached(dep)
@@ -156,10 +160,6 @@ async def _warm_then_torn_down(store: Store, views: SqliteViews, dep: UUID) -> t
             # Only what the background re-read left: a stale entry would be read here instead.
             assert forwarder.cached(dep)
             after = forwarder.deployment(dep)
-    finally:
-        forwarder.stop()
-        await asyncio.wait_for(warming, timeout=5)
-        await forwarder.close()
     assert before is not None
     assert after is not None
     return warm, before.state, after.state
@@ -177,16 +177,10 @@ def test_a_called_deployment_stays_cached_and_follows_the_views(
 
 
 async def _left_to_expire(views: SqliteViews, dep: UUID) -> bool:
-    forwarder = Forwarder(views)
-    warming = asyncio.create_task(forwarder.keep_warm())
-    try:
+    async with _warming(views) as forwarder:
         await forwarder.complete(dep, BODY)
         await asyncio.sleep(forwarding.KEEP_WARM_S + 2 * REPLICAS_TTL_S)
         return forwarder.cached(dep)
-    finally:
-        forwarder.stop()
-        await asyncio.wait_for(warming, timeout=5)
-        await forwarder.close()
 
 
 def test_a_deployment_not_called_for_a_while_is_left_to_expire(

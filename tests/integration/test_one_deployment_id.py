@@ -10,7 +10,6 @@ the queries find them by ``UUID`` whichever prefix a client used.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -47,19 +46,6 @@ from modelyard.workers.projection_runner import ProjectionRunner
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 HEX = re.compile(r"[0-9a-f]{32}")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(
-        env={
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-            "SQLITE_DBNAME": str(tmp_path / "events.sqlite3"),
-            "CREATE_TABLE": "y",
-        }
-    )
-    yield store
-    store.close()
 
 
 def _history(store: Store) -> tuple[str, list[UUID]]:
@@ -109,7 +95,8 @@ def _history(store: Store) -> tuple[str, list[UUID]]:
     return ids.public_id(ids.ACCOUNT, account), made
 
 
-def test_every_view_stores_a_deployment_as_its_hex(store: Store, tmp_path: Path) -> None:
+def test_every_view_stores_a_deployment_as_its_hex(sqlite_store: Store, tmp_path: Path) -> None:
+    store = sqlite_store
     account, made = _history(store)
     views = SqliteViews(tmp_path / "views.sqlite3")
     state = SqliteViews(tmp_path / "state.sqlite3", schema=STATE_SCHEMA)
