@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -229,14 +229,12 @@ class Gateway:
         self, call: Call, body: dict[str, Any], lease: str | None = None
     ) -> AsyncGenerator[bytes]:
         """An OpenAI chat completion as server-sent events, usage recorded at the end;
-        ``lease`` (from ``admit``, taken before the response starts) is given back at its end."""
-        try:
-            async for piece in self._stream(call, body):
-                yield piece
-        finally:
-            await self.release(call, lease)
+        ``lease`` (from ``admit``, taken before the response starts) is given back at its end.
+        The replica's refusal is raised as the client's error at the first step, so a route
+        that opens the stream before answering still answers it with a status.
 
-    async def _stream(self, call: Call, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        One generator over the replica's lines, not a chain of them: each token passes
+        through every layer, on the core the engine computes on."""
         echoed = body.get("model") or call.model
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         upstream = {**body, "model": call.model, "stream_options": {"include_usage": True}}
@@ -244,28 +242,23 @@ class Gateway:
         # The replica echoes the model it was sent: a chunk that names the one the client sent
         # and carries no usage goes on as it came, not decoded and encoded again per token.
         as_sent = echoed == call.model
-        async for line in _refused_first(self.forwarder.stream(call.deployment_id, upstream)):
-            if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                continue
-            if as_sent and b'"usage"' not in line:
-                yield line + b"\n\n"
-                continue
-            chunk = msgspec.json.decode(line[6:])
-            if chunk.get("usage"):
-                usage = chunk["usage"]
-                if not wants_usage:
+        try:
+            async for line in self.forwarder.stream(call.deployment_id, upstream):
+                if not line.startswith(b"data: ") or line == b"data: [DONE]":
                     continue
-            chunk["model"] = echoed
-            yield b"data: " + msgspec.json.encode(chunk) + b"\n\n"
-        yield b"data: [DONE]\n\n"
-        await self._finish(call, usage, streamed=True)
-
-
-async def _refused_first(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The replica's lines; its refusal as the client's error (raised at the first step, so a
-    route that opens the stream before answering still answers it with a status)."""
-    try:
-        async for line in lines:
-            yield line
-    except UpstreamRefused as refused:
-        raise upstream_error(refused.status, refused.answer) from None
+                if as_sent and b'"usage"' not in line:
+                    yield line + b"\n\n"
+                    continue
+                chunk = msgspec.json.decode(line[6:])
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                    if not wants_usage:
+                        continue
+                chunk["model"] = echoed
+                yield b"data: " + msgspec.json.encode(chunk) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+            await self._finish(call, usage, streamed=True)
+        except UpstreamRefused as refused:
+            raise upstream_error(refused.status, refused.answer) from None
+        finally:
+            await self.release(call, lease)

@@ -7,7 +7,7 @@ clients that check the header refused them. This stream keeps its own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any
 
 from litestar.response import Stream
@@ -29,16 +29,28 @@ class EventStream(Stream):
 async def opened(events: AsyncGenerator[bytes]) -> AsyncIterator[bytes]:
     """``events`` once their first has come: a refusal before it is raised here, in the
     handler, and answered with its status instead of an empty stream under a 200."""
-    first = await anext(events, None)
+    return _Opened(await anext(events, None), events)
 
-    async def replay() -> AsyncIterator[bytes]:
-        try:
-            if first is not None:
-                yield first
-            async for event in events:
-                yield event
-        finally:
-            # A client gone mid-stream closes this; closing ``events`` closes the upstream.
-            await events.aclose()
 
-    return replay()
+class _Opened:
+    """``events`` with the first taken already: that one, then the rest straight from
+    ``events``, with no generator of its own stepped per event. A client gone mid-stream
+    drops this, and with it ``events``, which closes the upstream as it is finalized."""
+
+    def __init__(self, first: bytes | None, events: AsyncGenerator[bytes]) -> None:
+        self._first, self._events = first, events
+
+    def __aiter__(self) -> _Opened:
+        return self
+
+    def __anext__(self) -> Awaitable[bytes]:
+        first, self._first = self._first, None
+        return _now(first) if first is not None else self._events.__anext__()
+
+    async def aclose(self) -> None:
+        """Close ``events`` (and the upstream with them)."""
+        await self._events.aclose()
+
+
+async def _now(value: bytes) -> bytes:
+    return value
