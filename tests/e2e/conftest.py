@@ -94,9 +94,21 @@ class Yard:
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}" if port is not None else ""
         if port is not None:
-            wait_healthy(url, proc, log)
+            try:
+                wait_healthy(url, proc, log)
+            except BaseException:
+                self.stop()  # what this yard started must not outlive a failed start
+                raise
             self.urls.append(url)
         return url
+
+    def __enter__(self) -> Yard:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Stop what was started, whether the block ended or failed: a fixture whose set-up
+        fails must not leave servers and workers running (and polling) under the next tests."""
+        self.stop()
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -113,10 +125,10 @@ def embedded(tmp_path: Path) -> Iterator[Yard]:
     """``modelyard serve`` on the embedded default (SQLite, notification log, llama.cpp)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELYARD_", "POSTGRES_"))}
     yard = Yard(env=env | {"MODELYARD_DATA_DIR": str(tmp_path / "data")}, cwd=tmp_path, urls=[])
-    yard.fund("5.00")
-    yard.start("serve", port=free_port())
-    yield yard
-    yard.stop()
+    with yard:
+        yard.fund("5.00")
+        yard.start("serve", port=free_port())
+        yield yard
 
 
 @pytest.fixture
@@ -128,7 +140,7 @@ def simulated(tmp_path: Path) -> Iterator[Yard]:
         cwd=tmp_path,
         urls=[],
     )
-    yard.fund("5.00")
-    yard.start("serve", port=free_port())
-    yield yard
-    yard.stop()
+    with yard:
+        yard.fund("5.00")
+        yard.start("serve", port=free_port())
+        yield yard

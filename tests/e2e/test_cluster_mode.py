@@ -30,13 +30,13 @@ def cluster(local_postgres: LocalPostgres, local_kafka: LocalKafka, tmp_path: Pa
     env |= {"POSTGRES_DBNAME": name, "MODELYARD_KAFKA_TOPIC": f"events.{name}",
             "MODELYARD_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
     yard = Yard(env=env, cwd=tmp_path, urls=[])
-    yard.start("worker", "all")
-    yard.start("api", port=free_port())
-    yard.start("api", port=free_port())
-    yard.fund("5.00")
-    yard.await_key()
-    yield yard
-    yard.stop()
+    with yard:
+        yard.start("worker", "all")
+        yard.start("api", port=free_port())
+        yard.start("api", port=free_port())
+        yard.fund("5.00")
+        yard.await_key()
+        yield yard
 
 
 def test_provision_on_one_api_process_poll_and_chat_on_the_other(cluster: Yard) -> None:

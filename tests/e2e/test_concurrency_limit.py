@@ -54,13 +54,13 @@ def cluster(local_postgres: LocalPostgres, local_kafka: LocalKafka, tmp_path: Pa
         "MODELYARD_SIMULATED_TTFT_MS": "3000",
     }
     yard = Yard(env=env, cwd=tmp_path, urls=[])
-    yard.start("worker", "all")
-    yard.start("api", port=free_port())
-    yard.start("api", port=free_port())
-    yard.fund("5.00")
-    yard.await_key()
-    yield yard
-    yard.stop()
+    with yard:
+        yard.start("worker", "all")
+        yard.start("api", port=free_port())
+        yard.start("api", port=free_port())
+        yard.fund("5.00")
+        yard.await_key()
+        yield yard
     with psycopg.connect(local_postgres.conninfo, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 

@@ -161,13 +161,13 @@ def two_api_processes(
         | {"POSTGRES_DBNAME": name, "MODELYARD_KAFKA_TOPIC": f"events.{name}"}
     )
     yard = _yard(tmp_path, f"free=100000/{TOKENS_LIMIT}", cluster)
-    yard.start("worker", "all")
-    yard.start("api", port=free_port())
-    yard.start("api", port=free_port())
-    yard.fund("5.00")
-    yard.await_key()
-    yield yard
-    yard.stop()
+    with yard:
+        yard.start("worker", "all")
+        yard.start("api", port=free_port())
+        yard.start("api", port=free_port())
+        yard.fund("5.00")
+        yard.await_key()
+        yield yard
 
 
 TOKENS_LIMIT = 2000

@@ -34,12 +34,12 @@ def two_api_processes(
     env |= local_postgres.env() | local_kafka.env() | {"POSTGRES_DBNAME": name}
     env |= {"MODELYARD_KAFKA_TOPIC": f"events.{name}", "MODELYARD_RATE_LIMIT_RPM": str(LIMIT)}
     yard = Yard(env=env, cwd=tmp_path, urls=[])
-    yard.start("worker", "relay", "views")
-    yard.start("api", port=free_port())
-    yard.start("api", port=free_port())
-    yard.fund("1.00")
-    yield yard
-    yard.stop()
+    with yard:
+        yard.start("worker", "relay", "views")
+        yard.start("api", port=free_port())
+        yard.start("api", port=free_port())
+        yard.fund("1.00")
+        yield yard
 
 
 def test_the_limit_holds_across_two_api_processes(two_api_processes: Yard) -> None:
