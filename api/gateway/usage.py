@@ -3,8 +3,9 @@
 A request's record is queued when it finishes and saved with the others of its batch in
 one transaction ``FLUSH_S`` after the batch's first (and at shutdown), so the store sees one
 write per batch instead of one per request. With nothing queued the writer sleeps until a
-record comes: an idle server does not wake for it. What a crash of this API process can lose is the last
-``FLUSH_S`` of records; nothing is ever counted twice (each record's id is unique).
+record comes: an idle server does not wake for it. What a crash of this API process can
+lose is the last ``FLUSH_S`` of records; nothing is ever counted twice (each record's id
+is unique).
 """
 
 from __future__ import annotations
