@@ -11,6 +11,7 @@ applied after each run: the balance never goes below minus one tick (one minute 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -110,6 +111,10 @@ def test_twenty_provisions_on_credit_for_two_start_two_and_never_overdraw(credit
     assert shown["reserved_usd"] == format_usd(2 * TICK)
     assert Decimal(shown["available_usd"]) <= 0
     client.close()
+    # Billing counts whole seconds of a replica's run: both must serve past one before the
+    # server stops (and records their losses), or a deployment owes nothing and the credit
+    # is never used up.
+    time.sleep(1.5)
     yard.stop()
 
     balances = _meter_on(yard, admitted, datetime.now(UTC))

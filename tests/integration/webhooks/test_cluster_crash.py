@@ -237,11 +237,16 @@ def _settle(
     deadline = time.monotonic() + 150
     while True:
         with core.views.read() as tx:
-            seen = all(subscription_by_id(tx, UUID(hex=w)) is not None for w in secrets)
-        if seen and _members(bootstrap, group) == 2:
+            seen = sum(subscription_by_id(tx, UUID(hex=w)) is not None for w in secrets)
+        # The group is asked only once the views are there, as before: an admin client each time.
+        members = _members(bootstrap, group) if seen == len(secrets) else None
+        if members == 2:
             return
         assert all(p.poll() is None for p in procs), "a worker died on start"
-        assert time.monotonic() < deadline, "the views or the group never settled"
+        assert time.monotonic() < deadline, (
+            f"never settled: {seen} of {len(secrets)} subscriptions in the views, "
+            f"{'not asked' if members is None else members} of 2 dispatchers in a Stable group"
+        )
         time.sleep(0.2)
 
 
