@@ -102,6 +102,15 @@ class Yard:
             self.urls.append(url)
         return url
 
+    def start_cluster(self, usd: str = "5.00") -> None:
+        """Cluster mode: every worker in one process and two API processes, the account funded
+        and its key known to both."""
+        self.start("worker", "all")
+        self.start("api", port=free_port())
+        self.start("api", port=free_port())
+        self.fund(usd)
+        self.await_key()
+
     def __enter__(self) -> Yard:
         return self
 

@@ -14,7 +14,7 @@ import pytest
 from modelyard.adapters.services.kafka import LocalKafka
 from modelyard.adapters.services.postgres import LocalPostgres
 
-from .conftest import Yard, free_port
+from .conftest import Yard
 from .test_five_steps import poll_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -31,11 +31,7 @@ def cluster(local_postgres: LocalPostgres, local_kafka: LocalKafka, tmp_path: Pa
             "MODELYARD_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
     yard = Yard(env=env, cwd=tmp_path, urls=[])
     with yard:
-        yard.start("worker", "all")
-        yard.start("api", port=free_port())
-        yard.start("api", port=free_port())
-        yard.fund("5.00")
-        yard.await_key()
+        yard.start_cluster()
         yield yard
 
 

@@ -32,7 +32,7 @@ from modelyard.domain.shared.store import Store
 from modelyard.projections.deployments.queries import deployment_state
 from modelyard.settings import load_settings
 
-from .conftest import Yard, free_port
+from .conftest import Yard
 from .test_five_steps import poll_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -55,11 +55,7 @@ def cluster(local_postgres: LocalPostgres, local_kafka: LocalKafka, tmp_path: Pa
     }
     yard = Yard(env=env, cwd=tmp_path, urls=[])
     with yard:
-        yard.start("worker", "all")
-        yard.start("api", port=free_port())
-        yard.start("api", port=free_port())
-        yard.fund("5.00")
-        yard.await_key()
+        yard.start_cluster()
         yield yard
     with psycopg.connect(local_postgres.conninfo, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

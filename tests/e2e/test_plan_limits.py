@@ -162,11 +162,7 @@ def two_api_processes(
     )
     yard = _yard(tmp_path, f"free=100000/{TOKENS_LIMIT}", cluster)
     with yard:
-        yard.start("worker", "all")
-        yard.start("api", port=free_port())
-        yard.start("api", port=free_port())
-        yard.fund("5.00")
-        yard.await_key()
+        yard.start_cluster()
         yield yard
 
 
