@@ -34,6 +34,9 @@ import msgspec
 from litestar import Litestar, MediaType, Request, get, post
 from litestar.exceptions import HTTPException
 from litestar.response import Response, Stream
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
+from litestar.types import Receive, Scope, Send
 
 from modelyard.adapters.engines import lifeline
 from modelyard.adapters.engines.backends import Backend, ContextOverflow, Refused, SimulatedBackend
@@ -44,6 +47,9 @@ from modelyard.settings import load_log_settings, load_replica_settings
 # Named, not __name__: run with -m this module is __main__.
 log = logging.getLogger("modelyard.adapters.engines.replica")
 _DONE = object()
+EVENT_STREAM = "text/event-stream"
+# An engine chunk as the bytes of its server-sent event; None for one not sent.
+Encode = Callable[[dict[str, Any]], bytes | None]
 # The backends of models that are not chat (media_replica.py).
 MEDIA_BACKENDS = ("embedding", "transcription", "speech")
 # A replica's log is bounded: this much a file, and this many older files beside it.
@@ -178,51 +184,18 @@ class Replica:
 
     async def chunks(self, request: dict[str, Any]) -> AsyncGenerator[dict[str, Any]]:
         """Generate in a worker thread once admitted; stop it if the consumer goes away."""
-        self.metrics.queued()
         started = time.perf_counter()
-        if self.admission is None:
-            async for chunk in self._generated(request, started):
-                yield chunk
-            return
-        try:
-            waited = await self.admission.enter()
-        except Busy:
-            self.metrics.refused()
-            raise
-        except BaseException:
-            self.metrics.left(started=False, completed=False)
-            raise
-        self.metrics.admitted(waited)
-        # The next request is let in when the engine thread is done, not when the client is:
-        # a client gone mid-answer leaves the engine a token (or a prompt) to finish first.
-        async for chunk in self._generated(request, started, self.admission.leave):
-            yield chunk
-
-    async def _generated(
-        self, request: dict[str, Any], started: float, done: Callable[[float], None] | None = None
-    ) -> AsyncGenerator[dict[str, Any]]:
+        done = await self._admitted()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
 
-        def produce() -> None:
-            self.metrics.engine_began()
-            began = time.perf_counter()
-            try:
-                for chunk in self.backend.generate(request, cancel):
-                    self.metrics.engine_chunk()
-                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
-            except Exception as exc:  # handed to the consumer, which answers with it
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            finally:
-                self.metrics.engine_ended()
-                if done is not None:
-                    loop.call_soon_threadsafe(done, time.perf_counter() - began)
-            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+        def put(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
 
         first, finished = True, False
         first_at = started
-        self._start(produce)
+        self._start(self._job(request, cancel, put=put, fail=put, end=lambda: put(_DONE), done=done))
         try:
             while (item := await queue.get()) is not _DONE:
                 if isinstance(item, Exception):
@@ -238,6 +211,206 @@ class Replica:
             self.metrics.left(started=not first, completed=finished)
             if finished and not first:
                 self.metrics.decoded(time.perf_counter() - first_at)
+
+    async def stream(self, request: dict[str, Any], encode: Encode) -> Outlet:
+        """Generate once admitted, each chunk ``encode``d on the engine thread and sent from
+        the outlet; returned once the first event is in it, so a refusal before that (the
+        engine's, or ``Busy``) is raised here and answered with a status."""
+        started = time.perf_counter()
+        done = await self._admitted()
+        outlet = Outlet(asyncio.get_running_loop())
+
+        def put(chunk: dict[str, Any]) -> None:
+            if (data := encode(chunk)) is not None:
+                outlet.put(data)
+
+        self._start(self._job(request, outlet.cancel, put=put, fail=outlet.fail, end=outlet.end, done=done))
+        try:
+            await outlet.first
+        except BaseException:
+            outlet.cancel.set()
+            self.metrics.left(started=False, completed=False)
+            raise
+        first_at = time.perf_counter()
+        self.metrics.started(first_at - started)
+
+        def sent(completed: bool) -> None:
+            self.metrics.left(started=True, completed=completed)
+            if completed:
+                self.metrics.decoded(time.perf_counter() - first_at)
+
+        outlet.sent = sent
+        return outlet
+
+    async def _admitted(self) -> Callable[[float], None] | None:
+        """Wait for the engine; what to call when it is left (None: every request starts at once)."""
+        self.metrics.queued()
+        if self.admission is None:
+            return None
+        try:
+            waited = await self.admission.enter()
+        except Busy:
+            self.metrics.refused()
+            raise
+        except BaseException:
+            self.metrics.left(started=False, completed=False)
+            raise
+        self.metrics.admitted(waited)
+        # The next request is let in when the engine thread is done, not when the client is:
+        # a client gone mid-answer leaves the engine a token (or a prompt) to finish first.
+        return self.admission.leave
+
+    def _job(
+        self,
+        request: dict[str, Any],
+        cancel: threading.Event,
+        *,
+        put: Callable[[dict[str, Any]], None],
+        fail: Callable[[Exception], None],
+        end: Callable[[], None],
+        done: Callable[[float], None] | None,
+    ) -> Callable[[], None]:
+        """The engine thread's work on ``request``: each chunk to ``put``, a failure to ``fail``,
+        then ``end``; ``done`` (on the event loop) with the seconds it held the engine."""
+        loop = asyncio.get_running_loop()
+
+        def produce() -> None:
+            self.metrics.engine_began()
+            began = time.perf_counter()
+            try:
+                for chunk in self.backend.generate(request, cancel):
+                    self.metrics.engine_chunk()
+                    put(chunk)
+            except Exception as exc:  # handed to the consumer, which answers with it
+                fail(exc)
+            finally:
+                self.metrics.engine_ended()
+                if done is not None:
+                    loop.call_soon_threadsafe(done, time.perf_counter() - began)
+            end()
+
+        return produce
+
+
+class Outlet:
+    """A streamed answer's server-sent events on their way from the engine thread to the client.
+
+    The engine thread encodes each event and hands the bytes over with one
+    ``call_soon_threadsafe``; on the event loop one coroutine sends what has come, as it
+    comes. Before, each token passed an ``asyncio.Queue`` and four generators, and on two
+    cores that event-loop work comes out of llama.cpp's own threads.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.cancel = threading.Event()
+        # Done when the first event is in; the engine's refusal before it (answered with a status).
+        self.first: asyncio.Future[None] = loop.create_future()
+        # Done when the engine is; its failure after the first event, if it failed.
+        self.ended: asyncio.Future[None] = loop.create_future()
+        # Told once the answer is sent (True) or cut off (False).
+        self.sent: Callable[[bool], None] = lambda completed: None
+        # Events not sent yet, and what wakes the sender when one comes.
+        self._held: list[bytes] = []
+        self._wake: asyncio.Future[None] | None = None
+
+    # Called on the engine thread.
+
+    def put(self, data: bytes) -> None:
+        """Send ``data`` after what came before it."""
+        self._loop.call_soon_threadsafe(self._put, data)
+
+    def fail(self, exc: Exception) -> None:
+        """The engine failed with ``exc``."""
+        self._loop.call_soon_threadsafe(self._fail, exc)
+
+    def end(self) -> None:
+        """The engine is done: the stream's last event follows what came before."""
+        self._loop.call_soon_threadsafe(self._end)
+
+    # On the event loop.
+
+    async def run(self, send: Send, receive: Receive) -> None:
+        """Send the events as they come (the response started), then end the body; a client
+        gone cancels the engine."""
+        watch = asyncio.ensure_future(self._watch(receive))
+        completed = False
+        try:
+            while self._held or not self.ended.done():
+                if not self._held:
+                    self._wake = self._loop.create_future()
+                    await self._wake
+                    continue
+                data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
+                self._held.clear()
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            self.ended.result()  # the engine's failure mid-answer, raised
+            completed = not self.cancel.is_set()  # else the client left before the end
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self.cancel.set()
+            watch.cancel()
+            self.sent(completed)
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.cancel.set()
+
+    def _put(self, data: bytes) -> None:
+        self._held.append(data)
+        if not self.first.done():
+            self.first.set_result(None)
+        self._woken()
+
+    def _fail(self, exc: Exception) -> None:
+        done = self.ended if self.first.done() else self.first
+        if not done.done():
+            done.set_exception(exc)
+        self._woken()
+
+    def _end(self) -> None:
+        if not self.ended.done():
+            self._put(b"data: [DONE]\n\n")
+            self.ended.set_result(None)
+        self._woken()
+
+    def _woken(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+
+class OutletStream(Stream):
+    """The response of a streamed answer: its headers, then its outlet's events."""
+
+    def __init__(self, outlet: Outlet) -> None:
+        super().__init__((), media_type=EVENT_STREAM)
+        self.outlet = outlet
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        """The headers as Litestar's streaming response has them, the body from the outlet."""
+        streaming = super().to_asgi_response(*args, **kwargs)
+        return _OutletResponse(
+            self.outlet, iterator=(), encoded_headers=streaming.encode_headers(), status_code=200
+        )
+
+
+class _OutletResponse(ASGIStreamingResponse):
+    __slots__ = ("outlet",)
+
+    def __init__(self, outlet: Outlet, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.outlet = outlet
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The headers, then the events; a response that never started cancels the engine."""
+        try:
+            await self.start_response(send)
+        except BaseException:
+            self.outlet.cancel.set()
+            self.outlet.sent(False)
+            raise
+        await self.outlet.run(send, receive)
 
 
 def token_check(token: str) -> Callable[[Request[Any, Any, Any]], Awaitable[Response[Any] | None]]:
@@ -309,32 +482,33 @@ async def _answer(replica: Replica, body: Any) -> Response[Any] | Stream:
         "created": int(time.time()),
         "model": str(body.get("model") or replica.backend.model),
     }
-    pieces = replica.chunks(body)
-    first = await _first_piece(pieces)
-    if isinstance(first, Response):
-        return first
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        events = _sse(replica, first, pieces, head, include_usage=include_usage)
-        return Stream(events, media_type="text/event-stream")
+        try:
+            outlet = await replica.stream(body, _encoder(replica, head, include_usage=include_usage))
+        except (ContextOverflow, Refused, Busy) as exc:
+            return _refusal(exc)
+        return OutletStream(outlet)
+    pieces = replica.chunks(body)
+    try:
+        first = await anext(pieces)
+    except (ContextOverflow, Refused, Busy) as exc:
+        return _refusal(exc)
     return Response(await _whole(replica, first, pieces, head))
 
 
-async def _first_piece(pieces: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | Response[Any]:
-    """The first piece, or the refusal to answer with instead: it comes before the status line,
-    so an engine's refusal is still a 400, and a full queue a 503."""
-    try:
-        return await anext(pieces)
-    except ContextOverflow as exc:
+def _refusal(exc: ContextOverflow | Refused | Busy) -> Response[Any]:
+    """The answer to a refusal before the first piece: it comes before the status line, so
+    an engine's refusal is still a 400, and a full queue a 503."""
+    if isinstance(exc, ContextOverflow):
         return _error(400, str(exc), "context_length_exceeded")
-    except Refused as exc:
+    if isinstance(exc, Refused):
         return _error(400, str(exc))
-    except Busy as exc:
-        # Not the engine's failure: the caller (the gateway) may try another replica or later.
-        log.info("refused 503: %s", exc)
-        body = {"error": {"message": str(exc), "type": "server_error", "code": "engine_busy"}}
-        headers = {"Retry-After": str(exc.retry_after_s)}
-        return Response(body, status_code=503, media_type=MediaType.JSON, headers=headers)
+    # Not the engine's failure: the caller (the gateway) may try another replica or later.
+    log.info("refused 503: %s", exc)
+    body = {"error": {"message": str(exc), "type": "server_error", "code": "engine_busy"}}
+    headers = {"Retry-After": str(exc.retry_after_s)}
+    return Response(body, status_code=503, media_type=MediaType.JSON, headers=headers)
 
 
 async def _chain(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
@@ -343,37 +517,26 @@ async def _chain(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> 
         yield piece
 
 
-async def _sse(
-    replica: Replica,
-    first: dict[str, Any],
-    pieces: AsyncGenerator[dict[str, Any]],
-    head: dict[str, Any],
-    *,
-    include_usage: bool,
-) -> AsyncIterator[bytes]:
+def _encoder(replica: Replica, head: dict[str, Any], *, include_usage: bool) -> Encode:
+    """An engine chunk as a server-sent event (None for usage the client did not ask for);
+    run on the engine thread."""
     opening = True
-    try:
-        async for piece in _chain(first, pieces):
-            if "usage" in piece:
-                replica.metrics.finished(piece["usage"])
-                if not include_usage:
-                    continue
-                out = head | {"choices": [], "usage": piece["usage"]}
-            else:
-                delta = {"role": "assistant", **piece["delta"]} if opening else piece["delta"]
-                opening = False
-                choice = {
-                    "index": 0,
-                    "delta": delta,
-                    "finish_reason": piece["finish_reason"],
-                    "logprobs": None,
-                }
-                out = head | {"choices": [choice]}
-            yield b"data: " + msgspec.json.encode(out) + b"\n\n"
-        yield b"data: [DONE]\n\n"
-    finally:
-        # A client gone mid-stream closes this generator; closing the engine's stops its thread.
-        await pieces.aclose()
+
+    def encode(piece: dict[str, Any]) -> bytes | None:
+        nonlocal opening
+        if "usage" in piece:
+            replica.metrics.finished(piece["usage"])
+            if not include_usage:
+                return None
+            out = head | {"choices": [], "usage": piece["usage"]}
+        else:
+            delta = {"role": "assistant", **piece["delta"]} if opening else piece["delta"]
+            opening = False
+            choice = {"index": 0, "delta": delta, "finish_reason": piece["finish_reason"], "logprobs": None}
+            out = head | {"choices": [choice]}
+        return b"data: " + msgspec.json.encode(out) + b"\n\n"
+
+    return encode
 
 
 async def _whole(
