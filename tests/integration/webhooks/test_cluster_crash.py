@@ -142,7 +142,7 @@ def test_a_killed_dispatcher_loses_nothing(
             webhook, secret = _subscribe(core, deployment, receiver.url)
             secrets[webhook.hex] = secret
         # The subscriptions are in the views, and both dispatchers are in the group.
-        _settle(core, secrets, settings.kafka_bootstrap, group, procs)
+        _settle(core, secrets, settings.kafka_bootstrap, group, procs, logs=tmp_path)
         for deployment in deployments:
             at = _now()
             services.deployments.start_replica(
@@ -231,7 +231,13 @@ def _until_in_flight(pid: int, receiver: Receiver) -> None:
 
 
 def _settle(
-    core: Core, secrets: dict[str, str], bootstrap: str, group: str, procs: list[subprocess.Popen[bytes]]
+    core: Core,
+    secrets: dict[str, str],
+    bootstrap: str,
+    group: str,
+    procs: list[subprocess.Popen[bytes]],
+    *,
+    logs: Path,
 ) -> None:
     # Two processes joining a Kafka group and catching up their views: a minute or two on 2 cores.
     deadline = time.monotonic() + 150
@@ -245,9 +251,18 @@ def _settle(
         assert all(p.poll() is None for p in procs), "a worker died on start"
         assert time.monotonic() < deadline, (
             f"never settled: {seen} of {len(secrets)} subscriptions in the views, "
-            f"{'not asked' if members is None else members} of 2 dispatchers in a Stable group"
+            f"{'not asked' if members is None else members} of 2 dispatchers in a Stable group\n"
+            + _tails(logs)
         )
         time.sleep(0.2)
+
+
+def _tails(folder: Path, lines: int = 20) -> str:
+    """The last ``lines`` of each worker's log: why a process never joined is in there."""
+    return "\n".join(
+        f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+        for log in sorted(folder.glob("*.log"))
+    )
 
 
 def _wait_all_final(core: Core, expected: int, timeout: float = 60) -> None:
