@@ -42,7 +42,9 @@ from modelyard.projections.deployments.queries import (
     DeploymentState,
     ReplicaRoute,
     deployment_state,
+    deployment_states,
     serving_replicas,
+    serving_replicas_of,
 )
 
 # Replica addresses change only on start, loss and scale: re-reading them each second is plenty.
@@ -132,7 +134,8 @@ class Forwarder:
 
     async def keep_warm(self) -> None:
         """Until ``stop``: every half ``REPLICAS_TTL_S``, re-read the state and routes of the
-        deployments called in the last ``KEEP_WARM_S``; with none, sleep until one is."""
+        deployments called in the last ``KEEP_WARM_S`` (two queries for them all, not two a
+        deployment); with none, sleep until one is."""
         while not self._stopping:
             self._wake = wake = anyio.Event()
             if not self._recent():
@@ -170,7 +173,8 @@ class Forwarder:
 
     def _read_all(self, dep_ids: list[UUID]) -> dict[UUID, tuple[DeploymentState | None, list[ReplicaRoute]]]:
         with self._views.read() as tx:
-            return {d: (deployment_state(tx, d), serving_replicas(tx, d)) for d in dep_ids}
+            states, routes = deployment_states(tx, dep_ids), serving_replicas_of(tx, dep_ids)
+        return {d: (states.get(d), routes[d]) for d in dep_ids}
 
     async def _replicas(self, dep_id: UUID) -> list[ReplicaRoute]:
         if not self._called and self._wake is not None:

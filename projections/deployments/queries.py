@@ -6,6 +6,7 @@ Every function takes an open :class:`~modelyard.projections.base.Tx` and a deplo
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +19,8 @@ from modelyard.projections.base import Tx
 SERVING = ("running", "scaling", "degraded")
 #: States in which the reconciler has something to do each pass.
 NEEDING_WORK = ("provisioning", "waking", "scaling", "running", "degraded", "scaled_to_zero", "teardown")
+#: Ids a query asks for at most, in the reads of many deployments at once.
+BATCH = 500
 #: Ended states in which minutes may still be owed up to the end.
 ENDED = ("scaled_to_zero", "teardown", "destroyed", "failed")
 
@@ -131,12 +134,23 @@ def instance_for_account(tx: Tx, account_id: str, deployment_id: UUID) -> Deploy
 
 def deployment_state(tx: Tx, deployment_id: UUID) -> DeploymentState | None:
     """The state and model of a deployment (any account's), or None if there is none."""
-    rows = tx.execute("SELECT state, model, sla FROM deployments WHERE id = %s", [deployment_id.hex])
-    if not rows:
-        return None
-    state, model, sla = rows[0]
-    limit = msgspec.json.decode(str(sla), type=SlaTargets).concurrency_limit
-    return DeploymentState(state=str(state), model=str(model), concurrency_limit=limit)
+    return deployment_states(tx, [deployment_id]).get(deployment_id)
+
+
+def deployment_states(tx: Tx, deployment_ids: Sequence[UUID]) -> dict[UUID, DeploymentState]:
+    """``deployment_state`` of each of ``deployment_ids`` the view holds, a query a batch."""
+    found: dict[UUID, DeploymentState] = {}
+    for batch in _batches(deployment_ids):
+        rows = tx.execute(
+            f"SELECT id, state, model, sla FROM deployments WHERE id IN ({_marks(batch)})",  # noqa: S608 - placeholders only
+            list(batch),
+        )
+        for dep, state, model, sla in rows:
+            limit = msgspec.json.decode(str(sla), type=SlaTargets).concurrency_limit
+            found[UUID(hex=str(dep))] = DeploymentState(
+                state=str(state), model=str(model), concurrency_limit=limit
+            )
+    return found
 
 
 def deployment_version(tx: Tx, deployment_id: UUID) -> int | None:
@@ -169,13 +183,31 @@ def serving_replicas(tx: Tx, deployment_id: UUID) -> list[ReplicaRoute]:
     A replica started before tokens existed has none (``""``); it is a replica of a process
     long gone, and the reconciler records its loss.
     """
-    rows = tx.execute(
-        "SELECT r.replica, r.base_url, COALESCE(t.token, '') FROM replicas r"
-        " LEFT JOIN replica_tokens t ON t.deployment_id = r.deployment_id AND t.replica = r.replica"
-        " WHERE r.deployment_id = %s ORDER BY r.replica",
-        [deployment_id.hex],
-    )
-    return [ReplicaRoute(replica=str(name), base_url=str(url), token=str(token)) for name, url, token in rows]
+    return serving_replicas_of(tx, [deployment_id])[deployment_id]
+
+
+def serving_replicas_of(tx: Tx, deployment_ids: Sequence[UUID]) -> dict[UUID, list[ReplicaRoute]]:
+    """``serving_replicas`` of each of ``deployment_ids`` (``[]`` for one with none), a query a batch."""
+    found: dict[UUID, list[ReplicaRoute]] = {dep: [] for dep in deployment_ids}
+    for batch in _batches(deployment_ids):
+        rows = tx.execute(
+            "SELECT r.deployment_id, r.replica, r.base_url, COALESCE(t.token, '') FROM replicas r"  # noqa: S608 - placeholders only
+            " LEFT JOIN replica_tokens t ON t.deployment_id = r.deployment_id AND t.replica = r.replica"
+            f" WHERE r.deployment_id IN ({_marks(batch)}) ORDER BY r.deployment_id, r.replica",
+            list(batch),
+        )
+        for dep, name, url, token in rows:
+            found[UUID(hex=str(dep))].append(
+                ReplicaRoute(replica=str(name), base_url=str(url), token=str(token))
+            )
+    return found
+
+
+def _batches(deployment_ids: Sequence[UUID]) -> Iterator[tuple[str, ...]]:
+    """The ids as the view spells them, a bounded number a query (SQLite caps its parameters)."""
+    spelled = [dep.hex for dep in deployment_ids]
+    for start in range(0, len(spelled), BATCH):
+        yield tuple(spelled[start : start + BATCH])
 
 
 def _marks(values: tuple[str, ...]) -> str:

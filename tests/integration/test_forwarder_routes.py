@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -35,6 +35,7 @@ from modelyard.domain.deployments.service import OnDeployment, Provision, Replic
 from modelyard.domain.services import Services
 from modelyard.domain.shared.errors import InstanceNotFound, InstanceNotRunning
 from modelyard.domain.shared.store import Store
+from modelyard.projections.deployments import queries
 from modelyard.projections.registry import all_projections
 from modelyard.workers.projection_runner import ProjectionRunner
 
@@ -67,7 +68,8 @@ def _deployment(store: Store, routes: list[tuple[str, str]]) -> UUID:
     account = services.accounts.open_account(OpenAccount(name="routes", at=T0)).id
     services.accounts.add_credits(AddCredits(account_id=account, amount=50_000_000, at=T0))
     request = RequestDeployment(account_id=account, model="smollm2-135m", capacity=2, at=T0)
-    dep = services.deployments.provision(Provision(deployment=request, key_hash="h", key_display="k")).id
+    provision = Provision(deployment=request, key_hash=uuid4().hex, key_display="k")
+    dep = services.deployments.provision(provision).id
     for n, (url, token) in enumerate(routes):
         services.deployments.start_replica(
             ReplicaCommand(deployment_id=dep, replica=f"{dep.hex}-r{n}", base_url=url, token=token, at=T0)
@@ -216,3 +218,23 @@ def test_a_call_on_a_deployment_destroyed_since_it_was_cached_is_not_found(
     views = _views(store, tmp_path)
     with pytest.raises(InstanceNotFound):
         asyncio.run(_call_after_destroyed(store, views, dep, lambda: placement.stop(genuine)))
+
+
+@pytest.mark.parametrize("batch", [1, 500])
+def test_the_states_and_routes_of_many_deployments_are_read_together(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """What keep-warm reads each pass: every called deployment's in two queries (a batch)."""
+    monkeypatch.setattr(queries, "BATCH", batch)
+    two = _deployment(store, [("http://127.0.0.1:1", "t-a"), ("http://127.0.0.1:2", "t-b")])
+    one = _deployment(store, [("http://127.0.0.1:3", "t-c")])
+    unknown = uuid4()
+    with _views(store, tmp_path).read() as tx:
+        states = queries.deployment_states(tx, [two, unknown, one])
+        routes = queries.serving_replicas_of(tx, [two, unknown, one])
+    assert {dep: state.state for dep, state in states.items()} == {two: "running", one: "running"}
+    assert {dep: [(r.base_url, r.token) for r in found] for dep, found in routes.items()} == {
+        two: [("http://127.0.0.1:1", "t-a"), ("http://127.0.0.1:2", "t-b")],
+        unknown: [],
+        one: [("http://127.0.0.1:3", "t-c")],
+    }
