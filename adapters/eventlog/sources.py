@@ -19,6 +19,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from modelyard.adapters.eventlog.envelope import EventEnvelope
+from modelyard.adapters.eventlog.relay import ensure_topic
 from modelyard.adapters.eventstore.recorder import SignallingSQLiteRecorder, appended
 
 log = logging.getLogger(__name__)
@@ -88,12 +89,15 @@ class NotificationLogSource:
         """Nothing to release; the recorder belongs to the application."""
 
 
+# How long a Kafka source waits for its topic's partitions before joining anyway.
+TOPIC_WAIT_S = 10.0
+
+
 class KafkaSource:
     """A member of a consumer group on the events topic; commits offsets explicitly."""
 
     def __init__(self, bootstrap: str, topic: str, group_id: str) -> None:
         self._consumer = KafkaConsumer(
-            topic,
             bootstrap_servers=bootstrap,
             group_id=group_id,
             enable_auto_commit=False,
@@ -102,6 +106,14 @@ class KafkaSource:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
         )
+        # Join only once the topic's partitions are known. A worker that starts before the
+        # relay has made the topic (or before a new topic's partitions are in the metadata)
+        # joined a group whose leader could assign no partition.
+        ensure_topic(bootstrap, topic)
+        deadline = time.monotonic() + TOPIC_WAIT_S
+        while not self._consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._consumer.subscribe([topic])
 
     def poll(self, max_records: int, timeout_s: float) -> list[EventEnvelope]:
         """See :class:`EventSource`."""
