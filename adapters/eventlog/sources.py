@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder
-from kafka import KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from modelyard.adapters.eventlog.envelope import EventEnvelope
@@ -93,6 +93,23 @@ class NotificationLogSource:
 TOPIC_WAIT_S = 10.0
 
 
+class _Logged(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Logs each rebalance's outcome: which member held which partitions, and when."""
+
+    def __init__(self, group_id: str) -> None:
+        self._group = group_id
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        log.info("group %s: partitions %s revoked", self._group, _numbers(revoked))
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("group %s: partitions %s assigned", self._group, _numbers(assigned))
+
+
+def _numbers(partitions: set[TopicPartition]) -> list[int]:
+    return sorted(tp.partition for tp in partitions)
+
+
 class KafkaSource:
     """A member of a consumer group on the events topic; commits offsets explicitly."""
 
@@ -113,7 +130,7 @@ class KafkaSource:
         deadline = time.monotonic() + TOPIC_WAIT_S
         while not self._consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
             time.sleep(0.1)
-        self._consumer.subscribe([topic])
+        self._consumer.subscribe([topic], listener=_Logged(group_id))
 
     def poll(self, max_records: int, timeout_s: float) -> list[EventEnvelope]:
         """See :class:`EventSource`."""

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -142,7 +142,8 @@ def test_a_killed_dispatcher_loses_nothing(
             webhook, secret = _subscribe(core, deployment, receiver.url)
             secrets[webhook.hex] = secret
         # The subscriptions are in the views, and both dispatchers are in the group.
-        _settle(core, secrets, settings.kafka_bootstrap, group, procs, logs=tmp_path)
+        with _logs_on_failure(tmp_path):
+            _settle(core, secrets, settings.kafka_bootstrap, group, procs)
         for deployment in deployments:
             at = _now()
             services.deployments.start_replica(
@@ -158,14 +159,16 @@ def test_a_killed_dispatcher_loses_nothing(
                     WithCapacity(deployment_id=deployment, capacity=capacity, at=_now())
                 )
         expected = DEPLOYMENTS * (1 + len(CAPACITIES))
-        receiver.wait_for(expected // 4, timeout=60)
-        victim = procs[1]
-        _until_in_flight(victim.pid, receiver)
-        victim.kill()  # SIGKILL: no goodbye to the group, no commit, deliveries cut mid-flight
-        victim.wait()
-        delivered = receiver.wait_for(expected, timeout=120)
-        # Until the survivor has re-read what the victim left (a repeat would arrive now).
-        _wait_all_final(core, expected)
+        with _logs_on_failure(tmp_path):
+            receiver.wait_for(expected // 4, timeout=60)
+            # Whichever dispatcher is sending now: the partitions (and so the deployments)
+            # each one holds are the broker's choice.
+            victim = _in_flight(procs[1:], receiver)
+            victim.kill()  # SIGKILL: no goodbye to the group, no commit, deliveries cut mid-flight
+            victim.wait()
+            receiver.wait_for(expected, timeout=120)
+            # Until the survivor has re-read what the victim left (a repeat would arrive now).
+            _wait_all_final(core, expected)
         time.sleep(1.0)
         delivered = receiver.delivered()
 
@@ -217,17 +220,28 @@ def _local_ports_to(pid: int, port: int) -> set[int]:
     return ports
 
 
-def _until_in_flight(pid: int, receiver: Receiver) -> None:
-    """Wait until the receiver is answering a request of ``pid``'s: the kill cuts a delivery."""
+def _in_flight(dispatchers: list[subprocess.Popen[bytes]], receiver: Receiver) -> subprocess.Popen[bytes]:
+    """The first of ``dispatchers`` seen with a request the receiver is answering: a kill now
+    cuts a delivery."""
     port = int(receiver.url.split(":")[2].split("/")[0])
     deadline = time.monotonic() + 30
     while True:
         with receiver.lock:
             busy = set(receiver.in_flight)
-        if busy & _local_ports_to(pid, port):
-            return
-        assert time.monotonic() < deadline, "the victim never had a delivery in flight"
+        for proc in dispatchers:
+            if busy & _local_ports_to(proc.pid, port):
+                return proc
+        assert time.monotonic() < deadline, "no dispatcher had a delivery in flight"
         time.sleep(0.005)
+
+
+@contextmanager
+def _logs_on_failure(folder: Path) -> Iterator[None]:
+    """A failed assertion inside carries the tail of each worker's log."""
+    try:
+        yield
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_tails(folder)}") from exc
 
 
 def _settle(
@@ -236,8 +250,6 @@ def _settle(
     bootstrap: str,
     group: str,
     procs: list[subprocess.Popen[bytes]],
-    *,
-    logs: Path,
 ) -> None:
     # Two processes joining a Kafka group and catching up their views: a minute or two on 2 cores.
     deadline = time.monotonic() + 150
@@ -251,8 +263,7 @@ def _settle(
         assert all(p.poll() is None for p in procs), "a worker died on start"
         assert time.monotonic() < deadline, (
             f"never settled: {seen} of {len(secrets)} subscriptions in the views, "
-            f"{'not asked' if members is None else members} of 2 dispatchers in a Stable group\n"
-            + _tails(logs)
+            f"{'not asked' if members is None else members} of 2 dispatchers in a Stable group"
         )
         time.sleep(0.2)
 
