@@ -78,7 +78,10 @@ class LlamaCppBackend:
         max_tokens = int(request.get("max_tokens") or self.context_window - prompt_tokens)
         if prompt_tokens + max_tokens > self.context_window:
             raise _overflow(prompt_tokens, max_tokens, self.context_window)
-        options = {
+        # No repetition penalty, as in OpenAI's API, vLLM and llama-cpp-python's own chat
+        # completion: the tool handler called directly defaults to 1.1, which changes the
+        # answer and costs about 0.2 ms a token (a pass over the whole vocabulary).
+        options: dict[str, Any] = {"repeat_penalty": 1.0} | {
             k: request[k] for k in ("temperature", "top_p", "stop", "seed") if request.get(k) is not None
         }
         if (grammar := response_grammar(request)) is not None:

@@ -273,3 +273,32 @@ def test_auto_tool_choice_streams_a_valid_answer(client: openai.OpenAI) -> None:
     else:
         assert calls == []
         assert text.strip()
+
+
+def test_a_greedy_answer_is_llama_cpps_own(client: openai.OpenAI) -> None:
+    """The same tokens as llama-cpp-python's own chat completion of the same GGUF: no sampling
+    default of the tool handler's (its repetition penalty of 1.1) changes the answer."""
+    from llama_cpp import Llama
+
+    messages = [{"role": "user", "content": "Explain in three sentences why the sky is blue."}]
+    llm = Llama(
+        model_path=gguf_paths("")["smollm2-135m"],
+        n_ctx=2048,
+        n_threads=2,
+        verbose=False,
+        chat_format="chatml-function-calling",
+    )
+
+    def own(**options: float) -> str:
+        answer = llm.create_chat_completion(messages=messages, temperature=0, max_tokens=48, **options)  # type: ignore[arg-type]
+        return str(answer["choices"][0]["message"]["content"])  # type: ignore[index]
+
+    expected = own()
+    assert own(repeat_penalty=1.1) != expected  # an answer that the penalty would change
+    reply = client.chat.completions.create(
+        model="smollm2-135m",
+        messages=messages,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=48,  # type: ignore[arg-type]
+    )
+    assert reply.choices[0].message.content == expected
