@@ -16,6 +16,9 @@ rounds taken in turn so that the machine's noise falls on every path alike:
 - throughput (tokens/s over all answers) of 4 concurrent clients on the one replica,
   against one client sending the same requests one after another.
 
+Against in-process llama.cpp, a path's decode ratio and added time to first token are the
+medians of each round's own, so that drift over the run does not fall between paths; the
+ratio of the decode medians follows in brackets.
 Every time to first token runs from the call, the in-process one's included: its chat
 template and tokenization happen before llama-cpp-python returns the stream, as they do
 inside the replica. Asserts nothing. Client, gateway and replica share this machine's cores.
@@ -272,13 +275,18 @@ def main() -> None:
             for name, turn in paths.items():
                 single[name].append(turn(question, args.tokens))
         print(f"one streamed answer, temperature 0, {args.tokens} tokens at most, median of {args.rounds}:")
-        own_rate = statistics.median(_rate(t) for t in single["in-process llama.cpp"])
-        own_ttft = statistics.median(t[0] for t in single["in-process llama.cpp"])
+        print("  (vs in-process: the median of each round's ratio and difference; [the ratio of medians])")
+        own = single["in-process llama.cpp"]
+        own_rate = statistics.median(_rate(t) for t in own)
         for name, runs in single.items():
             rate, ttft = statistics.median(_rate(t) for t in runs), statistics.median(t[0] for t in runs)
+            # Per round: the paths of one round run within seconds of each other, and the
+            # machine's speed drifts by more than the targets' margins over a whole run.
+            ratio = statistics.median(_rate(t) / _rate(o) for t, o in zip(runs, own, strict=True))
+            added = statistics.median(t[0] - o[0] for t, o in zip(runs, own, strict=True))
             print(
-                f"  {name:<28} decode {rate:6.1f} tok/s ({rate / own_rate:4.2f}x)   "
-                f"TTFT {ttft * 1000:7.1f} ms ({(ttft - own_ttft) * 1000:+6.1f} ms)   "
+                f"  {name:<28} decode {rate:6.1f} tok/s ({ratio:4.2f}x) [{rate / own_rate:4.2f}x]   "
+                f"TTFT {ttft * 1000:7.1f} ms ({added * 1000:+6.1f} ms)   "
                 f"[{min(t[2] for t in runs)}-{max(t[2] for t in runs)} tokens]"
             )
 
