@@ -14,10 +14,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from modelyard.adapters.engines.models import gguf_paths
 from modelyard.adapters.services.kafka import LocalKafka
 from modelyard.adapters.services.postgres import LocalPostgres
 from modelyard.adapters.services.ray import LocalRay
@@ -137,3 +139,19 @@ def ray_cluster() -> Iterator[RayCluster]:
         worker.down()
         head.down()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def plain_llama() -> Iterator[Any]:
+    """llama-cpp-python in this process with the backend's arguments and no prompt cache."""
+    from llama_cpp import Llama
+
+    llm = Llama(
+        model_path=gguf_paths("")["smollm2-135m"],
+        n_ctx=2048,
+        n_threads=2,
+        verbose=False,
+        chat_format="chatml-function-calling",
+    )
+    yield llm
+    llm.close()

@@ -17,8 +17,6 @@ import httpx
 import openai
 import pytest
 
-from modelyard.adapters.engines.models import gguf_paths
-
 from .conftest import Yard, free_port
 from .test_five_steps import poll_until
 
@@ -102,22 +100,6 @@ def test_a_second_turn_reuses_its_prompt_after_another_conversation(
         max_tokens=12,
     )
     assert answer == fresh["choices"][0]["message"]["content"]
-
-
-@pytest.fixture(scope="module")
-def plain_llama() -> Iterator[Any]:
-    """llama-cpp-python in this process with the backend's arguments and no prompt cache."""
-    from llama_cpp import Llama
-
-    llm = Llama(
-        model_path=gguf_paths("")["smollm2-135m"],
-        n_ctx=2048,
-        n_threads=2,
-        verbose=False,
-        chat_format="chatml-function-calling",
-    )
-    yield llm
-    llm.close()
 
 
 def test_a_full_queue_answers_503_with_retry_after(sdk: openai.OpenAI) -> None:

@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -275,23 +276,16 @@ def test_auto_tool_choice_streams_a_valid_answer(client: openai.OpenAI) -> None:
         assert text.strip()
 
 
-def test_a_greedy_answer_is_llama_cpps_own(client: openai.OpenAI) -> None:
+def test_a_greedy_answer_is_llama_cpps_own(client: openai.OpenAI, plain_llama: Any) -> None:
     """The same tokens as llama-cpp-python's own chat completion of the same GGUF: no sampling
     default of the tool handler's (its repetition penalty of 1.1) changes the answer."""
-    from llama_cpp import Llama
-
     messages = [{"role": "user", "content": "Explain in three sentences why the sky is blue."}]
-    llm = Llama(
-        model_path=gguf_paths("")["smollm2-135m"],
-        n_ctx=2048,
-        n_threads=2,
-        verbose=False,
-        chat_format="chatml-function-calling",
-    )
 
     def own(**options: float) -> str:
-        answer = llm.create_chat_completion(messages=messages, temperature=0, max_tokens=48, **options)  # type: ignore[arg-type]
-        return str(answer["choices"][0]["message"]["content"])  # type: ignore[index]
+        answer = plain_llama.create_chat_completion(
+            messages=messages, temperature=0, max_tokens=48, **options
+        )
+        return str(answer["choices"][0]["message"]["content"])
 
     expected = own()
     assert own(repeat_penalty=1.1) != expected  # an answer that the penalty would change
