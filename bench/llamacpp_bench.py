@@ -17,8 +17,9 @@ rounds taken in turn so that the machine's noise falls on every path alike:
   against one client sending the same requests one after another.
 
 Against in-process llama.cpp, a path's decode ratio and added time to first token are the
-medians of each round's own, so that drift over the run does not fall between paths; the
-ratio of the decode medians follows in brackets.
+medians of each round's own, so that drift over the run does not fall between paths (the
+decode ratio's quartiles show how far the rounds spread); the ratio of the decode medians
+follows in brackets.
 Every time to first token runs from the call, the in-process one's included: its chat
 template and tokenization happen before llama-cpp-python returns the stream, as they do
 inside the replica. Asserts nothing. Client, gateway and replica share this machine's cores.
@@ -282,11 +283,12 @@ def main() -> None:
             rate, ttft = statistics.median(_rate(t) for t in runs), statistics.median(t[0] for t in runs)
             # Per round: the paths of one round run within seconds of each other, and the
             # machine's speed drifts by more than the targets' margins over a whole run.
-            ratio = statistics.median(_rate(t) / _rate(o) for t, o in zip(runs, own, strict=True))
+            ratios = [_rate(t) / _rate(o) for t, o in zip(runs, own, strict=True)]
+            low, ratio, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
             added = statistics.median(t[0] - o[0] for t, o in zip(runs, own, strict=True))
             print(
-                f"  {name:<28} decode {rate:6.1f} tok/s ({ratio:4.2f}x) [{rate / own_rate:4.2f}x]   "
-                f"TTFT {ttft * 1000:7.1f} ms ({added * 1000:+6.1f} ms)   "
+                f"  {name:<28} decode {rate:6.1f} tok/s ({ratio:4.2f}x, quartiles {low:4.2f}-{high:4.2f}) "
+                f"[{rate / own_rate:4.2f}x]   TTFT {ttft * 1000:7.1f} ms ({added * 1000:+6.1f} ms)   "
                 f"[{min(t[2] for t in runs)}-{max(t[2] for t in runs)} tokens]"
             )
 
