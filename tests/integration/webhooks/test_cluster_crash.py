@@ -201,22 +201,27 @@ def _check(delivered: list[Received], secrets: dict[str, str], expected: int) ->
         assert len(order) == 1 + len(CAPACITIES)
 
 
-def _local_ports_to(pid: int, port: int) -> set[int]:
-    """The local ports of ``pid``'s TCP connections to ``port`` on loopback (from /proc)."""
-    inodes = set()
+def _connections_to(port: int) -> dict[str, int]:
+    """Socket inode to local port, of every TCP connection to ``port`` on loopback (from /proc)."""
+    found = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        if int(remote.split(":")[1], 16) == port:
+            found[inode] = int(local.split(":")[1], 16)
+    return found
+
+
+def _local_ports(pid: int, connections: dict[str, int]) -> set[int]:
+    """The local ports of those of ``connections`` that ``pid`` holds."""
+    ports = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
             target = os.readlink(fd)
         except OSError:
             continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    ports = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote, inode = fields[1], fields[2], fields[9]
-        if inode in inodes and int(remote.split(":")[1], 16) == port:
-            ports.add(int(local.split(":")[1], 16))
+        if target.startswith("socket:[") and target[8:-1] in connections:
+            ports.add(connections[target[8:-1]])
     return ports
 
 
@@ -228,8 +233,9 @@ def _in_flight(dispatchers: list[subprocess.Popen[bytes]], receiver: Receiver) -
     while True:
         with receiver.lock:
             busy = set(receiver.in_flight)
+        connections = _connections_to(port)  # read once a pass, for every dispatcher
         for proc in dispatchers:
-            if busy & _local_ports_to(proc.pid, port):
+            if busy & _local_ports(proc.pid, connections):
                 return proc
         assert time.monotonic() < deadline, "no dispatcher had a delivery in flight"
         time.sleep(0.005)
