@@ -30,6 +30,8 @@ Price = Annotated[int, Meta(ge=0, le=10**12)]
 # Statuses after which another target may well answer: rate limited, or the server failed.
 FALL_BACK_ON = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MICROS_PER_MILLION_TOKENS = 1_000_000
+# The longest line of server-sent events taken from an upstream or a replica.
+LINE_LIMIT = 1 << 20
 
 
 class Upstream(msgspec.Struct, frozen=True, kw_only=True):
@@ -159,8 +161,27 @@ class UpstreamClient:
                 said = answer if isinstance(answer, dict) else {}
                 raise UpstreamFailed(response.status, f"answered {response.status}", said)
             try:
-                async for line in response.content:
-                    if stripped := line.strip():
-                        yield stripped
+                async for line in event_lines(response.content):
+                    yield line
             except TimeoutError:
                 raise UpstreamFailed(504, "stopped answering mid-stream") from None
+
+
+async def event_lines(body: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The lines of a server-sent event stream that are not blank, stripped, as they come.
+
+    Read what has arrived in one go, not a line at a time: each of aiohttp's reads resumes
+    its parser and its transport, and an event is two lines (its data, then a blank one),
+    so one token cost the gateway two of each. A line over ``LINE_LIMIT`` is a ValueError.
+    """
+    rest = b""
+    async for data in body.iter_any():
+        lines = (rest + data).split(b"\n") if rest else data.split(b"\n")
+        rest = lines.pop()
+        if len(rest) > LINE_LIMIT:
+            raise ValueError(f"a server-sent event line over {LINE_LIMIT} bytes")
+        for line in lines:
+            if stripped := line.strip():
+                yield stripped
+    if stripped := rest.strip():
+        yield stripped

@@ -33,6 +33,7 @@ import aiohttp
 import anyio
 import msgspec
 
+from modelyard.adapters.engines.upstream import event_lines
 from modelyard.adapters.placement.balancer import least_loaded
 from modelyard.adapters.views.db import ViewDatabase
 from modelyard.api.errors import EngineBusy
@@ -304,9 +305,8 @@ class Forwarder:
         async with self._answering(dep_id, body) as response:
             if response.status != 200:
                 raise UpstreamRefused(response.status, _json_object(await response.read()))
-            async for line in response.content:
-                if stripped := line.strip():
-                    yield stripped
+            async for line in event_lines(response.content):
+                yield line
 
 
 class Relayed(msgspec.Struct, frozen=True, kw_only=True):
