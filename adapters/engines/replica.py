@@ -41,6 +41,7 @@ from litestar.types import Receive, Scope, Send
 from modelyard.adapters.engines import lifeline
 from modelyard.adapters.engines.backends import Backend, ContextOverflow, Refused, SimulatedBackend
 from modelyard.adapters.engines.metrics import MEDIA_TYPE, ReplicaMetrics
+from modelyard.adapters.engines.wire import Wire, wire_of, wired, write_chunk
 from modelyard.adapters.logs import LINE_FORMAT, configure_logging
 from modelyard.settings import load_log_settings, load_replica_settings
 
@@ -299,6 +300,11 @@ class Outlet:
     ``call_soon_threadsafe``; on the event loop one coroutine sends what has come, as it
     comes. Before, each token passed an ``asyncio.Queue`` and four generators, and on two
     cores that event-loop work comes out of llama.cpp's own threads.
+
+    Given the connection's ``wire``, the loop hands the socket to the engine thread the first
+    time it has sent all there was and nothing is on its way to it; from then on the engine
+    thread writes each event itself (wire.py). What the socket does not take at once goes
+    back to the loop, which writes it and sends the rest.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -313,20 +319,55 @@ class Outlet:
         # Events not sent yet, and what wakes the sender when one comes.
         self._held: list[bytes] = []
         self._wake: asyncio.Future[None] | None = None
+        # The connection, and whether its socket is still to be handed to the engine thread.
+        self.wire: Wire | None = None
+        self._handing = True
+        # The socket the engine thread writes on, and the engine thread's calls the loop has
+        # not run yet (the socket is handed over only when there are none); both under the lock.
+        self._fd: int | None = None
+        self._pending = 0
+        self._lock = threading.Lock()
 
     # Called on the engine thread.
 
     def put(self, data: bytes) -> None:
         """Send ``data`` after what came before it."""
-        self._loop.call_soon_threadsafe(self._put, data)
+        with self._lock:
+            fd = self._fd
+            if fd is None:
+                self._call(self._put, data)
+                return
+        try:
+            rest = write_chunk(fd, data)
+        except OSError:  # the client is gone
+            self.cancel.set()
+            rest = b""
+        else:
+            if not rest:
+                return
+        with self._lock:
+            self._fd = None
+            if rest and self.wire is not None:  # always: the socket came from it
+                self._call(self._written, self.wire, rest)
+        os.close(fd)
 
     def fail(self, exc: Exception) -> None:
         """The engine failed with ``exc``."""
-        self._loop.call_soon_threadsafe(self._fail, exc)
+        with self._lock:
+            self._call(self._fail, exc)
 
     def end(self) -> None:
         """The engine is done: the stream's last event follows what came before."""
-        self._loop.call_soon_threadsafe(self._end)
+        with self._lock:
+            fd, self._fd = self._fd, None
+            self._call(self._end)
+        if fd is not None:
+            os.close(fd)
+
+    def _call(self, callback: Callable[..., None], *args: Any) -> None:
+        """``callback(*args)`` on the loop, counted until it has run; under the lock."""
+        self._pending += 1
+        self._loop.call_soon_threadsafe(callback, *args)
 
     # On the event loop.
 
@@ -338,6 +379,8 @@ class Outlet:
         try:
             while self._held or not self.ended.done():
                 if not self._held:
+                    if self._handing and self.wire is not None:
+                        self._hand_over(self.wire)
                     self._wake = self._loop.create_future()
                     await self._wake
                     continue
@@ -357,21 +400,45 @@ class Outlet:
             pass
         self.cancel.set()
 
+    def _hand_over(self, wire: Wire) -> None:
+        """Give the engine thread the socket, if all it was given is sent and nothing else is
+        on its way (else the engine thread's next event would overtake them)."""
+        with self._lock:
+            if self._pending or self.ended.done():
+                return
+            self._fd = wire.take()
+            self._handing = self._fd is None
+
+    def _ran(self) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def _written(self, wire: Wire, rest: bytes) -> None:
+        """Write what the engine thread could not; its events come through the loop from now."""
+        self._ran()
+        wire.write(rest)
+
     def _put(self, data: bytes) -> None:
+        self._ran()
+        self._hold(data)
+
+    def _hold(self, data: bytes) -> None:
         self._held.append(data)
         if not self.first.done():
             self.first.set_result(None)
         self._woken()
 
     def _fail(self, exc: Exception) -> None:
+        self._ran()
         done = self.ended if self.first.done() else self.first
         if not done.done():
             done.set_exception(exc)
         self._woken()
 
     def _end(self) -> None:
+        self._ran()
         if not self.ended.done():
-            self._put(b"data: [DONE]\n\n")
+            self._hold(b"data: [DONE]\n\n")
             self.ended.set_result(None)
         self._woken()
 
@@ -410,6 +477,7 @@ class _OutletResponse(ASGIStreamingResponse):
             self.outlet.cancel.set()
             self.outlet.sent(False)
             raise
+        self.outlet.wire = wire_of(scope)
         await self.outlet.run(send, receive)
 
 
@@ -685,7 +753,12 @@ def main() -> None:
         # No access line per request here: the gateway logs each one. log_config=None keeps
         # uvicorn's own records in the process's format.
         uvicorn.run(
-            app, host=args.host, port=args.port, log_level=level.lower(), log_config=None, access_log=False
+            wired(app),
+            host=args.host,
+            port=args.port,
+            log_level=level.lower(),
+            log_config=None,
+            access_log=False,
         )
     except Exception:
         # Standard error goes to the log through a daemon thread that may not outlive this.
