@@ -31,13 +31,10 @@ TOKEN = "wire-test-token"
 @contextmanager
 def _serving(backend: SimulatedBackend) -> Iterator[tuple[int, uvicorn.Server]]:
     """(port, server) of the replica's app over ``backend``, served in a thread."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
     config = uvicorn.Config(
         wired(build_app(Replica(backend), TOKEN)),
         host="127.0.0.1",
-        port=port,
+        port=0,  # the system's choice, read back once it listens
         loop="uvloop",
         http="httptools",
         lifespan="off",
@@ -52,7 +49,7 @@ def _serving(backend: SimulatedBackend) -> Iterator[tuple[int, uvicorn.Server]]:
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.01)
     try:
-        yield port, server
+        yield int(server.servers[0].sockets[0].getsockname()[1]), server
     finally:
         server.should_exit = True
         thread.join(timeout=10)
