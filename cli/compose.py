@@ -88,10 +88,9 @@ WORKERS = (
 )  # fmt: skip
 # How stale the workers' health on /health may be (see _health_of).
 HEALTH_TTL_S = 0.5
-# The Kafka consumer group every views worker of a cluster shares.
+# The Kafka consumer groups every views worker and every webhook dispatcher of a cluster
+# share, each named per events topic (consumer_group).
 VIEWS_GROUP = "modelyard-views"
-# The Kafka consumer group every webhook dispatcher of a cluster shares (one per events topic,
-# so clusters sharing a broker never rebalance each other).
 WEBHOOKS_GROUP = "modelyard-webhooks"
 
 
@@ -180,11 +179,21 @@ def opened_core(settings: Settings) -> Iterator[Core]:
         )
 
 
+def consumer_group(name: str, settings: Settings) -> str:
+    """The Kafka consumer group ``name`` of this cluster: one per events topic, so clusters
+    sharing a broker never rebalance each other. One views group for every topic let a new
+    cluster's views worker join, take the group's leader's assignment for a topic that
+    leader did not know, and keep no partition."""
+    return f"{name}.{settings.kafka_topic}"
+
+
 def views_source(core: Core) -> EventSource:
     """Kafka in cluster mode, the store's own log (after the views' position) in the embedded default."""
     settings = core.settings
     if settings.uses_kafka:
-        return KafkaSource(settings.kafka_bootstrap, settings.kafka_topic, VIEWS_GROUP)
+        return KafkaSource(
+            settings.kafka_bootstrap, settings.kafka_topic, consumer_group(VIEWS_GROUP, settings)
+        )
     return NotificationLogSource(core.store.recorder, start_after=log_position(core.views, all_projections()))
 
 
@@ -349,7 +358,7 @@ def webhook_dispatcher(core: Core) -> WebhookDispatcher:
 
     def source() -> EventSource:
         if settings.uses_kafka:
-            group = f"{WEBHOOKS_GROUP}.{settings.kafka_topic}"
+            group = consumer_group(WEBHOOKS_GROUP, settings)
             return KafkaSource(settings.kafka_bootstrap, settings.kafka_topic, group)
         assert stored is not None
         return NotificationLogSource(core.store.recorder, start_after=stored.load())

@@ -35,7 +35,7 @@ from modelyard.adapters.services.postgres import LocalPostgres
 from modelyard.adapters.state import webhooks as stored
 from modelyard.adapters.webhooks.dead_letters import dead_letter_topic
 from modelyard.adapters.webhooks.signing import new_webhook_secret
-from modelyard.cli.compose import WEBHOOKS_GROUP, Core, build_workers, opened_core, running
+from modelyard.cli.compose import WEBHOOKS_GROUP, Core, build_workers, consumer_group, opened_core, running
 from modelyard.domain.accounts.service import AddCredits, OpenAccount
 from modelyard.domain.deployments.service import OnDeployment, ReplicaCommand, RequestDeployment, WithCapacity
 from modelyard.domain.webhooks.service import SubscribeWebhook
@@ -110,7 +110,7 @@ def test_a_killed_dispatcher_loses_nothing(
     cluster_env: dict[str, str], receiver: Receiver, tmp_path: Path
 ) -> None:
     settings = load_settings(cluster_env)
-    group = f"{WEBHOOKS_GROUP}.{settings.kafka_topic}"
+    group = consumer_group(WEBHOOKS_GROUP, settings)
     receiver.delay_s = 0.15  # slow enough that deliveries are in flight when one is killed
     with ExitStack() as stack:
         core = stack.enter_context(opened_core(settings))
